@@ -1,0 +1,156 @@
+//! What the node tells its user: typed events, rendered by `render`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::peer_table::PeerStatus;
+
+/// A peer as shown to the user: its name (if it has sent one) and the address to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    pub name: Option<String>,
+    pub ip: IpAddr,
+    /// `None` for the variant that carries no listening port (`NAME: TEXT`).
+    pub port: Option<u16>,
+}
+
+impl PeerView {
+    pub fn new(name: Option<String>, addr: SocketAddr) -> Self {
+        PeerView {
+            name,
+            ip: addr.ip(),
+            port: Some(addr.port()),
+        }
+    }
+
+    /// `NAME`, or `Unknown` as the original says until the peer has sent something.
+    pub fn name_or_unknown(&self) -> &str {
+        self.name.as_deref().unwrap_or("Unknown")
+    }
+
+    /// `IP:PORT` (`[v6]:PORT`), or `IP` alone when the port is unknown.
+    pub fn addr_text(&self) -> String {
+        match self.port {
+            Some(port) => SocketAddr::new(self.ip, port).to_string(),
+            None => self.ip.to_string(),
+        }
+    }
+}
+
+/// One row of the peer list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    /// 1-based, as typed in `#N`.
+    pub index: usize,
+    pub peer: PeerView,
+    pub status: PeerStatus,
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// Nothing listens on that port.
+    Refused,
+    /// The peer reset the connection: it did not read the whole message.
+    Reset,
+    /// The connection was not established before the deadline.
+    ConnectTimedOut,
+    /// The message could not be written before the deadline.
+    WriteTimedOut,
+    /// The message waited behind earlier ones to the same peer until its deadline.
+    QueueTimedOut,
+    /// The node quit before this send could finish.
+    Quit,
+    /// Any other socket error, as the OS words it.
+    Io(String),
+}
+
+impl fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendFailure::Refused => f.write_str("connection refused (nothing listens there)"),
+            SendFailure::Reset => f.write_str("connection reset by peer (message not read)"),
+            SendFailure::ConnectTimedOut => f.write_str("timed out connecting"),
+            SendFailure::WriteTimedOut => f.write_str("timed out writing"),
+            SendFailure::QueueTimedOut => {
+                f.write_str("timed out waiting for earlier messages to this peer")
+            }
+            SendFailure::Quit => f.write_str("node quit before the send finished"),
+            SendFailure::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl SendFailure {
+    /// A short stable word for scripts (`--json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SendFailure::Refused => "refused",
+            SendFailure::Reset => "reset",
+            SendFailure::ConnectTimedOut => "connect_timeout",
+            SendFailure::WriteTimedOut => "write_timeout",
+            SendFailure::QueueTimedOut => "queue_timeout",
+            SendFailure::Quit => "quit",
+            SendFailure::Io(_) => "io",
+        }
+    }
+}
+
+/// How a finished send went, as the reactor observed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Written, and the peer closed cleanly after reading it.
+    Delivered,
+    /// Written, but the peer still held the connection open at the deadline.
+    Unconfirmed,
+    Failed(SendFailure),
+}
+
+/// What kind of message a send carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Text,
+    Connect,
+    Exit,
+}
+
+/// Everything the node shows its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Listening {
+        addr: SocketAddr,
+        name: String,
+    },
+    NewPeer(PeerView),
+    ConnectedWithYou(PeerView),
+    Message {
+        from: PeerView,
+        text: String,
+    },
+    PeerLeft(PeerView),
+    /// A peer's header claims another host than the socket shows (once per peer).
+    AddressMismatch {
+        peer: PeerView,
+        claimed: String,
+    },
+    /// A send finished: delivered (`confirmed`) or written but not confirmed.
+    Sent {
+        to: PeerView,
+        purpose: Purpose,
+        text: String,
+        confirmed: bool,
+    },
+    SendFailed {
+        to: PeerView,
+        purpose: Purpose,
+        text: String,
+        reason: SendFailure,
+    },
+    Peers(Vec<PeerRow>),
+    /// Peers not yet connected (menu 3), numbered for the menu's index question.
+    ConnectCandidates(Vec<PeerRow>),
+    /// Something the user asked cannot be done; the text says what and what to do.
+    Refused(String),
+    Exiting,
+}

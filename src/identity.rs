@@ -1,0 +1,90 @@
+//! Who a peer is: the identity rule.
+//!
+//! A peer is its host and its *listening* port. The host is taken from the socket (the
+//! kernel's word), never from the header (the sender's word). Every address of this machine
+//! (127.0.0.0/8, `::1`, and each interface address) names the same host, so a node reached
+//! as 127.0.0.1 and as 192.168.1.5 is one peer, not two. See PROTOCOL.md, "Identity".
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// The canonical identity of a peer: host (canonicalised) and listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub SocketAddr);
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The addresses of this machine, learnt once at start-up by the reactor.
+#[derive(Debug, Clone, Default)]
+pub struct LocalAddrs {
+    addrs: HashSet<IpAddr>,
+}
+
+/// Every address of this machine canonicalises to this one.
+pub const LOCAL_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+impl LocalAddrs {
+    pub fn new(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        LocalAddrs {
+            addrs: addrs.into_iter().map(unmap).collect(),
+        }
+    }
+
+    /// Is `ip` an address of this machine?
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        ip.is_loopback() || ip.is_unspecified() || self.addrs.contains(&ip)
+    }
+
+    /// The canonical form of a host address: [`LOCAL_HOST`] for any address of this
+    /// machine, IPv4 for IPv4-mapped IPv6, otherwise unchanged.
+    pub fn canonical(&self, ip: IpAddr) -> IpAddr {
+        if self.is_local(ip) { LOCAL_HOST } else { unmap(ip) }
+    }
+
+    /// The key of the peer listening on `port` at `ip`.
+    pub fn key(&self, ip: IpAddr, port: u16) -> PeerKey {
+        PeerKey(SocketAddr::new(self.canonical(ip), port))
+    }
+}
+
+/// `::ffff:a.b.c.d` is the IPv4 host `a.b.c.d`.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_address_of_this_machine_is_one_host() {
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        let local = LocalAddrs::new([lan]);
+        let k = local.key(LOCAL_HOST, 9000);
+        for ip in ["127.0.0.1", "127.0.1.1", "192.168.1.5", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(local.key(ip.parse().unwrap(), 9000), k, "{ip}");
+        }
+        assert_ne!(local.key(LOCAL_HOST, 9001), k);
+    }
+
+    #[test]
+    fn other_hosts_keep_their_address() {
+        let local = LocalAddrs::new([]);
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(local.canonical(ip), ip);
+        assert_eq!(local.canonical("::ffff:10.0.0.7".parse().unwrap()), ip);
+        assert!(!local.is_local(ip));
+    }
+}
