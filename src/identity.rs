@@ -44,7 +44,11 @@ impl LocalAddrs {
     /// The canonical form of a host address: [`LOCAL_HOST`] for any address of this
     /// machine, IPv4 for IPv4-mapped IPv6, otherwise unchanged.
     pub fn canonical(&self, ip: IpAddr) -> IpAddr {
-        if self.is_local(ip) { LOCAL_HOST } else { unmap(ip) }
+        if self.is_local(ip) {
+            LOCAL_HOST
+        } else {
+            unmap(ip)
+        }
     }
 
     /// The key of the peer listening on `port` at `ip`.
@@ -73,7 +77,13 @@ mod tests {
         let lan: IpAddr = "192.168.1.5".parse().unwrap();
         let local = LocalAddrs::new([lan]);
         let k = local.key(LOCAL_HOST, 9000);
-        for ip in ["127.0.0.1", "127.0.1.1", "192.168.1.5", "::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "127.0.1.1",
+            "192.168.1.5",
+            "::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert_eq!(local.key(ip.parse().unwrap(), 9000), k, "{ip}");
         }
         assert_ne!(local.key(LOCAL_HOST, 9001), k);

@@ -378,7 +378,7 @@ impl PeerTable {
     }
 
     fn enqueue(&mut self, now: Instant, key: PeerKey, dial: SocketAddr, text: &str, p: Purpose) {
-        if self.quit_deadline.is_some() && p != Purpose::Exit {
+        if self.exited || (self.quit_deadline.is_some() && p != Purpose::Exit) {
             self.refuse("the node is quitting: message not sent".to_owned());
             return;
         }
@@ -485,7 +485,10 @@ impl PeerTable {
 
     fn connect_pending(&self, key: &PeerKey) -> bool {
         self.outboxes.get(key).is_some_and(|o| {
-            o.in_flight.iter().chain(o.queue.iter()).any(|m| m.purpose == Purpose::Connect)
+            o.in_flight
+                .iter()
+                .chain(o.queue.iter())
+                .any(|m| m.purpose == Purpose::Connect)
         })
     }
 
@@ -606,9 +609,14 @@ impl PeerTable {
                 return;
             };
             self.queued_deadlines.remove(&(next.deadline, next.id));
-            if next.deadline <= now {
+            let late = match () {
+                _ if self.exited => Some(SendFailure::Quit),
+                _ if next.deadline <= now => Some(SendFailure::QueueTimedOut),
+                _ => None,
+            };
+            if let Some(reason) = late {
                 self.sends.remove(&next.id);
-                self.finish(next, SendOutcome::Failed(SendFailure::QueueTimedOut));
+                self.finish(next, SendOutcome::Failed(reason));
                 continue;
             }
             self.start(next);
@@ -672,7 +680,10 @@ impl PeerTable {
             }
         }
         if counted != self.sends.len() {
-            return Err(format!("{} sends indexed, {counted} found", self.sends.len()));
+            return Err(format!(
+                "{} sends indexed, {counted} found",
+                self.sends.len()
+            ));
         }
         if self.peers.contains_key(&self.self_key) {
             return Err("the node lists itself".to_owned());

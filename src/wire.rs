@@ -396,8 +396,13 @@ mod tests {
 
     #[test]
     fn encode_is_the_original_bytes() {
-        let out = encode(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 9000, "alice", "hi there")
-            .unwrap();
+        let out = encode(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+            9000,
+            "alice",
+            "hi there",
+        )
+        .unwrap();
         assert_eq!(out, b"10.0.0.5:9000 alice hi there");
         let out6 = encode("::1".parse().unwrap(), 9000, "a", "x").unwrap();
         assert_eq!(out6, b"[::1]:9000 a x");
@@ -408,7 +413,10 @@ mod tests {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
         let header = "127.0.0.1:9000 a ".len();
         let fits = "x".repeat(LEGACY_READ_SIZE - header);
-        assert_eq!(encode(ip, 9000, "a", &fits).unwrap().len(), LEGACY_READ_SIZE);
+        assert_eq!(
+            encode(ip, 9000, "a", &fits).unwrap().len(),
+            LEGACY_READ_SIZE
+        );
         let over = "x".repeat(LEGACY_READ_SIZE - header + 1);
         assert_eq!(
             encode(ip, 9000, "a", &over),
@@ -504,7 +512,12 @@ mod tests {
             (b"team: ", WireError::NoText),
         ];
         for (input, want) in cases {
-            assert_eq!(parse(input).as_ref(), Err(want), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                parse(input).as_ref(),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         let long_name = format!("1.2.3.4:9000 {} t", "n".repeat(MAX_NAME + 1));
         assert_eq!(parse(long_name.as_bytes()), Err(WireError::NameTooLong));

@@ -1,0 +1,291 @@
+//! The command line and the node's settings.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Exit codes, documented in README.md.
+pub mod exit_code {
+    /// Normal quit (`0`, `/quit`, end of input, SIGINT/SIGTERM).
+    pub const OK: i32 = 0;
+    /// A runtime failure after start-up (the poll loop failed).
+    pub const RUNTIME: i32 = 1;
+    /// Bad command line or missing name/port without a terminal to ask on.
+    pub const USAGE: i32 = 2;
+    /// Could not listen: port in use, no permission, address not on this machine.
+    pub const LISTEN: i32 = 3;
+}
+
+/// A terminal peer-to-peer chat node that speaks the legacy course protocol.
+#[derive(Debug, Parser)]
+#[command(name = "p2pchat", version, about, long_about = None)]
+pub struct Cli {
+    /// Your name as peers see it (no spaces). Asked for when missing and stdin is a terminal.
+    #[arg(long, env = "P2PCHAT_NAME")]
+    pub name: Option<String>,
+    /// Port to listen on; 0 picks a free one. Asked for when missing and stdin is a terminal.
+    #[arg(long, env = "P2PCHAT_PORT")]
+    pub port: Option<u16>,
+    /// Local IP to listen on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind: IpAddr,
+    /// IP to put in message headers [default: the local address of each outgoing
+    /// connection, i.e. the address the peer sees us at].
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+    /// A mandatory peer, greeted at start-up (repeatable).
+    #[arg(long = "peer", value_name = "IP:PORT")]
+    pub peers: Vec<SocketAddr>,
+    /// Text sent to each --peer at start-up.
+    #[arg(long, default_value = "hello", value_name = "TEXT")]
+    pub greeting: String,
+    /// Send deadline in seconds: connect, write and confirmation must finish within it.
+    #[arg(long, default_value = "20", value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Duration,
+    /// Largest inbound message in bytes; a longer stream is dropped and its connection closed.
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub max_message: usize,
+    /// Deadline in seconds for a whole inbound message (not an idle timer).
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
+    pub read_timeout: Duration,
+    /// Most inbound connections open at once; more are accepted and closed at once.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_inbound: usize,
+    /// Most inbound connections open at once from one source IP.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_inbound_per_ip: usize,
+    /// One JSON object per line on stdout, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// More log detail on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("{s} is out of range (0 < SECS <= 86400)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Everything the reactor needs to run a node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub advertise: Option<IpAddr>,
+    pub peers: Vec<SocketAddr>,
+    pub greeting: String,
+    pub timeout: Duration,
+    pub max_message: usize,
+    pub read_timeout: Duration,
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
+    pub json: bool,
+}
+
+impl Config {
+    /// A node on loopback with defaults; handy for tests and the load tool.
+    pub fn loopback(name: &str) -> Config {
+        Config {
+            name: name.to_owned(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            advertise: None,
+            peers: Vec::new(),
+            greeting: "hello".to_owned(),
+            timeout: Duration::from_secs(20),
+            max_message: 64 * 1024,
+            read_timeout: Duration::from_secs(10),
+            max_inbound: 1024,
+            max_inbound_per_ip: 256,
+            json: false,
+        }
+    }
+}
+
+/// Why the settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    BadName(String),
+    BadPort(String),
+    Missing(&'static str),
+    BadGreeting(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::BadName(why) => write!(f, "bad name: {why}"),
+            ConfigError::BadPort(s) => write!(f, "bad port {s:?}: use a number from 0 to 65535"),
+            ConfigError::Missing(what) => write!(
+                f,
+                "no {what} given and stdin is not a terminal: pass --{what} (or set P2PCHAT_{})",
+                what.to_uppercase()
+            ),
+            ConfigError::BadGreeting(why) => write!(f, "bad --greeting: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Checks a node name: what peers will parse as one header word.
+pub fn check_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::BadName("it is empty".into()));
+    }
+    if name.len() > crate::wire::MAX_NAME {
+        return Err(ConfigError::BadName(format!(
+            "longer than {} bytes",
+            crate::wire::MAX_NAME
+        )));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::BadName(
+            "it contains spaces or control characters (peers split on spaces)".into(),
+        ));
+    }
+    if name.ends_with(':') {
+        return Err(ConfigError::BadName("it must not end with ':'".into()));
+    }
+    Ok(())
+}
+
+/// Builds the [`Config`] from the command line, asking `ask` (a terminal prompt, or `None`
+/// when there is no terminal) for a missing name or port.
+pub fn from_cli(
+    cli: Cli,
+    mut ask: Option<&mut dyn FnMut(&str) -> Option<String>>,
+) -> Result<Config, ConfigError> {
+    let name = match cli.name {
+        Some(n) => n,
+        None => match ask.as_mut() {
+            Some(ask) => ask("Enter your name (without spaces): ")
+                .ok_or(ConfigError::Missing("name"))?
+                .trim()
+                .to_owned(),
+            None => return Err(ConfigError::Missing("name")),
+        },
+    };
+    check_name(&name)?;
+    let port = match cli.port {
+        Some(p) => p,
+        None => match ask.as_mut() {
+            Some(ask) => {
+                let s = ask("Enter your port number: ").ok_or(ConfigError::Missing("port"))?;
+                let s = s.trim();
+                s.parse::<u16>()
+                    .map_err(|_| ConfigError::BadPort(s.to_owned()))?
+            }
+            None => return Err(ConfigError::Missing("port")),
+        },
+    };
+    if cli.greeting.is_empty() || cli.greeting.contains(['\n', '\r']) {
+        return Err(ConfigError::BadGreeting(
+            "must be one non-empty line".into(),
+        ));
+    }
+    Ok(Config {
+        name,
+        listen: SocketAddr::new(cli.bind, port),
+        advertise: cli.advertise,
+        peers: cli.peers,
+        greeting: cli.greeting,
+        timeout: cli.timeout,
+        max_message: cli.max_message.max(1),
+        read_timeout: cli.read_timeout,
+        max_inbound: cli.max_inbound.max(1),
+        max_inbound_per_ip: cli.max_inbound_per_ip.max(1),
+        json: cli.json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("p2pchat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = cli(&[
+            "--name",
+            "al",
+            "--port",
+            "0",
+            "--peer",
+            "127.0.0.1:9",
+            "--peer",
+            "[::1]:8",
+            "--timeout",
+            "1.5",
+            "--json",
+            "-vv",
+        ])
+        .unwrap();
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.timeout, Duration::from_millis(1500));
+        assert_eq!(c.verbose, 2);
+        let cfg = from_cli(c, None).unwrap();
+        assert_eq!(cfg.listen.port(), 0);
+        assert_eq!(cfg.name, "al");
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(cli(&["--port", "65536"]).is_err());
+        assert!(cli(&["--port", "abc"]).is_err());
+        assert!(cli(&["--peer", "1.2.3.4"]).is_err());
+        assert!(cli(&["--bind", "nonsense"]).is_err());
+        assert!(cli(&["--timeout", "0"]).is_err());
+        assert!(cli(&["--timeout", "-3"]).is_err());
+        assert!(cli(&["-v", "-q"]).is_err());
+    }
+
+    #[test]
+    fn missing_name_without_terminal_is_a_usage_error() {
+        let c = cli(&["--port", "1"]).unwrap();
+        assert!(matches!(
+            from_cli(c, None),
+            Err(ConfigError::Missing("name"))
+        ));
+        let c = cli(&["--name", "a"]).unwrap();
+        assert!(matches!(
+            from_cli(c, None),
+            Err(ConfigError::Missing("port"))
+        ));
+    }
+
+    #[test]
+    fn prompts_are_used_when_given() {
+        let c = cli(&[]).unwrap();
+        let mut answers = vec!["9000\n".to_owned(), "bob\n".to_owned()];
+        let mut asked = Vec::new();
+        let mut ask = |q: &str| {
+            asked.push(q.to_owned());
+            answers.pop()
+        };
+        let cfg = from_cli(c, Some(&mut ask)).unwrap();
+        assert_eq!((cfg.name.as_str(), cfg.listen.port()), ("bob", 9000));
+        assert_eq!(asked[0], "Enter your name (without spaces): ");
+    }
+
+    #[test]
+    fn names_that_would_break_the_header_are_refused() {
+        for bad in ["", "a b", "a\tb", "a\u{1b}", "team:", &"n".repeat(300)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("alice-42_é").unwrap();
+    }
+}

@@ -1,0 +1,406 @@
+//! What the user types: the original's numbered menu and one-line `/` commands.
+//!
+//! [`Console`] is a pure state machine: feed it one line at a time, get back commands for
+//! the peer table and text to show (prompts, hints). The menu's questions ("Enter
+//! recipient's IP address: " ...) are states, so typing `1` walks the same steps as the
+//! original, and a script can type the same answers on the following lines.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::peer_table::{Target, Which};
+
+pub const MENU: &str = "***** Menu *****\n1. Send message\n2. Query active peers\n3. Connect to active peers\n0. Quit\n";
+pub const CHOICE: &str = "Enter choice: ";
+const ASK_IP: &str = "Enter recipient's IP address: ";
+const ASK_PORT: &str = "Enter recipient's port number: ";
+const ASK_TEXT: &str = "Enter your message (type exit to disconnect): ";
+const ASK_INDEX: &str = "Enter the index of the peer to connect to (Enter 0 to connect to all): ";
+
+pub const HELP: &str = "\
+Commands:
+  /send ADDR TEXT     send TEXT; ADDR is IP:PORT, #N from the peer list, or a peer's name
+  /peers              list active peers
+  /connect [all]      send 'connect' to every peer not yet connected
+  /connect #N ...     send 'connect' to the listed peers
+  /quit               send 'exit' to every peer and leave (also: end of input, Ctrl-D)
+  /help               this text
+Or use the menu: 1 send message, 2 query active peers, 3 connect to active peers, 0 quit.
+";
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send {
+        target: Target,
+        text: String,
+    },
+    Peers,
+    /// Show the peers not yet connected (menu 3's list).
+    ConnectCandidates,
+    Connect(Which),
+    Quit,
+}
+
+/// One thing the console wants done or shown, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Run(Command),
+    /// A question, shown without a newline (only when a person is typing).
+    Prompt(&'static str),
+    /// A full line or block of text for the user (help, a hint about a mistake).
+    Say(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Choice,
+    AskIp,
+    AskPort(IpAddr),
+    AskText(SocketAddr),
+    AskIndex,
+}
+
+/// The menu and command-line state machine. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Console {
+    state: State,
+}
+
+impl Console {
+    pub fn new() -> Self {
+        Console::default()
+    }
+
+    /// Is the console in the middle of a menu question?
+    pub fn in_dialog(&self) -> bool {
+        self.state != State::Choice
+    }
+
+    /// The question currently awaiting an answer.
+    pub fn current_prompt(&self) -> &'static str {
+        match self.state {
+            State::Choice => CHOICE,
+            State::AskIp => ASK_IP,
+            State::AskPort(_) => ASK_PORT,
+            State::AskText(_) => ASK_TEXT,
+            State::AskIndex => ASK_INDEX,
+        }
+    }
+
+    /// Feeds one line (without its newline). `candidates` is how many peers are not yet
+    /// connected, so menu 3 can say there are none without asking for an index.
+    pub fn feed(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
+        let line = line.trim_end_matches(['\r', '\n']);
+        let state = std::mem::take(&mut self.state);
+        let mut replies = match state {
+            State::Choice => self.choice(line.trim(), candidates),
+            State::AskIp => self.ask_ip(line.trim()),
+            State::AskPort(ip) => match parse_port(line.trim()) {
+                Some(port) => self.ask(State::AskText(SocketAddr::new(ip, port))),
+                None => vec![say(format!(
+                    "{:?} is not a port number (1-65535)",
+                    line.trim()
+                ))],
+            },
+            State::AskText(addr) => match line {
+                "" => vec![say("empty message: nothing sent".to_owned())],
+                text => vec![Reply::Run(Command::Send {
+                    target: Target::Addr(addr),
+                    text: text.to_owned(),
+                })],
+            },
+            State::AskIndex => match line.trim().parse::<usize>() {
+                Ok(0) => vec![Reply::Run(Command::Connect(Which::All))],
+                Ok(i) => vec![Reply::Run(Command::Connect(Which::Candidate(i)))],
+                Err(_) => vec![say(format!("{:?} is not an index", line.trim()))],
+            },
+        };
+        if self.state == State::Choice {
+            replies.push(Reply::Prompt(CHOICE));
+        }
+        replies
+    }
+
+    fn ask(&mut self, next: State) -> Vec<Reply> {
+        self.state = next;
+        vec![Reply::Prompt(self.current_prompt())]
+    }
+
+    fn ask_ip(&mut self, line: &str) -> Vec<Reply> {
+        if let Some(addr) = parse_socket_addr(line) {
+            return self.ask(State::AskText(addr));
+        }
+        match parse_ip(line) {
+            Some(ip) => self.ask(State::AskPort(ip)),
+            None => vec![say(format!("{line:?} is not an IP address"))],
+        }
+    }
+
+    fn choice(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
+        match line {
+            "" => vec![],
+            "1" => self.ask(State::AskIp),
+            "2" => vec![Reply::Run(Command::Peers)],
+            "3" if candidates == 0 => vec![Reply::Run(Command::ConnectCandidates)],
+            "3" => {
+                let mut r = vec![Reply::Run(Command::ConnectCandidates)];
+                r.extend(self.ask(State::AskIndex));
+                r
+            }
+            "0" => vec![Reply::Run(Command::Quit)],
+            _ if line.starts_with('/') => parse_command(line),
+            _ => vec![say(
+                "unknown choice: type 1, 2, 3 or 0, or /help for commands".to_owned(),
+            )],
+        }
+    }
+}
+
+fn say(s: String) -> Reply {
+    Reply::Say(s)
+}
+
+/// Parses a `/` command line.
+fn parse_command(line: &str) -> Vec<Reply> {
+    let (word, rest) = match line.split_once(char::is_whitespace) {
+        Some((w, r)) => (w, r.trim()),
+        None => (line, ""),
+    };
+    let cmd = match word {
+        "/send" | "/s" | "/msg" => return parse_send(rest),
+        "/peers" | "/list" | "/p" => Command::Peers,
+        "/connect" | "/c" => return parse_connect(rest),
+        "/quit" | "/q" => Command::Quit,
+        "/help" | "/h" | "/?" => return vec![say(HELP.trim_end().to_owned())],
+        other => {
+            return vec![say(format!("unknown command {other:?}: type /help"))];
+        }
+    };
+    if !rest.is_empty() {
+        return vec![say(format!("{word} takes no arguments"))];
+    }
+    vec![Reply::Run(cmd)]
+}
+
+fn parse_send(rest: &str) -> Vec<Reply> {
+    let Some((addr, text)) = rest.split_once(char::is_whitespace) else {
+        return vec![say(
+            "usage: /send ADDR TEXT (ADDR: IP:PORT, #N or a name)".to_owned()
+        )];
+    };
+    let text = text.trim_start();
+    if text.is_empty() {
+        return vec![say("usage: /send ADDR TEXT: the text is missing".to_owned())];
+    }
+    match parse_target(addr) {
+        Ok(target) => vec![Reply::Run(Command::Send {
+            target,
+            text: text.to_owned(),
+        })],
+        Err(why) => vec![say(why)],
+    }
+}
+
+fn parse_connect(rest: &str) -> Vec<Reply> {
+    if rest.is_empty() || rest == "all" || rest == "0" {
+        return vec![Reply::Run(Command::Connect(Which::All))];
+    }
+    let mut indices = Vec::new();
+    for word in rest.split_whitespace() {
+        match word.strip_prefix('#').unwrap_or(word).parse::<usize>() {
+            Ok(i) if i > 0 => indices.push(i),
+            _ => {
+                return vec![say(format!(
+                    "{word:?} is not a peer number like #1: see /peers"
+                ))];
+            }
+        }
+    }
+    vec![Reply::Run(Command::Connect(Which::Indices(indices)))]
+}
+
+/// `IP:PORT`, `[v6]:PORT`, `localhost:PORT`, `#N`, or a name.
+pub fn parse_target(word: &str) -> Result<Target, String> {
+    if let Some(n) = word.strip_prefix('#') {
+        return match n.parse::<usize>() {
+            Ok(i) if i > 0 => Ok(Target::Index(i)),
+            _ => Err(format!("{word:?} is not a peer number like #1")),
+        };
+    }
+    if let Some(addr) = parse_socket_addr(word) {
+        return Ok(Target::Addr(addr));
+    }
+    if word.contains(':') {
+        return Err(format!(
+            "{word:?} is not an address: use IP:PORT with a port from 1 to 65535"
+        ));
+    }
+    Ok(Target::Name(word.to_owned()))
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
+    let (host, port) = s.rsplit_once(':')?;
+    let ip = parse_ip(host)?;
+    if host.contains(':') && !host.starts_with('[') {
+        return None; // a bare IPv6 address needs brackets to carry a port
+    }
+    Some(SocketAddr::new(ip, parse_port(port)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(replies: &[Reply]) -> Vec<Command> {
+        replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Run(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn menu_1_walks_ip_port_message() {
+        let mut c = Console::new();
+        assert_eq!(c.feed("1", 0), vec![Reply::Prompt(ASK_IP)]);
+        assert_eq!(c.feed("127.0.0.1", 0), vec![Reply::Prompt(ASK_PORT)]);
+        assert_eq!(c.feed("9001", 0), vec![Reply::Prompt(ASK_TEXT)]);
+        let r = c.feed("hello there ", 0);
+        assert_eq!(
+            runs(&r),
+            vec![Command::Send {
+                target: Target::Addr(addr("127.0.0.1:9001")),
+                text: "hello there ".into()
+            }]
+        );
+        assert_eq!(r.last(), Some(&Reply::Prompt(CHOICE)));
+        assert!(!c.in_dialog());
+    }
+
+    #[test]
+    fn menu_mistakes_return_to_the_menu_with_a_hint() {
+        let mut c = Console::new();
+        c.feed("1", 0);
+        let r = c.feed("not-an-ip", 0);
+        assert!(matches!(&r[0], Reply::Say(s) if s.contains("not an IP")));
+        assert!(!c.in_dialog());
+        c.feed("1", 0);
+        c.feed("::1", 0);
+        assert!(matches!(&c.feed("70000", 0)[0], Reply::Say(_)));
+        c.feed("1", 0);
+        c.feed("10.0.0.1", 0);
+        c.feed("5", 0);
+        assert!(runs(&c.feed("", 0)).is_empty());
+    }
+
+    #[test]
+    fn menu_2_3_0() {
+        let mut c = Console::new();
+        assert_eq!(runs(&c.feed("2", 0)), vec![Command::Peers]);
+        assert_eq!(runs(&c.feed("3", 0)), vec![Command::ConnectCandidates]);
+        assert!(!c.in_dialog(), "no index question without candidates");
+        let r = c.feed("3", 2);
+        assert_eq!(r.last(), Some(&Reply::Prompt(ASK_INDEX)));
+        assert_eq!(runs(&c.feed("0", 2)), vec![Command::Connect(Which::All)]);
+        c.feed("3", 2);
+        assert_eq!(
+            runs(&c.feed("2", 2)),
+            vec![Command::Connect(Which::Candidate(2))]
+        );
+        assert_eq!(runs(&c.feed("0", 0)), vec![Command::Quit]);
+    }
+
+    #[test]
+    fn slash_commands() {
+        let mut c = Console::new();
+        let send = |c: &mut Console, l: &str| runs(&c.feed(l, 0));
+        assert_eq!(
+            send(&mut c, "/send 127.0.0.1:9001 hi  there"),
+            vec![Command::Send {
+                target: Target::Addr(addr("127.0.0.1:9001")),
+                text: "hi  there".into()
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/send [::1]:9 x"),
+            vec![Command::Send {
+                target: Target::Addr(addr("[::1]:9")),
+                text: "x".into()
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/send localhost:9 x"),
+            vec![Command::Send {
+                target: Target::Addr(addr("127.0.0.1:9")),
+                text: "x".into()
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/send #2 x"),
+            vec![Command::Send {
+                target: Target::Index(2),
+                text: "x".into()
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/send bob x"),
+            vec![Command::Send {
+                target: Target::Name("bob".into()),
+                text: "x".into()
+            }]
+        );
+        assert_eq!(send(&mut c, "/peers"), vec![Command::Peers]);
+        assert_eq!(send(&mut c, "/connect"), vec![Command::Connect(Which::All)]);
+        assert_eq!(
+            send(&mut c, "/connect all"),
+            vec![Command::Connect(Which::All)]
+        );
+        assert_eq!(
+            send(&mut c, "/connect #1 3"),
+            vec![Command::Connect(Which::Indices(vec![1, 3]))]
+        );
+        assert_eq!(send(&mut c, "/quit"), vec![Command::Quit]);
+    }
+
+    #[test]
+    fn bad_lines_get_hints_not_commands() {
+        let mut c = Console::new();
+        for line in [
+            "/send",
+            "/send 1.2.3.4:9000",
+            "/send 1.2.3.4:0 x",
+            "/send 1.2.3.4:65536 x",
+            "/send #0 x",
+            "/send #x x",
+            "/connect #0",
+            "/connect bob",
+            "/peers now",
+            "/bogus",
+            "hello",
+            "42",
+        ] {
+            let r = c.feed(line, 0);
+            assert!(runs(&r).is_empty(), "{line:?} ran {r:?}");
+            assert!(matches!(&r[0], Reply::Say(_)), "{line:?}: {r:?}");
+        }
+        assert!(matches!(&c.feed("/help", 0)[0], Reply::Say(s) if s.contains("/send")));
+    }
+}

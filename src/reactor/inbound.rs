@@ -1,0 +1,92 @@
+//! One inbound connection: read to end of stream under a size cap, split unframed messages.
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+
+use crate::wire;
+
+/// How a read pass ended.
+#[derive(Debug)]
+pub enum ReadState {
+    /// More may come: wait for the next readable event.
+    Open,
+    /// The peer closed its side: everything has arrived.
+    Eof,
+    /// The peer sent more than the cap; the data is dropped.
+    TooLarge,
+    /// The connection failed (reset mid-message...).
+    Failed(io::Error),
+}
+
+/// An accepted connection being read.
+#[derive(Debug)]
+pub struct Inbound {
+    pub stream: TcpStream,
+    /// The socket's peer address: the evidence of who sent the bytes.
+    pub source: IpAddr,
+    buf: BytesMut,
+    /// How much of `buf` has been searched for a second message header.
+    scanned: usize,
+    /// Total bytes received on this connection.
+    pub received: usize,
+}
+
+impl Inbound {
+    pub fn new(stream: TcpStream, source: IpAddr) -> Self {
+        Inbound {
+            stream,
+            source,
+            buf: BytesMut::new(),
+            scanned: 0,
+            received: 0,
+        }
+    }
+
+    /// Reads until the socket would block, the peer closes, or `cap` is exceeded.
+    pub fn read(&mut self, cap: usize, scratch: &mut [u8]) -> ReadState {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return ReadState::Eof,
+                Ok(n) => {
+                    self.received += n;
+                    if self.buf.len() + n > cap {
+                        self.buf = BytesMut::new();
+                        return ReadState::TooLarge;
+                    }
+                    self.buf.extend_from_slice(&scratch[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadState::Failed(e),
+            }
+        }
+    }
+
+    /// The next message known to be complete because another header from the same sender
+    /// follows it (several messages on one kept-open connection).
+    pub fn next_complete(&mut self) -> Option<Bytes> {
+        match wire::next_message_start(&self.buf, self.scanned) {
+            Some(at) => {
+                self.scanned = 0;
+                Some(self.buf.split_to(at).freeze())
+            }
+            None => {
+                self.scanned = self.buf.len();
+                None
+            }
+        }
+    }
+
+    /// Whatever remains once the stream has ended.
+    pub fn take_rest(&mut self) -> Bytes {
+        self.scanned = 0;
+        self.buf.split().freeze()
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}

@@ -1,0 +1,659 @@
+//! The reactor: the only module that does IO.
+//!
+//! One `mio::Poll` multiplexes the listening socket, every inbound and outbound connection
+//! (one [`Slab`]), stdin and the termination signals. Each turn of the loop:
+//!
+//! 1. carries out the peer table's effects (show, transmit, exit) and writes stdout once;
+//! 2. sleeps until the next event or the earliest deadline (connection deadlines, the
+//!    table's own timers, an accept back-off), never longer, never busy;
+//! 3. reads the clock once, handles every event, then fires every due deadline whether or
+//!    not events came.
+//!
+//! Tokens carry a generation beside the slab key, so an event for a closed connection can
+//! never reach a new one that reused its key. Every connection tells the table its outcome
+//! before its key is freed.
+
+mod inbound;
+mod outbound;
+mod stdin;
+mod stdout;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::console::{self, Command, Console, Reply};
+use crate::event::{Event, SendFailure, SendOutcome};
+use crate::identity::LocalAddrs;
+use crate::os;
+use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
+use crate::wire;
+
+use inbound::{Inbound, ReadState};
+use outbound::{Outbound, Sender};
+
+const LISTENER: Token = Token(usize::MAX);
+const STDIN: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Accept queue depth asked of the kernel (capped by net.core.somaxconn).
+const BACKLOG: i32 = 4096;
+/// How long accepting pauses when the process runs out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Repeated warnings (rejected connections, fd exhaustion) are logged at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the node could not start or stopped early.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError {
+    PortInUse(SocketAddr),
+    NotLocal(SocketAddr),
+    ListenDenied(SocketAddr),
+    Listen(SocketAddr, io::Error),
+    Poll(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::PortInUse(a) => write!(
+                f,
+                "port {} is in use on {}: choose another with --port (0 picks a free one)",
+                a.port(),
+                a.ip()
+            ),
+            RunError::NotLocal(a) => write!(
+                f,
+                "cannot listen on {a}: {} is not an address of this machine (see --bind)",
+                a.ip()
+            ),
+            RunError::ListenDenied(a) => write!(
+                f,
+                "not allowed to listen on {a}: ports below 1024 need privileges; use --port"
+            ),
+            RunError::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            RunError::Poll(e) => write!(f, "the event loop failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// A connection in the slab.
+#[derive(Debug)]
+enum Conn {
+    In(Inbound),
+    Out(Outbound),
+}
+
+#[derive(Debug)]
+struct Slot {
+    conn: Conn,
+    generation: u32,
+    deadline: Instant,
+}
+
+fn conn_token(key: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | key)
+}
+
+fn split_token(token: Token) -> (usize, u32) {
+    (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
+}
+
+/// Counts repeated events and logs them at most once per [`WARN_INTERVAL`].
+#[derive(Debug, Default)]
+struct RateLog {
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl RateLog {
+    fn hit(&mut self, now: Instant, what: impl FnOnce(u64) -> String) {
+        self.count += 1;
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
+        {
+            log::warn!("{}", what(self.count));
+            self.last = Some(now);
+            self.count = 0;
+        }
+    }
+}
+
+/// A bound node, ready to [`Node::run`].
+pub struct Node {
+    cfg: Config,
+    poll: Poll,
+    listener: TcpListener,
+    local: SocketAddr,
+    conns: Slab<Slot>,
+    /// Connection deadlines: `(when, slab key, generation)`.
+    deadlines: BTreeSet<(Instant, usize, u32)>,
+    next_generation: u32,
+    table: PeerTable,
+    console: Console,
+    stdin: stdin::Stdin,
+    stdout: stdout::Stdout,
+    signals: Signals,
+    inbound_open: usize,
+    inbound_per_ip: HashMap<IpAddr, usize>,
+    accept_paused_until: Option<Instant>,
+    rejected: RateLog,
+    fd_exhausted: RateLog,
+    scratch: Box<[u8]>,
+    exit: bool,
+}
+
+impl Node {
+    /// Binds the listener and sets everything up; nothing is printed yet.
+    pub fn bind(cfg: Config) -> Result<Node, RunError> {
+        let fd_limit = os::raise_fd_limit();
+        log::debug!("open files limit: {fd_limit}");
+        let listener = TcpListener::bind(cfg.listen).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => RunError::PortInUse(cfg.listen),
+            io::ErrorKind::AddrNotAvailable => RunError::NotLocal(cfg.listen),
+            io::ErrorKind::PermissionDenied => RunError::ListenDenied(cfg.listen),
+            _ => RunError::Listen(cfg.listen, e),
+        })?;
+        if let Err(e) = os::set_backlog(&listener, BACKLOG) {
+            log::warn!("could not deepen the accept queue: {e}");
+        }
+        let local = listener
+            .local_addr()
+            .map_err(|e| RunError::Listen(cfg.listen, e))?;
+        let poll = Poll::new().map_err(RunError::Poll)?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(RunError::Poll)?;
+        let mut stdin = stdin::Stdin::open();
+        if let Some(fd) = stdin.pollable_fd()
+            && let Err(e) = poll
+                .registry()
+                .register(&mut SourceFd(&fd), STDIN, Interest::READABLE)
+        {
+            log::debug!("stdin cannot be polled ({e}); reading it eagerly");
+            stdin.make_eager();
+        }
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(RunError::Poll)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(RunError::Poll)?;
+        let interactive = stdin.kind == os::InputKind::Terminal;
+        let table = PeerTable::new(TableConfig {
+            name: cfg.name.clone(),
+            port: local.port(),
+            advertise: cfg.advertise,
+            timeout: cfg.timeout,
+            local: LocalAddrs::new(os::local_addrs()),
+        });
+        Ok(Node {
+            stdout: stdout::Stdout::new(cfg.json, interactive),
+            cfg,
+            poll,
+            listener,
+            local,
+            conns: Slab::new(),
+            deadlines: BTreeSet::new(),
+            next_generation: 0,
+            table,
+            console: Console::new(),
+            stdin,
+            signals,
+            inbound_open: 0,
+            inbound_per_ip: HashMap::new(),
+            accept_paused_until: None,
+            rejected: RateLog::default(),
+            fd_exhausted: RateLog::default(),
+            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            exit: false,
+        })
+    }
+
+    /// The address the node listens on (with the real port when `--port 0` was given).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Runs until the user quits (or a signal, or end of input, or stdout closing).
+    pub fn run(mut self) -> Result<(), RunError> {
+        let mut events = Events::with_capacity(1024);
+        let now = Instant::now();
+        self.begin(now);
+        loop {
+            self.drain_effects(Instant::now());
+            if self.exit {
+                break;
+            }
+            self.flush_stdout(Instant::now());
+            if self.exit {
+                break;
+            }
+            let now = Instant::now();
+            let timeout = self
+                .next_wake(now)
+                .map(|t| t.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(RunError::Poll(e));
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    STDIN => self.read_stdin(now),
+                    SIGNALS => self.signal(now),
+                    token => self.connection_ready(now, token),
+                }
+            }
+            if self.stdin.wants_turn() {
+                self.read_stdin(now);
+            }
+            if self.accept_paused_until.is_some_and(|t| t <= now) {
+                self.accept_paused_until = None;
+                self.accept(now);
+            }
+            self.fire_deadlines(now);
+            if self.table.poll_timeout().is_some_and(|t| t <= now) {
+                self.table.handle_timeout(now);
+            }
+        }
+        self.finish(Instant::now());
+        Ok(())
+    }
+
+    fn begin(&mut self, now: Instant) {
+        log::info!("listening on {} as {:?}", self.local, self.cfg.name);
+        self.stdout.event(&Event::Listening {
+            addr: self.local,
+            name: self.cfg.name.clone(),
+        });
+        self.stdout.banner(console::MENU);
+        self.stdout.set_prompt(Some(self.console.current_prompt()));
+        for peer in self.cfg.peers.clone() {
+            let greeting = self.cfg.greeting.clone();
+            self.table.send(now, Target::Addr(peer), &greeting);
+        }
+    }
+
+    /// The earliest instant the loop must wake at, or `None` to sleep until an event.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        if self.stdin.wants_turn() {
+            return Some(now);
+        }
+        [
+            self.deadlines.first().map(|d| d.0),
+            self.table.poll_timeout(),
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- the peer table's effects -------------------------------------------------------
+
+    fn drain_effects(&mut self, now: Instant) {
+        while let Some(effect) = self.table.poll_effect() {
+            match effect {
+                Effect::Show(event) => self.stdout.event(&event),
+                Effect::Transmit(t) => self.transmit(now, t),
+                Effect::Exit => self.exit = true,
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, t: Transmit) {
+        if t.deadline <= now {
+            let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);
+            self.table.handle_send_done(now, t.id, outcome);
+            return;
+        }
+        let mut stream = match TcpStream::connect(t.to) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("connect to {} failed at once: {e}", t.to);
+                let outcome = outbound::failure(&e, outbound::Stage::Connecting);
+                self.table.handle_send_done(now, t.id, outcome);
+                return;
+            }
+        };
+        let (key, token) = self.vacant_token();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+            let outcome = SendOutcome::Failed(SendFailure::Io(e.to_string()));
+            self.table.handle_send_done(now, t.id, outcome);
+            return;
+        }
+        let conn = Conn::Out(Outbound::new(stream, t.id, t.to, t.text));
+        self.insert(key, token, conn, t.deadline);
+    }
+
+    // ----- connections ------------------------------------------------------------------
+
+    fn vacant_token(&mut self) -> (usize, Token) {
+        let key = self.conns.vacant_key();
+        self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
+        (key, conn_token(key, self.next_generation))
+    }
+
+    fn insert(&mut self, key: usize, token: Token, conn: Conn, deadline: Instant) {
+        let (_, generation) = split_token(token);
+        let got = self.conns.insert(Slot {
+            conn,
+            generation,
+            deadline,
+        });
+        debug_assert_eq!(got, key);
+        self.deadlines.insert((deadline, key, generation));
+    }
+
+    /// Frees a connection's slot. The caller has already told the table its outcome.
+    fn close(&mut self, key: usize) {
+        let slot = self.conns.remove(key);
+        self.deadlines
+            .remove(&(slot.deadline, key, slot.generation));
+        let mut stream = match slot.conn {
+            Conn::In(i) => {
+                self.inbound_open -= 1;
+                if let Some(n) = self.inbound_per_ip.get_mut(&i.source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inbound_per_ip.remove(&i.source);
+                    }
+                }
+                i.stream
+            }
+            Conn::Out(o) => o.stream,
+        };
+        let _ = self.poll.registry().deregister(&mut stream);
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            match self.listener.accept() {
+                Ok((stream, addr)) => self.admit(now, stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if os::is_fd_exhaustion(&e) => {
+                    self.fd_exhausted.hit(now, |n| {
+                        format!("out of file descriptors ({e}); pausing accepts ({n} times)")
+                    });
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
+        let ip = addr.ip();
+        let from_ip = self.inbound_per_ip.get(&ip).copied().unwrap_or(0);
+        if self.inbound_open >= self.cfg.max_inbound || from_ip >= self.cfg.max_inbound_per_ip {
+            let (open, max, max_ip) = (
+                self.inbound_open,
+                self.cfg.max_inbound,
+                self.cfg.max_inbound_per_ip,
+            );
+            self.rejected.hit(now, |n| {
+                format!(
+                    "too many inbound connections ({open} open, limit {max}; {from_ip} from \
+                     {ip}, limit {max_ip}): closed {n} at once"
+                )
+            });
+            return; // dropping the stream closes it
+        }
+        let (key, token) = self.vacant_token();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("cannot watch the connection from {addr}: {e}");
+            return;
+        }
+        self.inbound_open += 1;
+        *self.inbound_per_ip.entry(ip).or_insert(0) += 1;
+        let deadline = now + self.cfg.read_timeout;
+        self.insert(key, token, Conn::In(Inbound::new(stream, ip)), deadline);
+        // Edge-triggered: data that arrived with the connection must be read now.
+        self.read_inbound(now, key);
+    }
+
+    fn connection_ready(&mut self, now: Instant, token: Token) {
+        let (key, generation) = split_token(token);
+        match self.conns.get(key) {
+            Some(slot) if slot.generation == generation => {}
+            _ => return, // a connection closed earlier in this batch
+        }
+        match self.conns[key].conn {
+            Conn::In(_) => self.read_inbound(now, key),
+            Conn::Out(_) => self.drive_outbound(now, key),
+        }
+    }
+
+    fn read_inbound(&mut self, now: Instant, key: usize) {
+        let cap = self.cfg.max_message;
+        let Conn::In(conn) = &mut self.conns[key].conn else {
+            return;
+        };
+        let state = conn.read(cap, &mut self.scratch);
+        let source = conn.source;
+        let mut messages: Vec<Bytes> = Vec::new();
+        while let Some(m) = conn.next_complete() {
+            messages.push(m);
+        }
+        let ended = match state {
+            ReadState::Open => false,
+            ReadState::Eof => {
+                messages.push(conn.take_rest());
+                true
+            }
+            ReadState::TooLarge => {
+                log::warn!(
+                    "{source}: message longer than {cap} bytes (--max-message): dropped, \
+                     connection closed"
+                );
+                true
+            }
+            ReadState::Failed(e) => {
+                let n = conn.buffered();
+                if n > 0 {
+                    log::warn!("{source}: connection failed mid-message ({e}): {n} bytes dropped");
+                } else {
+                    log::debug!("{source}: connection failed before any data ({e})");
+                }
+                true
+            }
+        };
+        for m in messages {
+            self.deliver(now, source, &m);
+        }
+        if ended {
+            self.close(key);
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, source: IpAddr, payload: &[u8]) {
+        match wire::parse(payload) {
+            Ok(msg) => self.table.handle_message(now, source, msg),
+            Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
+            Err(e) => log::warn!("{source}: dropped {} bytes: {e}", payload.len()),
+        }
+    }
+
+    fn drive_outbound(&mut self, now: Instant, key: usize) {
+        let me = Sender {
+            name: &self.cfg.name,
+            port: self.local.port(),
+            advertise: self.cfg.advertise,
+        };
+        let Conn::Out(conn) = &mut self.conns[key].conn else {
+            return;
+        };
+        if let Some(outcome) = conn.drive(&me, &mut self.scratch) {
+            let id = conn.id;
+            self.close(key);
+            self.table.handle_send_done(now, id, outcome);
+        }
+    }
+
+    fn fire_deadlines(&mut self, now: Instant) {
+        while let Some(&(at, key, generation)) = self.deadlines.first() {
+            if at > now {
+                return;
+            }
+            self.deadlines.pop_first();
+            match self.conns.get(key) {
+                Some(slot) if slot.generation == generation => {}
+                _ => continue,
+            }
+            match &mut self.conns[key].conn {
+                Conn::In(conn) => {
+                    let source = conn.source;
+                    let _ = conn.read(self.cfg.max_message, &mut self.scratch);
+                    let mut messages = Vec::new();
+                    while let Some(m) = conn.next_complete() {
+                        messages.push(m);
+                    }
+                    let rest = conn.take_rest();
+                    log::info!(
+                        "{source}: connection still open after {:?} (--read-timeout): \
+                         closing; {} bytes pending",
+                        self.cfg.read_timeout,
+                        rest.len()
+                    );
+                    messages.push(rest);
+                    for m in messages {
+                        self.deliver(now, source, &m);
+                    }
+                    self.close(key);
+                }
+                Conn::Out(conn) => {
+                    let (id, outcome) = (conn.id, conn.timed_out());
+                    self.close(key);
+                    self.table.handle_send_done(now, id, outcome);
+                }
+            }
+        }
+    }
+
+    // ----- stdin, stdout, signals -----------------------------------------------------------
+
+    fn read_stdin(&mut self, now: Instant) {
+        let input = self.stdin.read();
+        for _ in 0..input.too_long {
+            self.stdout
+                .say("line longer than 64 KiB: ignored (messages are at most 1 KiB)");
+        }
+        for line in input.lines {
+            self.stdout.answered();
+            let candidates = self
+                .table
+                .peers()
+                .filter(|(_, p)| p.status == PeerStatus::YetToConnect)
+                .count();
+            for reply in self.console.feed(&line, candidates) {
+                match reply {
+                    Reply::Run(cmd) => self.run_command(now, cmd),
+                    Reply::Say(text) => self.stdout.say(&text),
+                    Reply::Prompt(_) => {}
+                }
+            }
+            self.stdout.set_prompt(Some(self.console.current_prompt()));
+        }
+        if input.eof {
+            if let Some(fd) = self.stdin.pollable_fd() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+            self.stdout.set_prompt(None);
+            if !self.table.is_quitting() {
+                log::info!("end of input: quitting");
+                self.table.quit(now);
+            }
+        }
+    }
+
+    fn run_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Send { target, text } => self.table.send(now, target, &text),
+            Command::Peers => self.table.list(),
+            Command::ConnectCandidates => self.table.list_candidates(),
+            Command::Connect(which) => self.table.connect(now, which),
+            Command::Quit => {
+                self.stdout.set_prompt(None);
+                self.table.quit(now);
+            }
+        }
+    }
+
+    fn signal(&mut self, now: Instant) {
+        for sig in self.signals.pending() {
+            if self.table.is_quitting() {
+                log::warn!("signal {sig} while quitting: leaving now");
+                self.exit = true;
+            } else {
+                log::info!("signal {sig}: quitting (sending exit to every peer)");
+                self.stdout.set_prompt(None);
+                self.table.quit(now);
+            }
+        }
+    }
+
+    fn flush_stdout(&mut self, now: Instant) {
+        if let Err(e) = self.stdout.flush() {
+            log::info!("stdout closed ({e}): quitting");
+            if !self.table.is_quitting() {
+                self.table.quit(now);
+                self.drain_effects(now);
+            }
+        }
+    }
+
+    /// Leaves: every send still open is reported as cut short by the quit.
+    fn finish(&mut self, now: Instant) {
+        let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in open {
+            let id = match &self.conns[key].conn {
+                Conn::Out(o) => Some(o.id),
+                Conn::In(_) => None,
+            };
+            self.close(key);
+            if let Some(id) = id {
+                self.table
+                    .handle_send_done(now, id, SendOutcome::Failed(SendFailure::Quit));
+            }
+        }
+        while let Some(effect) = self.table.poll_effect() {
+            if let Effect::Show(event) = effect {
+                self.stdout.event(&event);
+            }
+        }
+        self.stdout.set_prompt(None);
+        let _ = self.stdout.flush();
+    }
+}

@@ -1,0 +1,300 @@
+//! Turns [`Event`]s into output lines: the original's human wording, or one JSON object per
+//! line (`--json`). Pure: it appends to a buffer the reactor writes out.
+//!
+//! Human lines pass every peer-chosen string through [`sanitize::for_terminal`]; JSON lines
+//! carry the exact text, escaped by the JSON encoder (always valid JSON, whatever the bytes).
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use crate::event::{Event, PeerRow, PeerView, Purpose};
+use crate::sanitize::for_terminal;
+
+/// Appends the human form of `event` (one or more complete lines) to `out`.
+pub fn human(event: &Event, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = write_human(event, out);
+}
+
+fn who(p: &PeerView) -> String {
+    format!("{} [{}]", for_terminal(p.name_or_unknown()), p.addr_text())
+}
+
+fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
+    match event {
+        Event::Listening { addr, .. } => writeln!(out, "Server listening on port {}", addr.port()),
+        Event::NewPeer(p) => writeln!(out, "New peer found: {}", who(p)),
+        Event::ConnectedWithYou(p) => writeln!(out, "{} connected with you", who(p)),
+        Event::Message { from, text } => {
+            writeln!(out, "Message from {}: {}", who(from), for_terminal(text))
+        }
+        Event::PeerLeft(p) => writeln!(out, "{} disconnected", who(p)),
+        Event::AddressMismatch { peer, claimed } => writeln!(
+            out,
+            "Note: {} says it is at {}; using the address it connected from",
+            who(peer),
+            for_terminal(claimed)
+        ),
+        Event::Sent {
+            to,
+            purpose,
+            text,
+            confirmed,
+        } => {
+            match purpose {
+                Purpose::Text => write!(out, "Message sent to {}: {}", who(to), for_terminal(text)),
+                Purpose::Connect => write!(out, "Successfully connected to {}", who(to)),
+                Purpose::Exit => write!(out, "Disconnected from {}", who(to)),
+            }?;
+            if !confirmed {
+                write!(
+                    out,
+                    " (unconfirmed: the peer had not closed the connection)"
+                )?;
+            }
+            writeln!(out)
+        }
+        Event::SendFailed {
+            to,
+            purpose,
+            text,
+            reason,
+        } => {
+            write!(out, "Failed to contact {}: {reason}", who(to))?;
+            match purpose {
+                Purpose::Text => writeln!(out, "; not delivered: {}", for_terminal(text)),
+                Purpose::Connect => writeln!(out, "; still not connected"),
+                Purpose::Exit => writeln!(out, "; removed from the list"),
+            }
+        }
+        Event::Peers(rows) if rows.is_empty() => writeln!(out, "No active peers."),
+        Event::Peers(rows) => {
+            writeln!(out, "Active Peers:")?;
+            write_rows(rows, out)
+        }
+        Event::ConnectCandidates(rows) if rows.is_empty() => {
+            writeln!(out, "No peers remaining for connection.")
+        }
+        Event::ConnectCandidates(rows) => {
+            writeln!(out, "Active Peers remaining for connection:")?;
+            write_rows(rows, out)
+        }
+        Event::Refused(why) => writeln!(out, "{}", for_terminal(why)),
+        Event::Exiting => writeln!(out, "Exiting..."),
+    }
+}
+
+fn write_rows(rows: &[PeerRow], out: &mut Vec<u8>) -> std::io::Result<()> {
+    for row in rows {
+        writeln!(
+            out,
+            "{}. {} - {}",
+            row.index,
+            who(&row.peer),
+            row.status.as_str()
+        )?;
+    }
+    Ok(())
+}
+
+fn purpose(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Text => "text",
+        Purpose::Connect => "connect",
+        Purpose::Exit => "exit",
+    }
+}
+
+fn peer_json(p: &PeerView) -> Value {
+    json!({"name": p.name, "ip": p.ip.to_string(), "port": p.port})
+}
+
+fn with_peer(kind: &str, p: &PeerView, extra: Value) -> Value {
+    let mut v = json!({"event": kind});
+    let obj = v.as_object_mut().expect("object");
+    if let Value::Object(peer) = peer_json(p) {
+        obj.extend(peer);
+    }
+    if let Value::Object(extra) = extra {
+        obj.extend(extra);
+    }
+    v
+}
+
+fn rows_json(rows: &[PeerRow]) -> Value {
+    rows.iter()
+        .map(|r| {
+            let mut v = peer_json(&r.peer);
+            v["index"] = json!(r.index);
+            v["status"] = json!(r.status.as_str());
+            v
+        })
+        .collect()
+}
+
+/// The JSON object for `event`.
+pub fn json_value(event: &Event) -> Value {
+    match event {
+        Event::Listening { addr, name } => json!({
+            "event": "listening", "port": addr.port(), "addr": addr.to_string(), "name": name
+        }),
+        Event::NewPeer(p) => with_peer("new_peer", p, Value::Null),
+        Event::ConnectedWithYou(p) => with_peer("connected_with_you", p, Value::Null),
+        Event::Message { from, text } => with_peer("message", from, json!({"text": text})),
+        Event::PeerLeft(p) => with_peer("peer_left", p, Value::Null),
+        Event::AddressMismatch { peer, claimed } => {
+            with_peer("address_mismatch", peer, json!({"claimed": claimed}))
+        }
+        Event::Sent {
+            to,
+            purpose: p,
+            text,
+            confirmed,
+        } => with_peer(
+            "sent",
+            to,
+            json!({"kind": purpose(*p), "text": text, "confirmed": confirmed}),
+        ),
+        Event::SendFailed {
+            to,
+            purpose: p,
+            text,
+            reason,
+        } => with_peer(
+            "send_failed",
+            to,
+            json!({"kind": purpose(*p), "text": text, "reason": reason.code(),
+                   "detail": reason.to_string()}),
+        ),
+        Event::Peers(rows) => json!({"event": "peers", "peers": rows_json(rows)}),
+        Event::ConnectCandidates(rows) => {
+            json!({"event": "connect_candidates", "peers": rows_json(rows)})
+        }
+        Event::Refused(why) => json!({"event": "error", "detail": why}),
+        Event::Exiting => json!({"event": "exiting"}),
+    }
+}
+
+/// Appends `event` as one JSON line to `out`.
+pub fn json(event: &Event, out: &mut Vec<u8>) {
+    // Serialising a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &json_value(event));
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SendFailure;
+    use crate::peer_table::PeerStatus;
+
+    fn peer(name: Option<&str>) -> PeerView {
+        PeerView::new(name.map(str::to_owned), "127.0.0.1:9001".parse().unwrap())
+    }
+
+    fn line(e: &Event) -> String {
+        let mut out = Vec::new();
+        human(e, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn human_lines_use_the_original_wording() {
+        let bob = peer(Some("bob"));
+        assert_eq!(
+            line(&Event::NewPeer(bob.clone())),
+            "New peer found: bob [127.0.0.1:9001]\n"
+        );
+        assert_eq!(
+            line(&Event::Message {
+                from: bob.clone(),
+                text: "hi".into()
+            }),
+            "Message from bob [127.0.0.1:9001]: hi\n"
+        );
+        assert_eq!(
+            line(&Event::ConnectedWithYou(bob.clone())),
+            "bob [127.0.0.1:9001] connected with you\n"
+        );
+        assert_eq!(
+            line(&Event::PeerLeft(bob.clone())),
+            "bob [127.0.0.1:9001] disconnected\n"
+        );
+        let unknown = peer(None);
+        let sent = |purpose, confirmed| Event::Sent {
+            to: unknown.clone(),
+            purpose,
+            text: "yo".into(),
+            confirmed,
+        };
+        assert_eq!(
+            line(&sent(Purpose::Text, true)),
+            "Message sent to Unknown [127.0.0.1:9001]: yo\n"
+        );
+        assert_eq!(
+            line(&sent(Purpose::Connect, true)),
+            "Successfully connected to Unknown [127.0.0.1:9001]\n"
+        );
+        assert_eq!(
+            line(&sent(Purpose::Exit, true)),
+            "Disconnected from Unknown [127.0.0.1:9001]\n"
+        );
+        assert!(line(&sent(Purpose::Text, false)).contains("unconfirmed"));
+        let failed = Event::SendFailed {
+            to: unknown.clone(),
+            purpose: Purpose::Text,
+            text: "yo".into(),
+            reason: SendFailure::Refused,
+        };
+        assert!(
+            line(&failed)
+                .starts_with("Failed to contact Unknown [127.0.0.1:9001]: connection refused")
+        );
+        assert_eq!(line(&Event::Peers(vec![])), "No active peers.\n");
+        let rows = vec![
+            PeerRow {
+                index: 1,
+                peer: bob.clone(),
+                status: PeerStatus::Connected,
+            },
+            PeerRow {
+                index: 2,
+                peer: unknown,
+                status: PeerStatus::YetToConnect,
+            },
+        ];
+        assert_eq!(
+            line(&Event::Peers(rows)),
+            "Active Peers:\n1. bob [127.0.0.1:9001] - Connected\n2. Unknown [127.0.0.1:9001] - Yet to connect\n"
+        );
+    }
+
+    #[test]
+    fn human_output_neutralises_hostile_names_and_text() {
+        let evil = peer(Some("x\n\u{1b}]0;pwn\u{7}"));
+        let out = line(&Event::Message {
+            from: evil,
+            text: "a\rb\u{9b}2J\u{202e}".into(),
+        });
+        assert_eq!(out.matches('\n').count(), 1, "{out:?}");
+        assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
+    }
+
+    #[test]
+    fn json_is_one_valid_object_per_line_whatever_the_bytes() {
+        let e = Event::Message {
+            from: peer(Some("n\u{0}\"\\")),
+            text: "\u{1b}[2J\n\u{fffd}".into(),
+        };
+        let mut out = Vec::new();
+        json(&e, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(s.trim_end()).unwrap();
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["name"], "n\u{0}\"\\");
+        assert_eq!(v["text"], "\u{1b}[2J\n\u{fffd}");
+        assert_eq!(v["port"], 9001);
+    }
+}
