@@ -160,12 +160,12 @@ pub fn check_name(name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Asks the person at the terminal a question; `None` at end of input.
+pub type Ask<'a> = &'a mut dyn FnMut(&str) -> Option<String>;
+
 /// Builds the [`Config`] from the command line, asking `ask` (a terminal prompt, or `None`
 /// when there is no terminal) for a missing name or port.
-pub fn from_cli(
-    cli: Cli,
-    mut ask: Option<&mut dyn FnMut(&str) -> Option<String>>,
-) -> Result<Config, ConfigError> {
+pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigError> {
     let name = match cli.name {
         Some(n) => n,
         None => match ask.as_mut() {

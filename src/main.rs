@@ -41,8 +41,7 @@ fn main() -> ExitCode {
         }
     };
     let interactive = p2pchat::is_terminal(0);
-    let asker: Option<&mut dyn FnMut(&str) -> Option<String>> =
-        if interactive { Some(&mut ask) } else { None };
+    let asker: Option<config::Ask<'_>> = if interactive { Some(&mut ask) } else { None };
     let cfg = match config::from_cli(cli, asker) {
         Ok(cfg) => cfg,
         Err(e) => {

@@ -541,7 +541,7 @@ impl PeerTable {
 
     /// A send started by [`Effect::Transmit`] has finished.
     pub fn handle_send_done(&mut self, now: Instant, id: SendId, outcome: SendOutcome) {
-        let Some(key) = self.sends.remove(&id) else {
+        let Some(&key) = self.sends.get(&id) else {
             log::debug!("outcome for unknown send {id:?}: ignored");
             return;
         };
@@ -550,9 +550,11 @@ impl PeerTable {
             .get_mut(&key)
             .and_then(|o| o.in_flight.take_if(|m| m.id == id))
         else {
-            log::error!("send {id:?} finished but was not in flight");
+            // Still queued: forgetting it here would leave it queued but unindexed.
+            log::error!("send {id:?} finished but was not in flight: ignored");
             return;
         };
+        self.sends.remove(&id);
         self.finish(out, outcome);
         self.start_next(now, key);
         self.check_done();
@@ -627,14 +629,17 @@ impl PeerTable {
     /// Fires every deadline that has passed: queued sends time out, and a quit whose
     /// deadline passed ends the node.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
         while let Some(&(at, id)) = self.queued_deadlines.first() {
-            if at > now {
+            // What is due no earlier than the quit deadline (the `exit`s queued by `quit`
+            // share it) fails below because the node quits, not as a queue timeout.
+            if at > now || quit_due.is_some_and(|d| at >= d) {
                 break;
             }
             self.queued_deadlines.pop_first();
             self.fail_queued(id, SendFailure::QueueTimedOut);
         }
-        if self.quit_deadline.is_some_and(|d| d <= now) && !self.exited {
+        if quit_due.is_some() {
             let queued: Vec<SendId> = self.queued_deadlines.iter().map(|(_, id)| *id).collect();
             self.queued_deadlines.clear();
             for id in queued {

@@ -1,2 +1,1572 @@
+//! The peer table stepped through its transitions, in the manner of smoltcp's socket tests:
+//! a fixture builds a table, each step is one input at an explicit instant (a base
+//! `Instant` plus offsets, never a sleep), and each step checks the exact effects, the
+//! table's state and its invariants.
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+const ALICE: &str = "10.0.0.7:5000";
+const BOB: &str = "10.0.0.8:5000";
+const CAROL: &str = "10.0.0.9:5000";
+
+// ----- fixture -------------------------------------------------------------------------
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test IP address")
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("test socket address")
+}
+
+/// This machine: loopback plus one LAN address.
+fn local() -> LocalAddrs {
+    LocalAddrs::new([ip("192.168.1.5")])
+}
+
+/// The node "me", listening on 9000, with a 20 s timeout.
+fn cfg() -> TableConfig {
+    TableConfig {
+        name: "me".to_owned(),
+        port: 9000,
+        advertise: None,
+        timeout: TIMEOUT,
+        local: local(),
+    }
+}
+
+fn setup() -> (PeerTable, Instant) {
+    setup_with(cfg())
+}
+
+fn setup_with(cfg: TableConfig) -> (PeerTable, Instant) {
+    let t = PeerTable::new(cfg);
+    t.check_invariants().expect("a new table is consistent");
+    (t, Instant::now())
+}
+
+fn secs(t0: Instant, s: u64) -> Instant {
+    t0 + Duration::from_secs(s)
+}
+
+fn key(addr: &str) -> PeerKey {
+    let a = sa(addr);
+    local().key(a.ip(), a.port())
+}
+
+fn view(name: Option<&str>, addr: &str) -> PeerView {
+    PeerView::new(name.map(str::to_owned), sa(addr))
+}
+
+// ----- steps: one input, then every effect drained and the invariants checked -----------
+
+#[track_caller]
+fn drain(t: &mut PeerTable) -> Vec<Effect> {
+    let fx: Vec<Effect> = std::iter::from_fn(|| t.poll_effect()).collect();
+    if let Err(e) = t.check_invariants() {
+        panic!("invariant broken: {e}; effects were {fx:?}");
+    }
+    fx
+}
+
+#[track_caller]
+fn receive(t: &mut PeerTable, now: Instant, source: &str, payload: &str) -> Vec<Effect> {
+    let msg = wire::parse(payload.as_bytes()).expect("test payload parses");
+    t.handle_message(now, ip(source), msg);
+    drain(t)
+}
+
+#[track_caller]
+fn send(t: &mut PeerTable, now: Instant, target: Target, text: &str) -> Vec<Effect> {
+    t.send(now, target, text);
+    drain(t)
+}
+
+#[track_caller]
+fn send_to(t: &mut PeerTable, now: Instant, addr: &str, text: &str) -> Vec<Effect> {
+    send(t, now, Target::Addr(sa(addr)), text)
+}
+
+#[track_caller]
+fn connect(t: &mut PeerTable, now: Instant, which: Which) -> Vec<Effect> {
+    t.connect(now, which);
+    drain(t)
+}
+
+#[track_caller]
+fn done(t: &mut PeerTable, now: Instant, id: u64, outcome: SendOutcome) -> Vec<Effect> {
+    t.handle_send_done(now, SendId(id), outcome);
+    drain(t)
+}
+
+#[track_caller]
+fn timeout(t: &mut PeerTable, now: Instant) -> Vec<Effect> {
+    t.handle_timeout(now);
+    drain(t)
+}
+
+#[track_caller]
+fn quit(t: &mut PeerTable, now: Instant) -> Vec<Effect> {
+    t.quit(now);
+    drain(t)
+}
+
+#[track_caller]
+fn list(t: &mut PeerTable) -> Vec<Effect> {
+    t.list();
+    drain(t)
+}
+
+#[track_caller]
+fn list_candidates(t: &mut PeerTable) -> Vec<Effect> {
+    t.list_candidates();
+    drain(t)
+}
+
+/// Introduces each `(addr, name)` peer with a text message from its own address.
+#[track_caller]
+fn with_peers(t: &mut PeerTable, now: Instant, peers: &[(&str, &str)]) {
+    for (addr, name) in peers {
+        let source = sa(addr).ip().to_string();
+        let fx = receive(t, now, &source, &format!("{addr} {name} hi"));
+        assert_eq!(
+            fx,
+            [
+                new_peer(view(Some(name), addr)),
+                msg(view(Some(name), addr), "hi")
+            ]
+        );
+    }
+}
+
+/// Makes the peer at list index `index` Connected: `connect` sent and delivered.
+#[track_caller]
+fn make_connected(t: &mut PeerTable, now: Instant, index: usize) {
+    let fx = connect(t, now, Which::Indices(vec![index]));
+    let [Effect::Transmit(tr)] = fx.as_slice() else {
+        panic!("expected one Transmit, got {fx:?}");
+    };
+    assert_eq!(&*tr.text, "connect");
+    let fx = done(t, now, tr.id.0, SendOutcome::Delivered);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Show(Event::Sent { .. })]),
+        "{fx:?}"
+    );
+    assert_eq!(status(t, &tr.to.to_string()), Some(PeerStatus::Connected));
+}
+
+// ----- expected effects ---------------------------------------------------------------
+
+fn show(e: Event) -> Effect {
+    Effect::Show(e)
+}
+
+fn new_peer(v: PeerView) -> Effect {
+    show(Event::NewPeer(v))
+}
+
+fn msg(from: PeerView, text: &str) -> Effect {
+    show(Event::Message {
+        from,
+        text: text.to_owned(),
+    })
+}
+
+fn refused(why: &str) -> Effect {
+    show(Event::Refused(why.to_owned()))
+}
+
+fn tx(id: u64, to: &str, text: &str, deadline: Instant) -> Effect {
+    Effect::Transmit(Transmit {
+        id: SendId(id),
+        to: sa(to),
+        text: Arc::from(text),
+        deadline,
+    })
+}
+
+fn sent(to: PeerView, purpose: Purpose, text: &str, confirmed: bool) -> Effect {
+    show(Event::Sent {
+        to,
+        purpose,
+        text: text.to_owned(),
+        confirmed,
+    })
+}
+
+fn failed(to: PeerView, purpose: Purpose, text: &str, reason: SendFailure) -> Effect {
+    show(Event::SendFailed {
+        to,
+        purpose,
+        text: text.to_owned(),
+        reason,
+    })
+}
+
+// ----- expected state -----------------------------------------------------------------
+
+fn peer(dial: &str, name: Option<&str>, status: PeerStatus) -> Peer {
+    Peer {
+        dial: sa(dial),
+        name: name.map(str::to_owned),
+        status,
+        mismatch_shown: false,
+    }
+}
+
+fn peer_list(t: &PeerTable) -> Vec<(PeerKey, Peer)> {
+    t.peers().map(|(k, p)| (*k, p.clone())).collect()
+}
+
+/// The peers' dial addresses in list order.
+fn dials(t: &PeerTable) -> Vec<SocketAddr> {
+    t.peers().map(|(_, p)| p.dial).collect()
+}
+
+fn status(t: &PeerTable, addr: &str) -> Option<PeerStatus> {
+    t.peer(&key(addr)).map(|p| p.status)
+}
+
+fn row(index: usize, name: Option<&str>, addr: &str, status: PeerStatus) -> PeerRow {
+    PeerRow {
+        index,
+        peer: view(name, addr),
+        status,
+    }
+}
+
+use PeerStatus::{Connected, YetToConnect};
+
+// ----- inbound messages ---------------------------------------------------------------
+
 #[test]
-fn placeholder() {}
+fn unknown_peer_text_adds_it_and_shows_new_peer_then_message() {
+    let (mut t, t0) = setup();
+    let fx = receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 alice hello there");
+    let alice = view(Some("alice"), ALICE);
+    assert_eq!(fx, [new_peer(alice.clone()), msg(alice, "hello there")]);
+    assert_eq!(
+        peer_list(&t),
+        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+    );
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(t.poll_timeout(), None);
+    assert!(!t.is_quitting());
+}
+
+#[test]
+fn known_peer_text_shows_only_the_message_and_updates_the_name() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+
+    let fx = receive(
+        &mut t,
+        secs(t0, 1),
+        "10.0.0.7",
+        "10.0.0.7:5000 alice again\n",
+    );
+    assert_eq!(fx, [msg(view(Some("alice"), ALICE), "again")]);
+
+    // A new name replaces the old one; the message is shown under the new name.
+    let fx = receive(
+        &mut t,
+        secs(t0, 2),
+        "10.0.0.7",
+        "10.0.0.7:5000 alicia renamed",
+    );
+    assert_eq!(fx, [msg(view(Some("alicia"), ALICE), "renamed")]);
+    assert_eq!(
+        peer_list(&t),
+        [(key(ALICE), peer(ALICE, Some("alicia"), YetToConnect))]
+    );
+
+    // A variant without a name (`CONNECT:<port>`) keeps the name.
+    let fx = receive(&mut t, secs(t0, 3), "10.0.0.7", "CONNECT:5000");
+    assert_eq!(
+        fx,
+        [show(Event::ConnectedWithYou(view(Some("alicia"), ALICE)))]
+    );
+    assert_eq!(t.peer(&key(ALICE)).unwrap().name.as_deref(), Some("alicia"));
+    assert_eq!(t.peers().len(), 1);
+}
+
+#[test]
+fn connect_received_shows_connected_with_you_and_keeps_the_status() {
+    let (mut t, t0) = setup();
+    let fx = receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 alice connect");
+    let alice = view(Some("alice"), ALICE);
+    assert_eq!(
+        fx,
+        [
+            new_peer(alice.clone()),
+            show(Event::ConnectedWithYou(alice.clone()))
+        ]
+    );
+    // Connected means *we* sent `connect` successfully; theirs does not count.
+    assert_eq!(status(&t, ALICE), Some(YetToConnect));
+
+    for word in ["CONNECT", "handshake", "sent connection!"] {
+        let fx = receive(
+            &mut t,
+            secs(t0, 1),
+            "10.0.0.7",
+            &format!("{ALICE} alice {word}"),
+        );
+        assert_eq!(fx, [show(Event::ConnectedWithYou(alice.clone()))], "{word}");
+        assert_eq!(status(&t, ALICE), Some(YetToConnect));
+    }
+
+    // Nor does it undo ours.
+    make_connected(&mut t, secs(t0, 2), 1);
+    let fx = receive(
+        &mut t,
+        secs(t0, 3),
+        "10.0.0.7",
+        "10.0.0.7:5000 alice connect",
+    );
+    assert_eq!(fx, [show(Event::ConnectedWithYou(alice))]);
+    assert_eq!(status(&t, ALICE), Some(Connected));
+}
+
+#[test]
+fn exit_from_a_known_peer_removes_it() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice EXIT");
+    assert_eq!(fx, [show(Event::PeerLeft(view(Some("alice"), ALICE)))]);
+    assert_eq!(dials(&t), [sa(BOB)]);
+
+    // Again: alice is no longer known, so nothing is shown.
+    let fx = receive(&mut t, secs(t0, 2), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, []);
+    assert_eq!(dials(&t), [sa(BOB)]);
+
+    let fx = receive(
+        &mut t,
+        secs(t0, 3),
+        "10.0.0.8",
+        "10.0.0.8:5000 bob [PEER_QUIT]\r\n",
+    );
+    assert_eq!(fx, [show(Event::PeerLeft(view(Some("bob"), BOB)))]);
+    assert_eq!(t.peers().len(), 0);
+}
+
+#[test]
+fn exit_from_an_unknown_peer_shows_nothing_and_adds_nobody() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.9", "10.0.0.9:5000 carol exit");
+    assert_eq!(fx, []);
+    assert_eq!(dials(&t), [sa(ALICE)]);
+}
+
+#[test]
+fn exit_from_a_peer_known_only_by_address_shows_the_header_name() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, "hi"),
+        [tx(0, ALICE, "hi", secs(t0, 20))]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered),
+        [sent(view(None, ALICE), Purpose::Text, "hi", true)]
+    );
+    let fx = receive(&mut t, secs(t0, 2), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, [show(Event::PeerLeft(view(Some("alice"), ALICE)))]);
+    assert_eq!(t.peers().len(), 0);
+}
+
+// ----- identity -----------------------------------------------------------------------
+
+#[test]
+fn every_local_address_with_one_port_is_one_peer() {
+    let (mut t, t0) = setup();
+    let bob = view(Some("bob"), "127.0.0.1:9001");
+    let fx = receive(&mut t, t0, "127.0.0.1", "127.0.1.1:9001 bob one");
+    assert_eq!(fx, [new_peer(bob.clone()), msg(bob.clone(), "one")]);
+
+    for (i, (source, header)) in [
+        ("127.0.1.1", "127.0.1.1:9001"),
+        ("192.168.1.5", "192.168.1.5:9001"),
+        ("::1", "[::1]:9001"),
+        ("::ffff:127.0.0.1", "127.0.0.1:9001"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let fx = receive(
+            &mut t,
+            secs(t0, 1 + i as u64),
+            source,
+            &format!("{header} bob two"),
+        );
+        assert_eq!(fx, [msg(bob.clone(), "two")], "from {source}");
+    }
+    assert_eq!(
+        peer_list(&t),
+        [(
+            key("127.0.0.1:9001"),
+            peer("127.0.0.1:9001", Some("bob"), YetToConnect)
+        )]
+    );
+
+    // Another port on this host is another peer.
+    let carol = view(Some("carol"), "192.168.1.5:9002");
+    let fx = receive(
+        &mut t,
+        secs(t0, 9),
+        "192.168.1.5",
+        "192.168.1.5:9002 carol hi",
+    );
+    assert_eq!(fx, [new_peer(carol.clone()), msg(carol, "hi")]);
+    assert_eq!(t.peers().len(), 2);
+
+    // Typing another alias of a known peer reaches it at its known dial address.
+    let fx = send_to(&mut t, secs(t0, 10), "192.168.1.5:9001", "hello");
+    assert_eq!(fx, [tx(0, "127.0.0.1:9001", "hello", secs(t0, 30))]);
+    assert_eq!(t.peers().len(), 2);
+}
+
+#[test]
+fn forged_exit_from_another_socket_does_not_remove_the_peer() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+
+    // Claims to be alice, but comes from another host: it is (unknown) 10.0.0.9:5000.
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.9", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, []);
+    // The relay variant: a local program relays alice's exit.
+    let fx = receive(&mut t, secs(t0, 2), "127.0.0.1", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, []);
+    assert_eq!(
+        peer_list(&t),
+        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+    );
+
+    // A forged text is shown as coming from where it came from.
+    let impostor = view(Some("alice"), CAROL);
+    let fx = receive(&mut t, secs(t0, 3), "10.0.0.9", "10.0.0.7:5000 alice boo");
+    assert_eq!(
+        fx,
+        [
+            new_peer(impostor.clone()),
+            show(Event::AddressMismatch {
+                peer: impostor.clone(),
+                claimed: "10.0.0.7".to_owned()
+            }),
+            msg(impostor, "boo"),
+        ]
+    );
+    assert_eq!(dials(&t), [sa(ALICE), sa(CAROL)]);
+
+    // The real alice leaving removes only her.
+    let fx = receive(&mut t, secs(t0, 4), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, [show(Event::PeerLeft(view(Some("alice"), ALICE)))]);
+    assert_eq!(dials(&t), [sa(CAROL)]);
+}
+
+#[test]
+fn header_socket_mismatch_is_shown_once_per_peer() {
+    let (mut t, t0) = setup();
+    let alice = view(Some("alice"), ALICE);
+    let fx = receive(&mut t, t0, "10.0.0.7", "10.0.0.99:5000 alice hi");
+    assert_eq!(
+        fx,
+        [
+            new_peer(alice.clone()),
+            show(Event::AddressMismatch {
+                peer: alice.clone(),
+                claimed: "10.0.0.99".to_owned()
+            }),
+            msg(alice.clone(), "hi"),
+        ]
+    );
+    assert!(t.peer(&key(ALICE)).unwrap().mismatch_shown);
+    let fx = receive(
+        &mut t,
+        secs(t0, 1),
+        "10.0.0.7",
+        "10.0.0.99:5000 alice again",
+    );
+    assert_eq!(fx, [msg(alice.clone(), "again")]);
+    let fx = receive(
+        &mut t,
+        secs(t0, 2),
+        "10.0.0.7",
+        "10.0.0.98:5000 alice connect",
+    );
+    assert_eq!(fx, [show(Event::ConnectedWithYou(alice))]);
+
+    // A loopback claim from a remote host (a variant seen in the wild), in angle brackets.
+    let bob = view(Some("bob"), BOB);
+    let fx = receive(&mut t, secs(t0, 3), "10.0.0.8", "<127.0.1.1:5000> bob hi");
+    assert_eq!(
+        fx,
+        [
+            new_peer(bob.clone()),
+            show(Event::AddressMismatch {
+                peer: bob.clone(),
+                claimed: "127.0.1.1".to_owned()
+            }),
+            msg(bob, "hi"),
+        ]
+    );
+
+    // A host name is a claim too.
+    let carol = view(Some("carol"), CAROL);
+    let fx = receive(
+        &mut t,
+        secs(t0, 4),
+        "10.0.0.9",
+        "carol-box.lan:5000 carol hi",
+    );
+    assert_eq!(
+        fx,
+        [
+            new_peer(carol.clone()),
+            show(Event::AddressMismatch {
+                peer: carol.clone(),
+                claimed: "carol-box.lan".to_owned()
+            }),
+            msg(carol, "hi"),
+        ]
+    );
+
+    // Claims that match the socket are no mismatch: the same IP, its IPv4-mapped form,
+    // any local alias from a local socket, or no claim at all.
+    for (source, payload, addr) in [
+        ("10.0.0.10", "10.0.0.10:5000 dave hi", "10.0.0.10:5000"),
+        (
+            "10.0.0.11",
+            "[::ffff:10.0.0.11]:5000 erin hi",
+            "10.0.0.11:5000",
+        ),
+        ("127.0.0.1", "192.168.1.5:7000 frank hi", "127.0.0.1:7000"),
+        ("192.168.1.5", "127.0.1.1:7001 gina hi", "192.168.1.5:7001"),
+    ] {
+        let fx = receive(&mut t, secs(t0, 5), source, payload);
+        assert_eq!(fx.len(), 2, "{payload}: {fx:?}");
+        assert!(
+            matches!(fx[0], Effect::Show(Event::NewPeer(_))),
+            "{payload}"
+        );
+        assert!(
+            matches!(fx[1], Effect::Show(Event::Message { .. })),
+            "{payload}"
+        );
+        assert!(!t.peer(&key(addr)).unwrap().mismatch_shown, "{payload}");
+    }
+    let fx = receive(&mut t, secs(t0, 6), "10.0.0.12", "CONNECT:5000");
+    let anon = view(None, "10.0.0.12:5000");
+    assert_eq!(
+        fx,
+        [new_peer(anon.clone()), show(Event::ConnectedWithYou(anon))]
+    );
+}
+
+#[test]
+fn messages_claiming_this_nodes_own_port_from_a_local_address_are_ignored() {
+    let (mut t, t0) = setup();
+    for source in ["127.0.0.1", "127.0.1.1", "192.168.1.5", "::1"] {
+        for text in ["hi", "connect", "exit"] {
+            let fx = receive(&mut t, t0, source, &format!("127.0.1.1:9000 ghost {text}"));
+            assert_eq!(fx, [], "{source} {text}");
+        }
+        assert_eq!(receive(&mut t, t0, source, "CONNECT:9000"), []);
+    }
+    assert_eq!(t.peers().len(), 0);
+
+    // Port 9000 on another host is an ordinary peer.
+    let remote = view(Some("remote"), "10.0.0.7:9000");
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.7", "127.0.0.1:9000 remote hi");
+    assert_eq!(
+        fx,
+        [
+            new_peer(remote.clone()),
+            show(Event::AddressMismatch {
+                peer: remote.clone(),
+                claimed: "127.0.0.1".to_owned()
+            }),
+            msg(remote, "hi"),
+        ]
+    );
+    assert_eq!(dials(&t), [sa("10.0.0.7:9000")]);
+}
+
+#[test]
+fn name_colon_text_without_a_port_is_shown_but_adds_and_removes_nobody() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.7", "team: hello all");
+    let team = PeerView {
+        name: Some("team".to_owned()),
+        ip: ip("10.0.0.7"),
+        port: None,
+    };
+    assert_eq!(fx, [msg(team, "hello all")]);
+
+    // Control words without a port mean nothing.
+    assert_eq!(receive(&mut t, secs(t0, 2), "10.0.0.7", "alice: exit"), []);
+    assert_eq!(
+        receive(&mut t, secs(t0, 3), "10.0.0.7", "alice: connect"),
+        []
+    );
+    assert_eq!(
+        receive(&mut t, secs(t0, 4), "10.0.0.9", "carol: hi").len(),
+        1
+    );
+    assert_eq!(
+        peer_list(&t),
+        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+    );
+}
+
+// ----- user sends ---------------------------------------------------------------------
+
+#[test]
+fn send_to_a_new_address_adds_the_peer_and_transmits_once() {
+    let (mut t, t0) = setup();
+    let fx = send_to(&mut t, t0, ALICE, "hi");
+    assert_eq!(fx, [tx(0, ALICE, "hi", secs(t0, 20))]);
+    assert_eq!(
+        peer_list(&t),
+        [(key(ALICE), peer(ALICE, None, YetToConnect))]
+    );
+    assert_eq!(t.pending_sends(), 1);
+    // The in-flight deadline is the reactor's; nothing is queued.
+    assert_eq!(t.poll_timeout(), None);
+
+    let fx = done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered);
+    assert_eq!(fx, [sent(view(None, ALICE), Purpose::Text, "hi", true)]);
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(status(&t, ALICE), Some(YetToConnect));
+
+    // IPv6 peers are addressed the same way.
+    let v6 = "[2001:db8::7]:5000";
+    let fx = send_to(&mut t, secs(t0, 2), v6, "hi six");
+    assert_eq!(fx, [tx(1, v6, "hi six", secs(t0, 22))]);
+    assert_eq!(dials(&t), [sa(ALICE), sa(v6)]);
+}
+
+#[test]
+fn send_by_index_and_by_name() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "bob")],
+    );
+    let d = secs(t0, 21);
+
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Index(2), "to two"),
+        [tx(0, BOB, "to two", d)]
+    );
+    assert_eq!(
+        send(
+            &mut t,
+            secs(t0, 1),
+            Target::Name("alice".into()),
+            "to alice"
+        ),
+        [tx(1, ALICE, "to alice", d)]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Index(4), "x"),
+        [refused("no peer #4: the list has 3 (see /peers)")]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Index(0), "x"),
+        [refused("no peer #0: the list has 3 (see /peers)")]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Name("zed".into()), "x"),
+        [refused(
+            "no peer is named \"zed\": see the peer list (/peers)"
+        )]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Name("bob".into()), "x"),
+        [refused(
+            "several peers are named \"bob\": use #N or IP:PORT"
+        )]
+    );
+    assert_eq!(t.pending_sends(), 2);
+    assert_eq!(t.peers().len(), 3);
+    // Refusals use up no send ids.
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Index(3), "to three"),
+        [tx(2, CAROL, "to three", d)]
+    );
+}
+
+#[test]
+fn send_by_index_with_no_peers_is_refused() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send(&mut t, t0, Target::Index(1), "x"),
+        [refused("No active peers.")]
+    );
+    assert_eq!(
+        send(&mut t, t0, Target::Name("alice".into()), "x"),
+        [refused(
+            "no peer is named \"alice\": see the peer list (/peers)"
+        )]
+    );
+    assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn send_to_this_node_or_a_non_address_is_refused() {
+    let (mut t, t0) = setup();
+    for addr in [
+        "127.0.0.1:9000",
+        "192.168.1.5:9000",
+        "127.0.1.1:9000",
+        "[::1]:9000",
+    ] {
+        assert_eq!(
+            send_to(&mut t, t0, addr, "hi"),
+            [refused(&format!("{} is this node itself", sa(addr)))],
+            "{addr}"
+        );
+        assert_eq!(
+            connect(&mut t, t0, Which::All),
+            [refused("No peers remaining for connection.")]
+        );
+    }
+    for addr in ["10.0.0.7:0", "0.0.0.0:5000", "224.0.0.1:5000", "[::]:5000"] {
+        assert_eq!(
+            send_to(&mut t, t0, addr, "hi"),
+            [refused(&format!(
+                "{} is not a peer address: use IP:PORT",
+                sa(addr)
+            ))],
+            "{addr}"
+        );
+    }
+    assert_eq!(t.peers().len(), 0);
+    assert_eq!(t.pending_sends(), 0);
+
+    // This host on another port, and another host on this port, are peers.
+    assert_eq!(
+        send_to(&mut t, t0, "127.0.0.1:9001", "a"),
+        [tx(0, "127.0.0.1:9001", "a", secs(t0, 20))]
+    );
+    assert_eq!(
+        send_to(&mut t, t0, "10.0.0.7:9000", "b"),
+        [tx(1, "10.0.0.7:9000", "b", secs(t0, 20))]
+    );
+}
+
+#[test]
+fn text_longer_than_the_legacy_read_is_refused() {
+    let (mut t, t0) = setup();
+    // "255.255.255.255:9000 me " is 24 bytes: 1000 bytes of text fit in 1024.
+    let fits = "x".repeat(1000);
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, &fits),
+        [tx(0, ALICE, &fits, secs(t0, 20))]
+    );
+    let over = "x".repeat(1001);
+    assert_eq!(
+        send_to(&mut t, t0, BOB, &over),
+        [refused(
+            "not sent to 10.0.0.8:5000: message is 1025 bytes on the wire; \
+             legacy peers read at most 1024: shorten it"
+        )]
+    );
+    assert_eq!(
+        send_to(&mut t, t0, BOB, ""),
+        [refused("not sent to 10.0.0.8:5000: message is empty")]
+    );
+    // Refused sends add nobody and queue nothing.
+    assert_eq!(dials(&t), [sa(ALICE)]);
+    assert_eq!(t.pending_sends(), 1);
+
+    // To an IPv6 peer the header may be 26 bytes longer.
+    let v6 = "[2001:db8::7]:5000";
+    assert!(matches!(
+        send_to(&mut t, t0, v6, &"y".repeat(975))[..],
+        [Effect::Show(Event::Refused(_))]
+    ));
+    assert_eq!(
+        send_to(&mut t, t0, v6, &"y".repeat(974)),
+        [tx(1, v6, &"y".repeat(974), secs(t0, 20))]
+    );
+}
+
+#[test]
+fn a_fixed_advertised_address_sets_the_length_limit() {
+    let (mut t, t0) = setup_with(TableConfig {
+        advertise: Some(ip("10.0.0.5")),
+        ..cfg()
+    });
+    // "10.0.0.5:9000 me " is 17 bytes.
+    let fits = "x".repeat(1007);
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, &fits),
+        [tx(0, ALICE, &fits, secs(t0, 20))]
+    );
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, &"x".repeat(1008)),
+        [refused(
+            "not sent to 10.0.0.7:5000: message is 1025 bytes on the wire; \
+             legacy peers read at most 1024: shorten it"
+        )]
+    );
+}
+
+#[test]
+fn sends_to_one_peer_go_one_at_a_time_in_order() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, "one"),
+        [tx(0, ALICE, "one", secs(t0, 20))]
+    );
+    assert_eq!(send_to(&mut t, secs(t0, 1), ALICE, "two"), []);
+    assert_eq!(send_to(&mut t, secs(t0, 2), ALICE, "three"), []);
+    assert_eq!(t.pending_sends(), 3);
+    // The earliest queued deadline.
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 21)));
+
+    // Another peer is not held up.
+    assert_eq!(
+        send_to(&mut t, secs(t0, 3), BOB, "to bob"),
+        [tx(3, BOB, "to bob", secs(t0, 23))]
+    );
+
+    // Each completion releases the next, with the deadline it was given when asked for.
+    assert_eq!(
+        done(&mut t, secs(t0, 4), 0, SendOutcome::Delivered),
+        [
+            sent(view(None, ALICE), Purpose::Text, "one", true),
+            tx(1, ALICE, "two", secs(t0, 21)),
+        ]
+    );
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 22)));
+    assert_eq!(
+        done(&mut t, secs(t0, 5), 1, SendOutcome::Delivered),
+        [
+            sent(view(None, ALICE), Purpose::Text, "two", true),
+            tx(2, ALICE, "three", secs(t0, 22)),
+        ]
+    );
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(
+        done(&mut t, secs(t0, 6), 2, SendOutcome::Delivered),
+        [sent(view(None, ALICE), Purpose::Text, "three", true)]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 6), 3, SendOutcome::Delivered),
+        [sent(view(None, BOB), Purpose::Text, "to bob", true)]
+    );
+    assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn a_failed_send_releases_the_next_one_too() {
+    let (mut t, t0) = setup();
+    assert_eq!(send_to(&mut t, t0, ALICE, "one").len(), 1);
+    assert_eq!(send_to(&mut t, t0, ALICE, "two"), []);
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 1),
+            0,
+            SendOutcome::Failed(SendFailure::Reset)
+        ),
+        [
+            failed(view(None, ALICE), Purpose::Text, "one", SendFailure::Reset),
+            tx(1, ALICE, "two", secs(t0, 20)),
+        ]
+    );
+}
+
+#[test]
+fn send_outcomes_are_shown_as_sent_or_failed() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    let now = secs(t0, 1);
+    assert_eq!(send(&mut t, now, Target::Index(1), "a").len(), 1);
+    assert_eq!(send(&mut t, now, Target::Index(2), "b").len(), 1);
+    assert_eq!(send(&mut t, now, Target::Index(3), "c").len(), 1);
+
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
+        [sent(view(Some("alice"), ALICE), Purpose::Text, "a", true)]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 1, SendOutcome::Unconfirmed),
+        [sent(view(Some("bob"), BOB), Purpose::Text, "b", false)]
+    );
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 2),
+            2,
+            SendOutcome::Failed(SendFailure::Refused)
+        ),
+        [failed(
+            view(Some("carol"), CAROL),
+            Purpose::Text,
+            "c",
+            SendFailure::Refused
+        )]
+    );
+    // A failed text send removes nobody and changes no status.
+    assert_eq!(dials(&t), [sa(ALICE), sa(BOB), sa(CAROL)]);
+    assert!(t.peers().all(|(_, p)| p.status == YetToConnect));
+    assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn outcome_shows_the_peers_current_name_or_the_one_it_had() {
+    let (mut t, t0) = setup();
+    // Named while the send is in flight: the outcome uses the new name.
+    assert_eq!(send_to(&mut t, t0, ALICE, "hi").len(), 1);
+    let fx = receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice hello");
+    assert_eq!(fx, [msg(view(Some("alice"), ALICE), "hello")]);
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
+        [sent(view(Some("alice"), ALICE), Purpose::Text, "hi", true)]
+    );
+
+    // Left while the send is in flight: the outcome keeps the name it had.
+    assert_eq!(send_to(&mut t, secs(t0, 3), ALICE, "bye?").len(), 1);
+    let fx = receive(&mut t, secs(t0, 4), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    assert_eq!(fx, [show(Event::PeerLeft(view(Some("alice"), ALICE)))]);
+    assert_eq!(
+        done(&mut t, secs(t0, 5), 1, SendOutcome::Unconfirmed),
+        [sent(
+            view(Some("alice"), ALICE),
+            Purpose::Text,
+            "bye?",
+            false
+        )]
+    );
+    assert_eq!(t.peers().len(), 0);
+}
+
+// ----- connect ------------------------------------------------------------------------
+
+#[test]
+fn connect_all_sends_connect_to_every_peer_yet_to_connect() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    let now = secs(t0, 1);
+    let d = secs(t0, 21);
+    assert_eq!(
+        connect(&mut t, now, Which::All),
+        [
+            tx(0, ALICE, "connect", d),
+            tx(1, BOB, "connect", d),
+            tx(2, CAROL, "connect", d),
+        ]
+    );
+    // Not Connected until the send succeeds.
+    assert!(t.peers().all(|(_, p)| p.status == YetToConnect));
+
+    // No second `connect` while one is pending.
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::All),
+        [refused("No peers remaining for connection.")]
+    );
+    assert_eq!(t.pending_sends(), 3);
+
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 0, SendOutcome::Delivered),
+        [sent(
+            view(Some("alice"), ALICE),
+            Purpose::Connect,
+            "connect",
+            true
+        )]
+    );
+    assert_eq!(status(&t, ALICE), Some(Connected));
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 1, SendOutcome::Unconfirmed),
+        [sent(
+            view(Some("bob"), BOB),
+            Purpose::Connect,
+            "connect",
+            false
+        )]
+    );
+    assert_eq!(status(&t, BOB), Some(Connected));
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 21),
+            2,
+            SendOutcome::Failed(SendFailure::ConnectTimedOut)
+        ),
+        [failed(
+            view(Some("carol"), CAROL),
+            Purpose::Connect,
+            "connect",
+            SendFailure::ConnectTimedOut
+        )]
+    );
+    assert_eq!(status(&t, CAROL), Some(YetToConnect));
+
+    assert_eq!(
+        list(&mut t),
+        [show(Event::Peers(vec![
+            row(1, Some("alice"), ALICE, Connected),
+            row(2, Some("bob"), BOB, Connected),
+            row(3, Some("carol"), CAROL, YetToConnect),
+        ]))]
+    );
+    assert_eq!(
+        list_candidates(&mut t),
+        [show(Event::ConnectCandidates(vec![row(
+            1,
+            Some("carol"),
+            CAROL,
+            YetToConnect
+        )]))]
+    );
+
+    // Only the peer still yet to connect is asked again.
+    assert_eq!(
+        connect(&mut t, secs(t0, 30), Which::All),
+        [tx(3, CAROL, "connect", secs(t0, 50))]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 31), 3, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(status(&t, CAROL), Some(Connected));
+    assert_eq!(
+        connect(&mut t, secs(t0, 32), Which::All),
+        [refused("No peers remaining for connection.")]
+    );
+    assert_eq!(
+        list_candidates(&mut t),
+        [show(Event::ConnectCandidates(vec![]))]
+    );
+    assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn connect_all_with_no_peers_is_refused() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        connect(&mut t, t0, Which::All),
+        [refused("No peers remaining for connection.")]
+    );
+    assert_eq!(list(&mut t), [show(Event::Peers(vec![]))]);
+}
+
+#[test]
+fn connect_typed_as_text_is_a_connect() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, "CONNECT"),
+        [tx(0, ALICE, "CONNECT", secs(t0, 20))]
+    );
+    // It counts as pending for "connect to all".
+    assert_eq!(
+        connect(&mut t, t0, Which::All),
+        [refused("No peers remaining for connection.")]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered),
+        [sent(view(None, ALICE), Purpose::Connect, "CONNECT", true)]
+    );
+    assert_eq!(status(&t, ALICE), Some(Connected));
+}
+
+#[test]
+fn connect_all_waits_behind_a_send_in_flight() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    assert_eq!(send(&mut t, t0, Target::Index(1), "first").len(), 1);
+    assert_eq!(connect(&mut t, secs(t0, 1), Which::All), []);
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 21)));
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
+        [
+            sent(view(Some("alice"), ALICE), Purpose::Text, "first", true),
+            tx(1, ALICE, "connect", secs(t0, 21)),
+        ]
+    );
+}
+
+#[test]
+fn connect_by_indices_refuses_out_of_range_and_already_connected() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    make_connected(&mut t, secs(t0, 1), 1);
+
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Indices(vec![1, 3, 7, 0])),
+        [
+            refused("alice [10.0.0.7:5000] is already connected"),
+            refused("no peer #7: the list has 3 (see /peers)"),
+            refused("no peer #0: the list has 3 (see /peers)"),
+            tx(1, CAROL, "connect", secs(t0, 22)),
+        ]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 1, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(status(&t, CAROL), Some(Connected));
+    assert_eq!(status(&t, BOB), Some(YetToConnect));
+
+    // A peer known only by address is "Unknown".
+    assert_eq!(
+        send_to(&mut t, secs(t0, 4), "10.0.0.10:5000", "hi").len(),
+        1
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 5), 2, SendOutcome::Delivered).len(),
+        1
+    );
+    make_connected(&mut t, secs(t0, 6), 4);
+    assert_eq!(
+        connect(&mut t, secs(t0, 7), Which::Indices(vec![4])),
+        [refused("Unknown [10.0.0.10:5000] is already connected")]
+    );
+}
+
+#[test]
+fn connect_by_indices_with_no_peers_is_refused() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        connect(&mut t, t0, Which::Indices(vec![1])),
+        [refused("No active peers.")]
+    );
+}
+
+#[test]
+fn connect_candidate_counts_among_peers_yet_to_connect() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    make_connected(&mut t, secs(t0, 1), 2);
+
+    assert_eq!(
+        list_candidates(&mut t),
+        [show(Event::ConnectCandidates(vec![
+            row(1, Some("alice"), ALICE, YetToConnect),
+            row(2, Some("carol"), CAROL, YetToConnect),
+        ]))]
+    );
+    // Candidate #2 is carol (list #3).
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Candidate(2)),
+        [tx(1, CAROL, "connect", secs(t0, 22))]
+    );
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Candidate(3)),
+        [refused("no peer #3 among those remaining for connection")]
+    );
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Candidate(0)),
+        [refused("no peer #0 among those remaining for connection")]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 1, SendOutcome::Delivered).len(),
+        1
+    );
+    // Now only alice remains, as #1.
+    assert_eq!(
+        connect(&mut t, secs(t0, 4), Which::Candidate(1)),
+        [tx(2, ALICE, "connect", secs(t0, 24))]
+    );
+}
+
+// ----- sending exit -------------------------------------------------------------------
+
+#[test]
+fn sending_exit_removes_the_peer_once_the_send_finishes_whatever_the_outcome() {
+    let outcomes = [
+        SendOutcome::Delivered,
+        SendOutcome::Unconfirmed,
+        SendOutcome::Failed(SendFailure::Refused),
+    ];
+    for (word, outcome) in ["exit", "EXIT", "Exit"].into_iter().zip(outcomes) {
+        let (mut t, t0) = setup();
+        with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+        assert_eq!(
+            send(&mut t, secs(t0, 1), Target::Index(1), word),
+            [tx(0, ALICE, word, secs(t0, 21))]
+        );
+        // Still listed (and still heard) while the send is in flight.
+        assert_eq!(dials(&t), [sa(ALICE), sa(BOB)]);
+        let fx = receive(&mut t, secs(t0, 2), "10.0.0.7", "10.0.0.7:5000 alice wait");
+        assert_eq!(fx, [msg(view(Some("alice"), ALICE), "wait")]);
+
+        let alice = view(Some("alice"), ALICE);
+        let want = match &outcome {
+            SendOutcome::Failed(reason) => failed(alice, Purpose::Exit, word, reason.clone()),
+            o => sent(alice, Purpose::Exit, word, *o == SendOutcome::Delivered),
+        };
+        assert_eq!(done(&mut t, secs(t0, 3), 0, outcome), [want], "{word}");
+        assert_eq!(dials(&t), [sa(BOB)], "{word}");
+        assert_eq!(t.pending_sends(), 0);
+    }
+}
+
+// ----- deadlines ----------------------------------------------------------------------
+
+#[test]
+fn a_queued_send_past_its_deadline_fails_on_timeout() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send_to(&mut t, t0, ALICE, "one"),
+        [tx(0, ALICE, "one", secs(t0, 20))]
+    );
+    assert_eq!(send_to(&mut t, secs(t0, 5), ALICE, "two"), []);
+    assert_eq!(send_to(&mut t, secs(t0, 10), ALICE, "exit"), []);
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 25)));
+
+    // Early and repeated calls are harmless.
+    assert_eq!(timeout(&mut t, secs(t0, 24)), []);
+    assert_eq!(t.pending_sends(), 3);
+
+    assert_eq!(
+        timeout(&mut t, secs(t0, 25)),
+        [failed(
+            view(None, ALICE),
+            Purpose::Text,
+            "two",
+            SendFailure::QueueTimedOut
+        )]
+    );
+    assert_eq!(timeout(&mut t, secs(t0, 25)), []);
+    assert_eq!(t.pending_sends(), 2);
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 30)));
+
+    // The queued exit times out too, and still removes the peer.
+    assert_eq!(
+        timeout(&mut t, secs(t0, 30)),
+        [failed(
+            view(None, ALICE),
+            Purpose::Exit,
+            "exit",
+            SendFailure::QueueTimedOut
+        )]
+    );
+    assert_eq!(t.peers().len(), 0);
+    assert_eq!(t.poll_timeout(), None);
+
+    // The send in flight finishes late; nothing is left to start.
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 31),
+            0,
+            SendOutcome::Failed(SendFailure::WriteTimedOut)
+        ),
+        [failed(
+            view(None, ALICE),
+            Purpose::Text,
+            "one",
+            SendFailure::WriteTimedOut
+        )]
+    );
+    assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn a_queued_send_found_expired_when_its_turn_comes_fails_and_the_next_starts() {
+    let (mut t, t0) = setup();
+    assert_eq!(send_to(&mut t, t0, ALICE, "a").len(), 1);
+    assert_eq!(send_to(&mut t, secs(t0, 1), ALICE, "b"), []);
+    assert_eq!(send_to(&mut t, secs(t0, 10), ALICE, "c"), []);
+    // The reactor reports "a" after "b"'s deadline, before calling handle_timeout.
+    assert_eq!(
+        done(&mut t, secs(t0, 22), 0, SendOutcome::Unconfirmed),
+        [
+            sent(view(None, ALICE), Purpose::Text, "a", false),
+            failed(
+                view(None, ALICE),
+                Purpose::Text,
+                "b",
+                SendFailure::QueueTimedOut
+            ),
+            tx(2, ALICE, "c", secs(t0, 30)),
+        ]
+    );
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(timeout(&mut t, secs(t0, 22)), []);
+}
+
+// ----- quit ---------------------------------------------------------------------------
+
+#[test]
+fn quit_sends_exit_to_every_peer_at_once_and_exits_when_all_are_done() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    let d = secs(t0, 21);
+    assert_eq!(
+        quit(&mut t, secs(t0, 1)),
+        [
+            show(Event::Exiting),
+            tx(0, ALICE, "exit", d),
+            tx(1, BOB, "exit", d),
+        ]
+    );
+    assert!(t.is_quitting());
+    assert_eq!(t.poll_timeout(), Some(d));
+
+    // Nothing else is sent while quitting.
+    assert_eq!(
+        send(&mut t, secs(t0, 2), Target::Index(1), "wait"),
+        [refused("the node is quitting: message not sent")]
+    );
+    assert_eq!(
+        send_to(&mut t, secs(t0, 2), CAROL, "hi"),
+        [refused("the node is quitting: message not sent")]
+    );
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::All),
+        [
+            refused("the node is quitting: message not sent"),
+            refused("the node is quitting: message not sent"),
+        ]
+    );
+    assert_eq!(dials(&t), [sa(ALICE), sa(BOB)]);
+    // A second quit does nothing.
+    assert_eq!(quit(&mut t, secs(t0, 2)), []);
+    assert_eq!(t.pending_sends(), 2);
+
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 0, SendOutcome::Delivered),
+        [sent(
+            view(Some("alice"), ALICE),
+            Purpose::Exit,
+            "exit",
+            true
+        )]
+    );
+    assert_eq!(dials(&t), [sa(BOB)]);
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 4),
+            1,
+            SendOutcome::Failed(SendFailure::Refused)
+        ),
+        [
+            failed(
+                view(Some("bob"), BOB),
+                Purpose::Exit,
+                "exit",
+                SendFailure::Refused
+            ),
+            Effect::Exit,
+        ]
+    );
+    assert_eq!(t.peers().len(), 0);
+    assert_eq!(t.poll_timeout(), None);
+
+    // Exit is emitted exactly once.
+    assert_eq!(timeout(&mut t, d), []);
+    assert_eq!(timeout(&mut t, secs(t0, 100)), []);
+    assert_eq!(quit(&mut t, secs(t0, 100)), []);
+}
+
+#[test]
+fn quit_with_no_peers_exits_at_once() {
+    let (mut t, t0) = setup();
+    assert_eq!(quit(&mut t, t0), [show(Event::Exiting), Effect::Exit]);
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(timeout(&mut t, secs(t0, 20)), []);
+    assert_eq!(quit(&mut t, secs(t0, 21)), []);
+    assert_eq!(
+        send_to(&mut t, secs(t0, 21), ALICE, "hi"),
+        [refused("the node is quitting: message not sent")]
+    );
+}
+
+#[test]
+fn quit_with_a_dead_peer_exits_at_the_quit_deadline() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    let d = secs(t0, 20);
+    assert_eq!(
+        quit(&mut t, t0),
+        [
+            show(Event::Exiting),
+            tx(0, ALICE, "exit", d),
+            tx(1, BOB, "exit", d),
+        ]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 1, SendOutcome::Delivered).len(),
+        1
+    );
+    // alice never answers.
+    assert_eq!(t.poll_timeout(), Some(d));
+    assert_eq!(timeout(&mut t, secs(t0, 19)), []);
+    assert_eq!(timeout(&mut t, d), [Effect::Exit]);
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(timeout(&mut t, secs(t0, 21)), []);
+
+    // The reactor's late report is harmless and emits no second Exit.
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 21),
+            0,
+            SendOutcome::Failed(SendFailure::ConnectTimedOut)
+        ),
+        [failed(
+            view(Some("alice"), ALICE),
+            Purpose::Exit,
+            "exit",
+            SendFailure::ConnectTimedOut
+        )]
+    );
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(done(&mut t, secs(t0, 22), 0, SendOutcome::Delivered), []);
+}
+
+#[test]
+fn quit_deadline_fails_what_is_still_queued_with_quit() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    let alice = view(Some("alice"), ALICE);
+    // alice is stuck: "one" in flight, "two" queued behind it.
+    assert_eq!(
+        send(&mut t, t0, Target::Index(1), "one"),
+        [tx(0, ALICE, "one", secs(t0, 20))]
+    );
+    assert_eq!(send(&mut t, secs(t0, 1), Target::Index(1), "two"), []);
+
+    // bob's exit goes at once; alice's waits behind her queue.
+    assert_eq!(
+        quit(&mut t, secs(t0, 2)),
+        [show(Event::Exiting), tx(3, BOB, "exit", secs(t0, 22))]
+    );
+    assert_eq!(t.pending_sends(), 4);
+    // The queued "two" is due before the quit deadline.
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 21)));
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 3, SendOutcome::Delivered),
+        [sent(view(Some("bob"), BOB), Purpose::Exit, "exit", true)]
+    );
+
+    assert_eq!(
+        timeout(&mut t, secs(t0, 21)),
+        [failed(
+            alice.clone(),
+            Purpose::Text,
+            "two",
+            SendFailure::QueueTimedOut
+        )]
+    );
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 22)));
+    // At the quit deadline the exit still queued fails because the node quits; it leaves.
+    assert_eq!(
+        timeout(&mut t, secs(t0, 22)),
+        [
+            failed(alice.clone(), Purpose::Exit, "exit", SendFailure::Quit),
+            Effect::Exit,
+        ]
+    );
+    assert_eq!(t.poll_timeout(), None);
+    assert_eq!(t.peers().len(), 0);
+    // Only the send in flight is left; its late report starts nothing and exits no more.
+    assert_eq!(t.pending_sends(), 1);
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 23),
+            0,
+            SendOutcome::Failed(SendFailure::ConnectTimedOut)
+        ),
+        [failed(
+            alice,
+            Purpose::Text,
+            "one",
+            SendFailure::ConnectTimedOut
+        )]
+    );
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(timeout(&mut t, secs(t0, 40)), []);
+}
+
+#[test]
+fn one_late_timeout_call_fires_queue_and_quit_deadlines_in_order() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    let alice = view(Some("alice"), ALICE);
+    assert_eq!(send(&mut t, t0, Target::Index(1), "one").len(), 1);
+    assert_eq!(send(&mut t, secs(t0, 1), Target::Index(1), "two"), []);
+    assert_eq!(quit(&mut t, secs(t0, 2)), [show(Event::Exiting)]);
+    // The reactor wakes only once, well after both deadlines.
+    assert_eq!(
+        timeout(&mut t, secs(t0, 60)),
+        [
+            failed(
+                alice.clone(),
+                Purpose::Text,
+                "two",
+                SendFailure::QueueTimedOut
+            ),
+            failed(alice, Purpose::Exit, "exit", SendFailure::Quit),
+            Effect::Exit,
+        ]
+    );
+    assert_eq!(t.pending_sends(), 1);
+    assert_eq!(
+        done(&mut t, secs(t0, 61), 0, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(t.pending_sends(), 0);
+}
+
+// ----- reactor misuse -----------------------------------------------------------------
+
+#[test]
+fn outcome_for_an_unknown_send_is_ignored() {
+    let (mut t, t0) = setup();
+    assert_eq!(done(&mut t, t0, 99, SendOutcome::Delivered), []);
+
+    assert_eq!(send_to(&mut t, t0, ALICE, "one").len(), 1);
+    assert_eq!(send_to(&mut t, t0, ALICE, "two"), []);
+    assert_eq!(done(&mut t, t0, 99, SendOutcome::Delivered), []);
+    // An id that is queued, not in flight (never handed out in a Transmit).
+    assert_eq!(done(&mut t, t0, 1, SendOutcome::Delivered), []);
+    assert_eq!(t.pending_sends(), 2);
+
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered),
+        [
+            sent(view(None, ALICE), Purpose::Text, "one", true),
+            tx(1, ALICE, "two", secs(t0, 20)),
+        ]
+    );
+    // A second report for a finished send.
+    assert_eq!(done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered), []);
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 1, SendOutcome::Delivered),
+        [sent(view(None, ALICE), Purpose::Text, "two", true)]
+    );
+    assert_eq!(t.pending_sends(), 0);
+}

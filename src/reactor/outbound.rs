@@ -108,6 +108,9 @@ impl Outbound {
             }
         }
         if let Err(e) = self.stream.shutdown(std::net::Shutdown::Write) {
+            // A reset that arrived since the write shows as "not connected" here; the
+            // socket's pending error says what really happened.
+            let e = self.stream.take_error().ok().flatten().unwrap_or(e);
             return Step::Done(failure(&e, self.stage));
         }
         self.stage = Stage::AwaitingClose;
@@ -161,6 +164,8 @@ pub fn failure(e: &io::Error, stage: Stage) -> SendOutcome {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionAborted => SendFailure::Reset,
+        // Once connected, "not connected" means the peer tore the connection down.
+        io::ErrorKind::NotConnected if stage != Stage::Connecting => SendFailure::Reset,
         io::ErrorKind::TimedOut if stage == Stage::Connecting => SendFailure::ConnectTimedOut,
         _ => SendFailure::Io(e.to_string()),
     };

@@ -1,0 +1,520 @@
+//! Whole-program behaviour: real `p2pchat` processes on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+#[test]
+fn two_nodes_exchange_messages_both_ways() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    a.type_line(&format!("/send {} hello bob", b.addr()));
+    b.expect_event(
+        "new_peer",
+        &[("name", json!("alice")), ("port", json!(a.port))],
+    );
+    b.expect_event(
+        "message",
+        &[
+            ("name", json!("alice")),
+            ("text", json!("hello bob")),
+            ("port", json!(a.port)),
+        ],
+    );
+    a.expect_event(
+        "sent",
+        &[
+            ("kind", json!("text")),
+            ("text", json!("hello bob")),
+            ("confirmed", json!(true)),
+        ],
+    );
+    // Bob answers by index: alice is #1 in his list.
+    b.type_line("/send #1 hi alice, spaces  kept");
+    a.expect_event(
+        "message",
+        &[
+            ("name", json!("bob")),
+            ("text", json!("hi alice, spaces  kept")),
+        ],
+    );
+    // And by name.
+    a.type_line("/send bob by name");
+    b.expect_event("message", &[("text", json!("by name"))]);
+    let peers = a.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0]["name"], "bob");
+    assert_eq!(peers[0]["status"], "Yet to connect");
+    a.quit();
+    b.quit();
+}
+
+#[test]
+fn connect_then_exit() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    a.type_line(&format!("/send {} hi", b.addr()));
+    b.expect_event("message", &[("text", json!("hi"))]);
+    a.type_line("/connect");
+    b.expect_event("connected_with_you", &[("name", json!("alice"))]);
+    a.expect_event(
+        "sent",
+        &[("kind", json!("connect")), ("confirmed", json!(true))],
+    );
+    assert_eq!(a.peers()[0]["status"], "Connected");
+    // Nobody left to connect to.
+    a.type_line("/connect all");
+    a.expect_event(
+        "error",
+        &[("detail", json!("No peers remaining for connection."))],
+    );
+    // Sending exit drops the peer on both sides.
+    a.type_line("/send #1 exit");
+    b.expect_event("peer_left", &[("name", json!("alice"))]);
+    a.expect_event("sent", &[("kind", json!("exit"))]);
+    assert!(a.peers().is_empty());
+    assert!(b.peers().is_empty());
+}
+
+#[test]
+fn menu_walks_the_original_steps() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    for line in ["1", "127.0.0.1", &b.port.to_string(), "via the menu"] {
+        a.type_line(line);
+    }
+    b.expect_event("message", &[("text", json!("via the menu"))]);
+    a.type_line("2");
+    let peers = a.expect_event("peers", &[]);
+    assert_eq!(peers["peers"][0]["port"], json!(b.port));
+    a.type_line("3");
+    a.expect_event("connect_candidates", &[]);
+    a.type_line("0");
+    b.expect_event("connected_with_you", &[]);
+    a.type_line("0");
+    b.expect_event("peer_left", &[("name", json!("alice"))]);
+    assert!(a.wait_exit(SOON).success());
+}
+
+#[test]
+fn quit_tells_every_peer_at_once() {
+    let mut a = Node::start("alice", &[]);
+    let mut others: Vec<Node> = (0..3).map(|i| Node::start(&format!("p{i}"), &[])).collect();
+    for o in &mut others {
+        o.type_line(&format!("/send {} hi", a.addr()));
+    }
+    for _ in 0..3 {
+        a.expect_event("message", &[("text", json!("hi"))]);
+    }
+    a.quit();
+    for o in &mut others {
+        o.expect_event("peer_left", &[("name", json!("alice"))]);
+    }
+}
+
+#[test]
+fn quit_with_dead_peers_takes_one_timeout_not_one_per_peer() {
+    // Three "dead" peers: listeners whose accept queue is full, so connects never finish.
+    let mut hold = Vec::new();
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        let (l, port) = listener();
+        // Fill the accept queue so further SYNs are dropped.
+        for _ in 0..300 {
+            match TcpStream::connect_timeout(&l.local_addr().unwrap(), Duration::from_millis(50)) {
+                Ok(s) => hold.push(s),
+                Err(_) => break,
+            }
+        }
+        dead.push((l, port));
+    }
+    let mut a = Node::start("alice", &["--timeout", "2"]);
+    for (_, port) in &dead {
+        a.type_line(&format!("/send 127.0.0.1:{port} hello?"));
+    }
+    let started = Instant::now();
+    a.type_line("/quit");
+    let status = a.wait_exit(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert!(status.success());
+    a.drain(Duration::from_secs(1));
+    // Sequential sends would take 3 x 2 s for the messages plus 3 x 2 s for the exits.
+    assert!(took < Duration::from_secs(5), "quit took {took:?}");
+    let failed: Vec<&Value> = a
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "send_failed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        6,
+        "every message and exit is reported: {:#?}",
+        a.seen
+    );
+    for f in failed {
+        assert!(
+            ["connect_timeout", "quit", "queue_timeout"].contains(&f["reason"].as_str().unwrap()),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn send_failures_are_reported_with_their_reason() {
+    let mut a = Node::start("alice", &["--timeout", "1"]);
+    let port = closed_port();
+    a.type_line(&format!("/send 127.0.0.1:{port} anyone?"));
+    a.expect_event(
+        "send_failed",
+        &[
+            ("reason", json!("refused")),
+            ("text", json!("anyone?")),
+            ("port", json!(port)),
+        ],
+    );
+    // A peer that accepts and never reads nor closes: written, but not confirmed.
+    let (l, port) = listener();
+    a.type_line(&format!("/send 127.0.0.1:{port} are you there"));
+    let (_conn, _) = l.accept().unwrap();
+    a.expect_event(
+        "sent",
+        &[("confirmed", json!(false)), ("port", json!(port))],
+    );
+    // A peer that reads part and resets: a failure.
+    let (l, port) = listener();
+    a.type_line(&format!("/send 127.0.0.1:{port} reset me"));
+    let (mut conn, _) = l.accept().unwrap();
+    let mut two = [0u8; 2];
+    conn.read_exact(&mut two).unwrap();
+    drop(conn); // closing with unread data sends a reset
+    a.expect_event(
+        "send_failed",
+        &[("reason", json!("reset")), ("port", json!(port))],
+    );
+}
+
+#[test]
+fn messages_to_one_peer_arrive_in_the_order_typed() {
+    let (l, port) = listener();
+    let mut a = Node::start("alice", &[]);
+    for i in 0..5 {
+        a.type_line(&format!("/send 127.0.0.1:{port} m{i}"));
+    }
+    for i in 0..5 {
+        let (_, payload) = accept_one(&l);
+        let text = String::from_utf8(payload).unwrap();
+        assert_eq!(text, format!("127.0.0.1:{} alice m{i}", a.port));
+    }
+    for i in 0..5 {
+        a.expect_event("sent", &[("text", json!(format!("m{i}")))]);
+    }
+}
+
+#[test]
+fn wire_bytes_are_exactly_the_originals() {
+    let (l, port) = listener();
+    let mut a = Node::start("alice", &[]);
+    a.type_line(&format!("/send 127.0.0.1:{port} hello world"));
+    let (_, payload) = accept_one(&l);
+    assert_eq!(
+        payload,
+        format!("127.0.0.1:{} alice hello world", a.port).as_bytes()
+    );
+    // With --advertise the header carries that IP.
+    let mut b = Node::start("bob", &["--advertise", "127.0.0.9"]);
+    b.type_line(&format!("/send 127.0.0.1:{port} x"));
+    let (_, payload) = accept_one(&l);
+    assert_eq!(payload, format!("127.0.0.9:{} bob x", b.port).as_bytes());
+}
+
+#[test]
+fn too_long_message_is_refused_not_cut() {
+    let (l, port) = listener();
+    l.set_nonblocking(true).unwrap();
+    let mut a = Node::start("alice", &[]);
+    let long = "x".repeat(1100);
+    a.type_line(&format!("/send 127.0.0.1:{port} {long}"));
+    let e = a.expect_event("error", &[]);
+    assert!(e["detail"].as_str().unwrap().contains("1024"), "{e}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(l.accept().is_err(), "nothing may be sent");
+}
+
+#[test]
+fn mandatory_peers_are_greeted_at_start() {
+    let mut b = Node::start("bob", &[]);
+    let mut a = Node::start("alice", &["--peer", &b.addr(), "--greeting", "hi all"]);
+    b.expect_event(
+        "message",
+        &[("name", json!("alice")), ("text", json!("hi all"))],
+    );
+    a.expect_event("sent", &[("text", json!("hi all"))]);
+}
+
+#[test]
+fn stdin_from_a_file_is_run_then_the_node_quits() {
+    let mut b = Node::start("bob", &[]);
+    let dir = std::env::temp_dir().join(format!("p2pchat-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("commands.txt");
+    std::fs::write(
+        &script,
+        format!("/send {0} one\n/send {0} two\n/connect all", b.addr()),
+    )
+    .unwrap();
+    let mut cmd = command("alice", &[]);
+    cmd.stdin(std::fs::File::open(&script).unwrap());
+    let mut a = Node::spawn("alice", cmd);
+    b.expect_event("message", &[("text", json!("one"))]);
+    b.expect_event("message", &[("text", json!("two"))]);
+    b.expect_event("connected_with_you", &[]);
+    b.expect_event("peer_left", &[("name", json!("alice"))]);
+    assert!(a.wait_exit(SOON).success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stdin_from_dev_null_quits_cleanly() {
+    let mut cmd = command("alice", &[]);
+    cmd.stdin(Stdio::null());
+    let mut a = Node::spawn("alice", cmd);
+    a.expect_event("exiting", &[]);
+    assert!(a.wait_exit(SOON).success());
+}
+
+#[test]
+fn stdout_closed_early_ends_the_node_cleanly() {
+    let b = Node::start("bob", &[]);
+    let mut child = command("alice", &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    drop(out); // like `p2pchat | head -1`
+    // Something to print: a message arrives.
+    assert!(send_raw(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("127.0.0.1:{} bob hello", b.port).as_bytes()
+    ));
+    let status = wait_child(&mut child, SOON);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < end, "no exit within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn port_in_use_is_one_clear_line_and_exit_code_3() {
+    let (_l, port) = listener();
+    let out = Command::new(BIN)
+        .args([
+            "--name",
+            "a",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("port {port} is in use")), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_without_a_backtrace() {
+    for args in [
+        vec!["--name", "a", "--port", "70000"],
+        vec!["--name", "a", "--port", "1", "--bogus"],
+        vec!["--name", "a b", "--port", "0"],
+        vec!["--port", "0"],
+        vec!["--name", "a", "--port", "0", "--peer", "nonsense"],
+        vec!["--name", "a", "--port", "0", "--bind", "999.1.1.1"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .env_remove("P2PCHAT_NAME")
+            .env_remove("P2PCHAT_PORT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn name_and_port_come_from_the_environment() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--json", "--bind", "127.0.0.1"])
+        .env("P2PCHAT_NAME", "envname")
+        .env("P2PCHAT_PORT", "0")
+        .stdin(Stdio::piped());
+    let mut a = Node::spawn("envname", cmd);
+    assert_eq!(a.seen[0]["name"], "envname");
+    a.quit();
+}
+
+#[test]
+fn sending_to_itself_is_refused() {
+    let mut a = Node::start("alice", &[]);
+    a.type_line(&format!("/send {} me", a.addr()));
+    let e = a.expect_event("error", &[]);
+    assert!(e["detail"].as_str().unwrap().contains("this node"), "{e}");
+    assert!(a.peers().is_empty());
+}
+
+#[test]
+fn human_output_speaks_like_the_original() {
+    let b = Node::start("bob", &[]);
+    let mut child = Command::new(BIN)
+        .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/send {} hello", b.addr()).unwrap();
+    writeln!(stdin, "/peers").unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("Server listening on port "), "{out}");
+    let who = format!("[127.0.0.1:{}]", b.port);
+    for want in [
+        format!("Message sent to Unknown {who}: hello"),
+        "Active Peers:".to_owned(),
+        format!("1. Unknown {who} - Yet to connect"),
+        "Exiting...".to_owned(),
+        format!("Disconnected from Unknown {who}"),
+    ] {
+        assert!(lines.contains(&want.as_str()), "missing {want:?} in {out}");
+    }
+}
+
+#[test]
+fn inbound_variants_in_the_wild_are_understood() {
+    let mut a = Node::start("alice", &[]);
+    let to = a.sock();
+    let (_l, lp) = listener();
+    // Angle brackets, trailing CRLF.
+    assert!(send_raw(
+        to,
+        format!("<127.0.0.1:{lp}> bracket hi there\r\n").as_bytes()
+    ));
+    a.expect_event(
+        "message",
+        &[("name", json!("bracket")), ("text", json!("hi there"))],
+    );
+    // CONNECT:<port> opening.
+    assert!(send_raw(to, format!("CONNECT:{lp}").as_bytes()));
+    a.expect_event("connected_with_you", &[("port", json!(lp))]);
+    // Several unframed messages on one connection.
+    let mut s = TcpStream::connect(to).unwrap();
+    let h = format!("127.0.0.1:{lp} multi ");
+    s.write_all(format!("{h}one").as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(format!("{h}two").as_bytes()).unwrap();
+    a.expect_event(
+        "message",
+        &[("name", json!("multi")), ("text", json!("one"))],
+    );
+    drop(s);
+    a.expect_event(
+        "message",
+        &[("name", json!("multi")), ("text", json!("two"))],
+    );
+    // No address at all.
+    assert!(send_raw(to, b"team: hello everyone"));
+    a.expect_event(
+        "message",
+        &[
+            ("name", json!("team")),
+            ("text", json!("hello everyone")),
+            ("port", Value::Null),
+        ],
+    );
+    // An empty connection is nothing.
+    assert!(send_raw(to, b""));
+    // Garbage is dropped with a log line, and the node keeps serving.
+    assert!(send_raw(to, b"complete garbage"));
+    assert!(send_raw(
+        to,
+        format!("127.0.0.1:{lp} after still works").as_bytes()
+    ));
+    a.expect_event("message", &[("text", json!("still works"))]);
+    assert!(
+        a.stderr_text().contains("dropped 16 bytes: no IP:PORT"),
+        "{}",
+        a.stderr_text()
+    );
+    let peers = a.peers();
+    assert_eq!(peers.len(), 1, "one host and port is one peer: {peers:?}");
+}
+
+#[test]
+fn header_claims_do_not_decide_identity() {
+    let mut a = Node::start("alice", &[]);
+    let to = a.sock();
+    // A message from this host claiming to be 10.9.9.9 is keyed by the socket (this host).
+    // (The cross-host forged exit is stepped in the peer table's unit tests.)
+    assert!(send_raw(to, b"10.9.9.9:4000 victim hello"));
+    a.expect_event("address_mismatch", &[("claimed", json!("10.9.9.9"))]);
+    a.expect_event("message", &[("name", json!("victim"))]);
+    let peers = a.peers();
+    assert_eq!(
+        peers[0]["ip"], "127.0.0.1",
+        "the socket's address, not the header's"
+    );
+    // The header/socket mismatch is shown once per peer.
+    assert!(send_raw(to, b"10.9.9.9:4000 victim again"));
+    a.expect_event("message", &[("text", json!("again"))]);
+    assert_eq!(
+        a.seen
+            .iter()
+            .filter(|v| v["event"] == "address_mismatch")
+            .count(),
+        1
+    );
+}
