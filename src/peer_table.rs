@@ -433,14 +433,22 @@ impl PeerTable {
 
     /// "Connect to active peers".
     pub fn connect(&mut self, now: Instant, which: Which) {
+        if self.quit_deadline.is_some() {
+            self.refuse("the node is quitting: not connecting".to_owned());
+            return;
+        }
         let keys: Vec<PeerKey> = match which {
             Which::All => {
-                let keys: Vec<PeerKey> = self
-                    .candidates()
+                let all: Vec<PeerKey> = self.candidates().collect();
+                let keys: Vec<PeerKey> = all
+                    .iter()
+                    .copied()
                     .filter(|k| !self.connect_pending(k))
                     .collect();
-                if keys.is_empty() {
+                if all.is_empty() {
                     self.refuse("No peers remaining for connection.".to_owned());
+                } else if keys.is_empty() {
+                    self.refuse("connecting to every remaining peer is already under way".into());
                 }
                 keys
             }
@@ -471,6 +479,15 @@ impl PeerTable {
             },
         };
         for key in keys {
+            if self.connect_pending(&key) {
+                let view = self.view(&key);
+                self.refuse(format!(
+                    "connecting to {} [{}] is already under way",
+                    view.name_or_unknown(),
+                    view.addr_text()
+                ));
+                continue;
+            }
             let dial = self.peers[&key].dial;
             self.enqueue(now, key, dial, "connect", Purpose::Connect);
         }

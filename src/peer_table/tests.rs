@@ -982,7 +982,9 @@ fn connect_all_sends_connect_to_every_peer_yet_to_connect() {
     // No second `connect` while one is pending.
     assert_eq!(
         connect(&mut t, secs(t0, 2), Which::All),
-        [refused("No peers remaining for connection.")]
+        [refused(
+            "connecting to every remaining peer is already under way"
+        )]
     );
     assert_eq!(t.pending_sends(), 3);
 
@@ -1081,7 +1083,9 @@ fn connect_typed_as_text_is_a_connect() {
     // It counts as pending for "connect to all".
     assert_eq!(
         connect(&mut t, t0, Which::All),
-        [refused("No peers remaining for connection.")]
+        [refused(
+            "connecting to every remaining peer is already under way"
+        )]
     );
     assert_eq!(
         done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered),
@@ -1344,10 +1348,7 @@ fn quit_sends_exit_to_every_peer_at_once_and_exits_when_all_are_done() {
     );
     assert_eq!(
         connect(&mut t, secs(t0, 2), Which::All),
-        [
-            refused("the node is quitting: message not sent"),
-            refused("the node is quitting: message not sent"),
-        ]
+        [refused("the node is quitting: not connecting")]
     );
     assert_eq!(dials(&t), [sa(ALICE), sa(BOB)]);
     // A second quit does nothing.
@@ -1569,4 +1570,28 @@ fn outcome_for_an_unknown_send_is_ignored() {
         [sent(view(None, ALICE), Purpose::Text, "two", true)]
     );
     assert_eq!(t.pending_sends(), 0);
+}
+
+#[test]
+fn connect_by_index_twice_sends_one_connect() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    assert_eq!(
+        connect(&mut t, t0, Which::Indices(vec![1])),
+        [tx(0, ALICE, "connect", secs(t0, 20))]
+    );
+    assert_eq!(
+        connect(&mut t, t0, Which::Indices(vec![1])),
+        [refused(
+            "connecting to alice [10.0.0.7:5000] is already under way"
+        )]
+    );
+    assert_eq!(
+        connect(&mut t, t0, Which::Candidate(1)),
+        [refused(
+            "connecting to alice [10.0.0.7:5000] is already under way"
+        )]
+    );
+    assert_eq!(t.pending_sends(), 1);
+    t.check_invariants().unwrap();
 }
