@@ -56,6 +56,16 @@ pub struct Cli {
     /// Most inbound connections open at once from one source IP.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_inbound_per_ip: usize,
+    /// Messages per second allowed from one source IP on average (0: no limit).
+    #[arg(long, default_value_t = 50.0, value_name = "PER_SEC")]
+    pub rate: f64,
+    /// Messages one source IP may send at once above the rate.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub burst: u32,
+    /// Apply the per-IP limits (--rate, --max-inbound-per-ip) to this machine's own
+    /// addresses too; by default local processes are limited only by --max-inbound.
+    #[arg(long)]
+    pub limit_local: bool,
     /// One JSON object per line on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -90,6 +100,9 @@ pub struct Config {
     pub read_timeout: Duration,
     pub max_inbound: usize,
     pub max_inbound_per_ip: usize,
+    pub rate: f64,
+    pub burst: u32,
+    pub limit_local: bool,
     pub json: bool,
 }
 
@@ -107,6 +120,9 @@ impl Config {
             read_timeout: Duration::from_secs(10),
             max_inbound: 1024,
             max_inbound_per_ip: 256,
+            rate: 50.0,
+            burst: 200,
+            limit_local: false,
             json: false,
         }
     }
@@ -119,6 +135,7 @@ pub enum ConfigError {
     BadPort(String),
     Missing(&'static str),
     BadGreeting(String),
+    BadRate(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -132,6 +149,7 @@ impl fmt::Display for ConfigError {
                 what.to_uppercase()
             ),
             ConfigError::BadGreeting(why) => write!(f, "bad --greeting: {why}"),
+            ConfigError::BadRate(r) => write!(f, "bad --rate {r}: use 0 (no limit) or more"),
         }
     }
 }
@@ -189,6 +207,9 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
             None => return Err(ConfigError::Missing("port")),
         },
     };
+    if !(cli.rate >= 0.0 && cli.rate.is_finite()) {
+        return Err(ConfigError::BadRate(cli.rate.to_string()));
+    }
     if cli.greeting.is_empty() || cli.greeting.contains(['\n', '\r']) {
         return Err(ConfigError::BadGreeting(
             "must be one non-empty line".into(),
@@ -205,6 +226,9 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         read_timeout: cli.read_timeout,
         max_inbound: cli.max_inbound.max(1),
         max_inbound_per_ip: cli.max_inbound_per_ip.max(1),
+        rate: cli.rate,
+        burst: cli.burst,
+        limit_local: cli.limit_local,
         json: cli.json,
     })
 }

@@ -11,6 +11,7 @@
 //!   `connect`, `quit`, `handle_send_done`, `handle_timeout`) take `now`; outputs are
 //!   [`peer_table::Effect`]s (show an event, transmit a message, exit) pulled with
 //!   `poll_effect`, and the next wake-up from `poll_timeout`. No sockets, no clock.
+//! * [`rate`]: per-source-IP token buckets, time passed in.
 //! * [`console`]: what the user types (the original's menu and `/` commands), pure.
 //! * [`render`] and [`sanitize`]: events to human lines (terminal-safe) or JSON lines.
 //! * [`reactor`]: the only IO. One `mio::Poll` over the listener, every connection (one
@@ -30,6 +31,7 @@ pub mod event;
 pub mod identity;
 mod os;
 pub mod peer_table;
+pub mod rate;
 pub mod reactor;
 pub mod render;
 pub mod sanitize;

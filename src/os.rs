@@ -36,15 +36,16 @@ pub fn input_kind(fd: RawFd) -> InputKind {
     }
 }
 
-/// Opens a second, non-blocking description of `fd` (a terminal or a pipe), so that making
-/// it non-blocking does not change the shell's own descriptor.
-pub fn reopen_nonblocking(fd: RawFd) -> io::Result<File> {
+/// Opens a second, non-blocking description of `fd` (a terminal or a pipe) with `mode`
+/// (`O_RDONLY`/`O_WRONLY`), so that making it non-blocking does not change the shell's
+/// own descriptor.
+pub fn reopen(fd: RawFd, mode: i32) -> io::Result<File> {
     let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
     // SAFETY: a valid C string; the result is checked.
     let new = unsafe {
         libc::open(
             path.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            mode | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
         )
     };
     if new < 0 {

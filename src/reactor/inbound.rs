@@ -32,6 +32,8 @@ pub struct Inbound {
     scanned: usize,
     /// Total bytes received on this connection.
     pub received: usize,
+    /// Messages delivered from this connection so far.
+    pub delivered: usize,
 }
 
 impl Inbound {
@@ -42,6 +44,7 @@ impl Inbound {
             buf: BytesMut::new(),
             scanned: 0,
             received: 0,
+            delivered: 0,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::event::{Event, SendFailure, SendOutcome};
 use crate::identity::LocalAddrs;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
+use crate::rate::RateLimiter;
 use crate::wire;
 
 use inbound::{Inbound, ReadState};
@@ -46,6 +47,7 @@ use outbound::{Outbound, Sender};
 const LISTENER: Token = Token(usize::MAX);
 const STDIN: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const STDOUT: Token = Token(usize::MAX - 3);
 
 /// Accept queue depth asked of the kernel (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
@@ -152,6 +154,14 @@ pub struct Node {
     inbound_open: usize,
     inbound_per_ip: HashMap<IpAddr, usize>,
     accept_paused_until: Option<Instant>,
+    /// Per-source-IP message rate limiting.
+    rate: RateLimiter,
+    /// stdout is backlogged: the network is not read until it drains.
+    paused: bool,
+    /// Inbound connections that became readable while paused: `(key, generation)`.
+    deferred: Vec<(usize, u32)>,
+    /// The listener became readable while paused.
+    accept_deferred: bool,
     rejected: RateLog,
     fd_exhausted: RateLog,
     scratch: Box<[u8]>,
@@ -194,6 +204,15 @@ impl Node {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
         let interactive = stdin.kind == os::InputKind::Terminal;
+        let mut stdout = stdout::Stdout::new(cfg.json, interactive);
+        if let Some(fd) = stdout.pollable_fd()
+            && let Err(e) = poll
+                .registry()
+                .register(&mut SourceFd(&fd), STDOUT, Interest::WRITABLE)
+        {
+            log::debug!("stdout cannot be polled ({e})");
+            stdout = stdout::Stdout::new(cfg.json, interactive);
+        }
         let table = PeerTable::new(TableConfig {
             name: cfg.name.clone(),
             port: local.port(),
@@ -202,7 +221,11 @@ impl Node {
             local: LocalAddrs::new(os::local_addrs()),
         });
         Ok(Node {
-            stdout: stdout::Stdout::new(cfg.json, interactive),
+            stdout,
+            rate: RateLimiter::new(cfg.rate, cfg.burst, WARN_INTERVAL),
+            paused: false,
+            deferred: Vec::new(),
+            accept_deferred: false,
             cfg,
             poll,
             listener,
@@ -259,6 +282,7 @@ impl Node {
                     LISTENER => self.accept(now),
                     STDIN => self.read_stdin(now),
                     SIGNALS => self.signal(now),
+                    STDOUT => self.flush_stdout(now),
                     token => self.connection_ready(now, token),
                 }
             }
@@ -272,6 +296,15 @@ impl Node {
             self.fire_deadlines(now);
             if self.table.poll_timeout().is_some_and(|t| t <= now) {
                 self.table.handle_timeout(now);
+            }
+            for d in self.rate.take_report(now) {
+                log::warn!(
+                    "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",
+                    d.ip,
+                    d.count,
+                    self.cfg.rate,
+                    self.cfg.burst
+                );
             }
         }
         self.finish(Instant::now());
@@ -301,6 +334,7 @@ impl Node {
             self.deadlines.first().map(|d| d.0),
             self.table.poll_timeout(),
             self.accept_paused_until,
+            self.rate.next_report(now),
         ]
         .into_iter()
         .flatten()
@@ -386,6 +420,10 @@ impl Node {
     }
 
     fn accept(&mut self, now: Instant) {
+        if self.paused {
+            self.accept_deferred = true;
+            return;
+        }
         if self.accept_paused_until.is_some() {
             return;
         }
@@ -412,8 +450,12 @@ impl Node {
 
     fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
         let ip = addr.ip();
+        // This machine's own processes are limited only by the overall cap (--limit-local).
+        let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(ip);
         let from_ip = self.inbound_per_ip.get(&ip).copied().unwrap_or(0);
-        if self.inbound_open >= self.cfg.max_inbound || from_ip >= self.cfg.max_inbound_per_ip {
+        if self.inbound_open >= self.cfg.max_inbound
+            || (per_ip && from_ip >= self.cfg.max_inbound_per_ip)
+        {
             let (open, max, max_ip) = (
                 self.inbound_open,
                 self.cfg.max_inbound,
@@ -426,6 +468,10 @@ impl Node {
                 )
             });
             return; // dropping the stream closes it
+        }
+        // One message per connection is the rule: a connection costs one token.
+        if per_ip && !self.rate.allow(ip, now) {
+            return; // counted by the limiter, reported once per interval
         }
         let (key, token) = self.vacant_token();
         if let Err(e) = self
@@ -451,6 +497,7 @@ impl Node {
             _ => return, // a connection closed earlier in this batch
         }
         match self.conns[key].conn {
+            Conn::In(_) if self.paused => self.deferred.push((key, generation)),
             Conn::In(_) => self.read_inbound(now, key),
             Conn::Out(_) => self.drive_outbound(now, key),
         }
@@ -490,11 +537,51 @@ impl Node {
                 true
             }
         };
-        for m in messages {
-            self.deliver(now, source, &m);
-        }
+        self.deliver_all(now, key, source, messages);
         if ended {
             self.close(key);
+        }
+    }
+
+    /// Delivers messages read from the connection at `key`; every message after the
+    /// connection's first costs a rate-limit token.
+    fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Bytes>) {
+        let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(source);
+        for m in messages {
+            if m.is_empty() {
+                continue;
+            }
+            let Conn::In(conn) = &mut self.conns[key].conn else {
+                return;
+            };
+            conn.delivered += 1;
+            if conn.delivered > 1 && per_ip && !self.rate.allow(source, now) {
+                continue;
+            }
+            self.deliver(now, source, &m);
+        }
+    }
+
+    /// Pauses reading the network while stdout is backlogged; resumes once it drains.
+    fn update_pause(&mut self, now: Instant) {
+        if !self.paused && self.stdout.backlogged() {
+            log::info!("output is not keeping up: pausing network reads");
+            self.paused = true;
+        } else if self.paused && self.stdout.drained() {
+            log::info!("output drained: resuming network reads");
+            self.paused = false;
+            for (key, generation) in std::mem::take(&mut self.deferred) {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.read_inbound(now, key);
+                }
+            }
+            if std::mem::take(&mut self.accept_deferred) {
+                self.accept(now);
+            }
         }
     }
 
@@ -548,9 +635,7 @@ impl Node {
                         rest.len()
                     );
                     messages.push(rest);
-                    for m in messages {
-                        self.deliver(now, source, &m);
-                    }
+                    self.deliver_all(now, key, source, messages);
                     self.close(key);
                 }
                 Conn::Out(conn) => {
@@ -632,6 +717,7 @@ impl Node {
                 self.drain_effects(now);
             }
         }
+        self.update_pause(now);
     }
 
     /// Leaves: every send still open is reported as cut short by the quit.

@@ -47,7 +47,7 @@ impl Stdin {
         let kind = os::input_kind(0);
         let source = match kind {
             InputKind::File => Source::Eager(eager()),
-            InputKind::Terminal | InputKind::Stream => match os::reopen_nonblocking(0) {
+            InputKind::Terminal | InputKind::Stream => match os::reopen(0, libc::O_RDONLY) {
                 Ok(f) => Source::Polled(f),
                 Err(e) => {
                     log::warn!("cannot reopen stdin non-blocking ({e}); reading it eagerly");

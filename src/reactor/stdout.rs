@@ -1,16 +1,36 @@
 //! Writing to the user: events rendered into one buffer, written once per loop turn.
+//!
+//! A terminal or a pipe is reopened as a second, non-blocking description, so a slow
+//! terminal or a full pipe never blocks the loop: what cannot be written stays buffered, and
+//! once more than [`HIGH_WATER`] bytes wait, the reactor stops reading the network (push
+//! back) until the buffer drains below [`LOW_WATER`]. A regular file is written directly.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+use crate::os::{self, InputKind};
+
+/// Buffered output above which the reactor stops reading the network.
+pub const HIGH_WATER: usize = 1 << 20;
+/// Buffered output below which it reads again.
+pub const LOW_WATER: usize = 256 << 10;
+
+#[derive(Debug)]
+enum Sink {
+    /// Our own non-blocking description of a terminal or pipe (pollable).
+    Reopened(File),
+    /// fd 1 itself (a regular file, or one that could not be reopened).
+    Fd1(ManuallyDrop<File>),
+}
 
 use crate::event::Event;
 use crate::render;
 
 #[derive(Debug)]
 pub struct Stdout {
-    file: ManuallyDrop<File>,
+    sink: Sink,
     buf: Vec<u8>,
     json: bool,
     /// Show menu prompts (a person is typing, human output).
@@ -24,9 +44,18 @@ pub struct Stdout {
 
 impl Stdout {
     pub fn new(json: bool, prompts: bool) -> Stdout {
+        let sink = match os::input_kind(1) {
+            InputKind::Terminal | InputKind::Stream => match os::reopen(1, libc::O_WRONLY) {
+                Ok(f) => Sink::Reopened(f),
+                Err(e) => {
+                    log::debug!("cannot reopen stdout non-blocking ({e}); writing fd 1");
+                    Sink::Fd1(fd1())
+                }
+            },
+            InputKind::File => Sink::Fd1(fd1()),
+        };
         Stdout {
-            // SAFETY: fd 1 stays open for the life of the process; never closed here.
-            file: ManuallyDrop::new(unsafe { File::from_raw_fd(1) }),
+            sink,
             buf: Vec::with_capacity(64 * 1024),
             json,
             prompts: prompts && !json,
@@ -93,7 +122,25 @@ impl Stdout {
         self.prompt_visible = false;
     }
 
-    /// Writes everything buffered. A closed stdout marks the output closed.
+    /// The descriptor to watch for writability, when stdout can block.
+    pub fn pollable_fd(&self) -> Option<RawFd> {
+        match &self.sink {
+            Sink::Reopened(f) => Some(f.as_raw_fd()),
+            Sink::Fd1(_) => None,
+        }
+    }
+
+    /// So much output waits that the network should not be read.
+    pub fn backlogged(&self) -> bool {
+        self.buf.len() >= HIGH_WATER
+    }
+
+    /// Little enough output waits that reading may resume.
+    pub fn drained(&self) -> bool {
+        self.buf.len() <= LOW_WATER
+    }
+
+    /// Writes what the sink takes now. A closed stdout marks the output closed.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.closed {
             self.buf.clear();
@@ -108,7 +155,11 @@ impl Stdout {
         }
         let mut at = 0;
         while at < self.buf.len() {
-            match self.file.write(&self.buf[at..]) {
+            let r = match &mut self.sink {
+                Sink::Reopened(f) => f.write(&self.buf[at..]),
+                Sink::Fd1(f) => f.write(&self.buf[at..]),
+            };
+            match r {
                 Ok(0) => {
                     self.closed = true;
                     break;
@@ -116,7 +167,7 @@ impl Stdout {
                 Ok(n) => at += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Someone made our stdout non-blocking: keep the rest for the next turn.
+                    // The terminal or pipe is full: keep the rest until it is writable.
                     self.buf.drain(..at);
                     return Ok(());
                 }
@@ -130,4 +181,9 @@ impl Stdout {
         self.buf.clear();
         Ok(())
     }
+}
+
+fn fd1() -> ManuallyDrop<File> {
+    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(1) })
 }
