@@ -94,7 +94,7 @@ impl Console {
         let line = line.trim_end_matches(['\r', '\n']);
         let state = std::mem::take(&mut self.state);
         let mut replies = match state {
-            State::Choice => self.choice(line.trim(), candidates),
+            State::Choice => self.choice(line, candidates),
             State::AskIp => self.ask_ip(line.trim()),
             State::AskPort(ip) => match parse_port(line.trim()) {
                 Some(port) => self.ask(State::AskText(SocketAddr::new(ip, port))),
@@ -138,7 +138,7 @@ impl Console {
     }
 
     fn choice(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
-        match line {
+        match line.trim() {
             "" => vec![],
             "1" => self.ask(State::AskIp),
             "2" => vec![Reply::Run(Command::Peers)],
@@ -149,7 +149,7 @@ impl Console {
                 r
             }
             "0" => vec![Reply::Run(Command::Quit)],
-            _ if line.starts_with('/') => parse_command(line),
+            t if t.starts_with('/') => parse_command(line.trim_start()),
             _ => vec![say(
                 "unknown choice: type 1, 2, 3 or 0, or /help for commands".to_owned(),
             )],
@@ -163,12 +163,11 @@ fn say(s: String) -> Reply {
 
 /// Parses a `/` command line.
 fn parse_command(line: &str) -> Vec<Reply> {
-    let (word, rest) = match line.split_once(char::is_whitespace) {
-        Some((w, r)) => (w, r.trim()),
-        None => (line, ""),
-    };
+    let (word, raw) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let rest = raw.trim();
     let cmd = match word {
-        "/send" | "/s" | "/msg" => return parse_send(rest),
+        // The text keeps its spaces, trailing ones included, as the menu's does.
+        "/send" | "/s" | "/msg" => return parse_send(raw.trim_start()),
         "/peers" | "/list" | "/p" => Command::Peers,
         "/connect" | "/c" => return parse_connect(rest),
         "/quit" | "/q" => Command::Quit,
@@ -333,10 +332,10 @@ mod tests {
         let mut c = Console::new();
         let send = |c: &mut Console, l: &str| runs(&c.feed(l, 0));
         assert_eq!(
-            send(&mut c, "/send 127.0.0.1:9001 hi  there"),
+            send(&mut c, "/send 127.0.0.1:9001 hi  there "),
             vec![Command::Send {
                 target: Target::Addr(addr("127.0.0.1:9001")),
-                text: "hi  there".into()
+                text: "hi  there ".into()
             }]
         );
         assert_eq!(

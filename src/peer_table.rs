@@ -382,8 +382,13 @@ impl PeerTable {
             self.refuse("the node is quitting: message not sent".to_owned());
             return;
         }
+        // The header carries the connection's local address unless --advertise fixes it.
+        // To this machine that is the address dialled (127.0.0.1 for loopback); to another
+        // host it is not known before connecting, so assume the longest of the family.
         let ip_len = match self.cfg.advertise {
             Some(ip) => ip_text_len(ip),
+            None if dial.ip().is_loopback() => ip_text_len(dial.ip()).max(9),
+            None if self.cfg.local.is_local(dial.ip()) => ip_text_len(dial.ip()),
             None => wire::max_ip_text_len(dial.is_ipv6()),
         };
         if let Err(e) = wire::check_len(ip_len, self.cfg.port, &self.cfg.name, text) {

@@ -1595,3 +1595,19 @@ fn connect_by_index_twice_sends_one_connect() {
     assert_eq!(t.pending_sends(), 1);
     t.check_invariants().unwrap();
 }
+
+#[test]
+fn to_this_machine_the_length_check_uses_the_real_header() {
+    let (mut t, t0) = setup();
+    // Header to a loopback peer: "127.0.0.1:9000 me " (18 bytes).
+    let fits = "x".repeat(wire::LEGACY_READ_SIZE - "127.0.0.1:9000 me ".len());
+    let fx = send_to(&mut t, t0, "127.0.0.1:9001", &fits);
+    assert!(matches!(fx.as_slice(), [Effect::Transmit(_)]), "{fx:?}");
+    let over = format!("{fits}y");
+    let fx = send_to(&mut t, t0, "127.0.0.1:9002", &over);
+    let [Effect::Show(Event::Refused(why))] = fx.as_slice() else {
+        panic!("{fx:?}");
+    };
+    assert!(why.contains("1025 bytes"), "{why}");
+    t.check_invariants().unwrap();
+}
