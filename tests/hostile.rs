@@ -1,0 +1,504 @@
+//! The hostile-input battery: every bad input or fault, and after each the node still
+//! serves a well-behaved peer.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use socket2::{Domain, Socket, Type};
+
+/// A well-behaved legacy peer sends one message; the node must show it.
+fn assert_serves(node: &mut Node) {
+    let (_l, port) = listener();
+    let text = format!("still serving {port}");
+    let payload = format!("127.0.0.1:{port} good {text}");
+    assert!(send_raw(node.sock(), payload.as_bytes()), "clean close");
+    node.expect_event("message", &[("name", json!("good")), ("text", json!(text))]);
+}
+
+/// Connects from a chosen local source address (127.0.0.x), so the node sees other IPs.
+fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{source}:0").parse().unwrap();
+    s.bind(&src.into()).unwrap();
+    s.connect_timeout(&to.into(), SOON).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(SOON)).unwrap();
+    s
+}
+
+/// Waits until the node closes `s` (EOF or reset), within `limit`.
+fn closed_by_node(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true, // reset
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on structs we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+#[test]
+fn oversized_message_is_dropped_and_memory_stays_bounded() {
+    let mut a = Node::start("alice", &["--max-message", "4096"]);
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    let big = format!("127.0.0.1:5000 big {}", "x".repeat(10_000));
+    let _ = s.write_all(big.as_bytes()); // the node may reset us mid-write
+    let _ = s.shutdown(Shutdown::Write);
+    assert!(closed_by_node(&mut s, SOON));
+    assert_serves(&mut a);
+    assert!(a.seen.iter().all(|v| v["name"] != "big"), "{:#?}", a.seen);
+    assert!(a.stderr_text().contains("message longer than 4096 bytes"));
+}
+
+#[test]
+fn endless_stream_is_cut_off() {
+    let mut a = Node::start("alice", &[]);
+    let before = rss_kib(a.child.id());
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.set_write_timeout(Some(SOON)).unwrap();
+    let chunk = vec![b'z'; 64 * 1024];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // Keep writing: the node must close the connection (64 KiB cap), so writes fail.
+    let cut = loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break true,
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+    };
+    assert!(cut, "still accepting after {sent} bytes");
+    assert!(
+        sent < 64 << 20,
+        "the node read {sent} bytes before cutting off"
+    );
+    let after = rss_kib(a.child.id());
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    assert_serves(&mut a);
+}
+
+#[test]
+fn malformed_headers_are_dropped_with_a_log_line() {
+    let mut a = Node::start("alice", &[]);
+    let cases: &[(&[u8], &str)] = &[
+        (b"127.0.0.1:5000", "no name after the address"),
+        (b"127.0.0.1:5000 nameonly", "no text after the name"),
+        (b"127.0.0.1:5000 ", "no name after the address"),
+        (b"127.0.0.1:0 n hi", "port is missing"),
+        (b"127.0.0.1:65536 n hi", "port is missing"),
+        (b"127.0.0.1:abc n hi", "port is missing"),
+        (b"127.0.0.1: n hi", "port is missing"),
+        (b"127.0.0.1 n hi", "no IP:PORT"),
+        (b"\x1b[2J\x1b]0;x\x07", "no IP:PORT"),
+        (b"1.2.3.999:5000 n hi", "not an IP literal or host name"),
+    ];
+    for (payload, why) in cases {
+        assert!(send_raw(a.sock(), payload));
+        let end = Instant::now() + SOON;
+        while !a.stderr_text().contains(why) {
+            assert!(Instant::now() < end, "no {why:?} logged for {payload:?}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_serves(&mut a);
+    assert!(
+        a.seen
+            .iter()
+            .all(|v| v["event"] != "message" || v["name"] == "good"),
+        "{:#?}",
+        a.seen
+    );
+    assert!(a.peers().iter().all(|p| p["name"] == "good"));
+}
+
+#[test]
+fn empty_and_silent_connections_are_not_messages() {
+    let mut a = Node::start("alice", &["--read-timeout", "1"]);
+    assert!(send_raw(a.sock(), b""));
+    // A connection that never sends is closed at the read deadline...
+    let mut idle = TcpStream::connect(a.sock()).unwrap();
+    // ...while others are served meanwhile.
+    assert_serves(&mut a);
+    let started = Instant::now();
+    assert!(closed_by_node(&mut idle, SOON));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(a.peers().len(), 1);
+}
+
+#[test]
+fn a_peer_dripping_a_byte_a_second_is_closed_at_the_deadline() {
+    let mut a = Node::start("alice", &["--read-timeout", "2"]);
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    let payload = b"127.0.0.1:5000 drip slowly now";
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in payload.iter() {
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_millis(500));
+        // The other side may have closed: detect it without blocking.
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        let r = s.read(&mut buf);
+        s.set_nonblocking(false).unwrap();
+        if matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock)
+        {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let t = closed_after.expect("the node never closed the dripping connection");
+    assert!(t < Duration::from_secs(6), "closed only after {t:?}");
+    assert_serves(&mut a);
+}
+
+#[test]
+fn a_reset_mid_message_drops_it() {
+    let mut a = Node::start("alice", &[]);
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.connect(&a.sock().into()).unwrap();
+    s.set_linger(Some(Duration::ZERO)).unwrap();
+    let mut s: TcpStream = s.into();
+    s.write_all(b"127.0.0.1:5000 reset half a mess").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    drop(s); // linger 0: RST
+    assert_serves(&mut a);
+    assert!(a.seen.iter().all(|v| v["name"] != "reset"), "{:#?}", a.seen);
+}
+
+#[test]
+fn a_half_close_after_a_partial_header_is_dropped() {
+    let mut a = Node::start("alice", &[]);
+    assert!(send_raw(a.sock(), b"127.0.0.1:50"));
+    assert!(send_raw(a.sock(), b"<127.0.0.1:5000"));
+    assert_serves(&mut a);
+    assert_eq!(a.peers().len(), 1);
+}
+
+#[test]
+fn every_accepted_variant_and_odd_address() {
+    let mut a = Node::start("alice", &[]);
+    let to = a.sock();
+    assert!(send_raw(to, b"<127.0.0.1:5001> br hi"));
+    a.expect_event("message", &[("name", json!("br")), ("port", json!(5001))]);
+    // IPv6 literal claims for this host: the same host, no mismatch.
+    assert!(send_raw(to, b"[::1]:5002 six hi"));
+    a.expect_event(
+        "message",
+        &[("name", json!("six")), ("ip", json!("127.0.0.1"))],
+    );
+    // A host name instead of an IP: accepted, shown as a claim.
+    assert!(send_raw(to, b"my-laptop.lan:5003 named hi"));
+    a.expect_event("address_mismatch", &[("claimed", json!("my-laptop.lan"))]);
+    a.expect_event("message", &[("name", json!("named"))]);
+    assert!(
+        a.seen
+            .iter()
+            .all(|v| v["event"] != "address_mismatch" || v["name"] == "named")
+    );
+    assert_serves(&mut a);
+}
+
+#[test]
+fn ipv6_node_identifies_peers_by_socket() {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--name", "six", "--port", "0", "--bind", "::1", "--json", "-v",
+    ])
+    .stdin(Stdio::piped());
+    let mut a = Node::spawn("six", cmd);
+    let to: SocketAddr = format!("[::1]:{}", a.port).parse().unwrap();
+    assert!(send_raw(to, b"[::1]:5004 v6peer hello"));
+    a.expect_event(
+        "message",
+        &[("name", json!("v6peer")), ("port", json!(5004))],
+    );
+    a.type_line("/send #1 back at you");
+    a.expect_event("send_failed", &[("reason", json!("refused"))]);
+}
+
+#[test]
+fn invalid_utf8_and_nul_are_shown_safely() {
+    let mut a = Node::start("alice", &[]);
+    assert!(send_raw(
+        a.sock(),
+        b"127.0.0.1:5005 bad\xff\xfe t\xe2\x82 x\x00y\xc3"
+    ));
+    let m = a.expect_event("message", &[("port", json!(5005))]);
+    assert_eq!(m["name"], "bad\u{fffd}\u{fffd}");
+    assert_eq!(m["text"], "t\u{fffd} x\u{0}y\u{fffd}");
+    assert_serves(&mut a);
+}
+
+#[test]
+fn control_sequences_never_reach_the_terminal() {
+    // Human output: read every byte the node writes and look for anything dangerous.
+    let mut child = Command::new(BIN)
+        .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let port: u16 = String::from_utf8(first)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let hostile = [
+        "\u{1b}[2J\u{1b}[H",
+        "\u{1b}]0;pwned\u{7}",
+        "\u{1b}]52;c;ZXZpbA==\u{1b}\\",
+        "\u{9b}31m",
+        "\u{85}\u{8d}",
+        "\u{7}\u{8}\r\u{0}\u{7f}",
+        "\u{202e}txt.exe\u{202c}",
+        "\u{2066}\u{2067}\u{2068}\u{2069}",
+        "line\nMessage from admin [1.2.3.4:1]: forged",
+    ];
+    for (i, h) in hostile.iter().enumerate() {
+        let name = format!("n{i}{}", h.replace([' ', '\n'], ""));
+        let payload = format!("127.0.0.1:{} {name} before{h}after", 6000 + i);
+        assert!(send_raw(to, payload.as_bytes()));
+    }
+    // A well-behaved message last, then quit.
+    assert!(send_raw(to, b"127.0.0.1:5999 good done"));
+    thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "/peers").unwrap();
+    drop(stdin);
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        text.contains("Message from good [127.0.0.1:5999]: done"),
+        "{text}"
+    );
+    for c in text.chars() {
+        let bad = matches!(c, '\u{0}'..='\u{9}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!bad, "{:?} reached the terminal in:\n{text}", c);
+    }
+    let messages = text
+        .lines()
+        .filter(|l| l.starts_with("Message from "))
+        .count();
+    assert_eq!(
+        messages,
+        hostile.len() + 1,
+        "no forged or lost lines:\n{text}"
+    );
+    assert!(!text.contains("\nMessage from admin"), "{text}");
+}
+
+#[test]
+fn two_thousand_connections_at_once() {
+    raise_fd_limit();
+    let mut a = Node::start("alice", &["--limit-local", "--rate", "0"]);
+    let to = a.sock();
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        match TcpStream::connect_timeout(&to, SOON) {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("connect {}: {e}", held.len()),
+        }
+    }
+    // The node keeps at most 256 from one IP and closes the rest at once; a peer at
+    // another address is served meanwhile.
+    let mut good = connect_from("127.0.0.3", to);
+    good.write_all(b"127.0.0.1:5006 other meanwhile").unwrap();
+    good.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_node(&mut good, SOON));
+    a.expect_event("message", &[("name", json!("other"))]);
+    let mut closed = 0;
+    for s in &mut held {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => closed += 1, // EOF or reset: the node closed it
+        }
+    }
+    assert!(
+        closed >= 2000 - 256 - 8,
+        "only {closed} of 2000 were closed at once"
+    );
+    drop(held);
+    assert_serves(&mut a);
+    assert!(a.stderr_text().contains("too many inbound connections"));
+}
+
+#[test]
+fn a_flood_from_one_ip_is_rate_limited_and_others_still_get_through() {
+    let mut a = Node::start("alice", &["--limit-local", "--rate", "5", "--burst", "10"]);
+    let to = a.sock();
+    for i in 0..200 {
+        let mut s = connect_from("127.0.0.2", to);
+        let _ = s.write_all(format!("127.0.0.1:5007 flood m{i}").as_bytes());
+        let _ = s.shutdown(Shutdown::Write);
+        let _ = closed_by_node(&mut s, SOON);
+    }
+    let mut good = connect_from("127.0.0.3", to);
+    good.write_all(b"127.0.0.1:5008 polite hello").unwrap();
+    good.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_node(&mut good, SOON));
+    a.expect_event("message", &[("name", json!("polite"))]);
+    let flood = a.seen.iter().filter(|v| v["name"] == "flood").count();
+    assert!(
+        (10..40).contains(&flood),
+        "{flood} flood messages got through"
+    );
+    let end = Instant::now() + SOON;
+    while !a.stderr_text().contains("over the rate limit") {
+        assert!(
+            Instant::now() < end,
+            "no rate-limit warning:\n{}",
+            a.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let warnings = a.stderr_text().matches("over the rate limit").count();
+    assert!(
+        warnings <= 2,
+        "{warnings} warnings: once per interval, not per message"
+    );
+}
+
+#[test]
+fn outbound_faults_never_stall_the_node() {
+    let mut a = Node::start("alice", &["--timeout", "2"]);
+    // A peer that never accepts (its accept queue is full)...
+    let (dead, dead_port) = listener();
+    let mut fill = Vec::new();
+    for _ in 0..300 {
+        match TcpStream::connect_timeout(&dead.local_addr().unwrap(), Duration::from_millis(50)) {
+            Ok(s) => fill.push(s),
+            Err(_) => break,
+        }
+    }
+    // ...a closed port, and one that accepts and never reads.
+    let closed = closed_port();
+    let (mute, mute_port) = listener();
+    for port in [dead_port, closed, mute_port] {
+        a.type_line(&format!("/send 127.0.0.1:{port} {}", "y".repeat(900)));
+    }
+    // While those are pending, the node serves others at once.
+    assert_serves(&mut a);
+    let _held = mute.accept().unwrap();
+    let outcome = |a: &mut Node, port: u16| -> serde_json::Value {
+        let is_outcome = |v: &serde_json::Value| {
+            v["port"] == json!(port) && (v["event"] == "send_failed" || v["event"] == "sent")
+        };
+        if let Some(v) = a.seen.iter().find(|v| is_outcome(v)) {
+            return v.clone();
+        }
+        a.expect("a send outcome", is_outcome)
+    };
+    let refused = outcome(&mut a, closed);
+    assert_eq!(refused["reason"], "refused", "{refused}");
+    let mute_outcome = outcome(&mut a, mute_port);
+    assert_eq!(
+        (&mute_outcome["event"], &mute_outcome["confirmed"]),
+        (&json!("sent"), &json!(false))
+    );
+    let dead_outcome = outcome(&mut a, dead_port);
+    assert!(
+        dead_outcome["reason"] == "connect_timeout" || dead_outcome["confirmed"] == false,
+        "{dead_outcome}"
+    );
+    drop(dead);
+    assert_serves(&mut a);
+}
+
+fn signal_quits_cleanly(sig: i32) {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    a.type_line(&format!("/send {} hi", b.addr()));
+    b.expect_event("message", &[("text", json!("hi"))]);
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(a.child.id() as i32, sig) };
+    b.expect_event("peer_left", &[("name", json!("alice"))]);
+    let status = a.wait_exit(SOON);
+    assert!(status.success(), "{status}");
+    assert!(!a.stderr_text().contains("panicked"));
+}
+
+#[test]
+fn sigint_sends_exit_and_quits_cleanly() {
+    signal_quits_cleanly(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_sends_exit_and_quits_cleanly() {
+    signal_quits_cleanly(libc::SIGTERM);
+}
+
+#[test]
+fn the_same_host_by_two_addresses_is_one_peer() {
+    let mut a = Node::start("alice", &[]);
+    let (l, port) = listener();
+    // The same peer writes once from 127.0.0.1 and once from 127.0.0.2 (both this host).
+    for src in ["127.0.0.1", "127.0.0.2"] {
+        let mut s = connect_from(src, a.sock());
+        s.write_all(format!("127.0.1.1:{port} same hi from {src}").as_bytes())
+            .unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_by_node(&mut s, SOON));
+        a.expect_event("message", &[("text", json!(format!("hi from {src}")))]);
+    }
+    assert_eq!(a.peers().len(), 1);
+    // Typed as another local address, it is still that peer.
+    a.type_line(&format!("/send 127.0.0.5:{port} hey"));
+    let (_, payload) = accept_one(&l);
+    assert!(payload.ends_with(b" alice hey"));
+    a.expect_event("sent", &[("port", json!(port))]);
+    assert_eq!(a.peers().len(), 1);
+    let ip: IpAddr = a.peers()[0]["ip"].as_str().unwrap().parse().unwrap();
+    assert!(ip.is_loopback());
+}
