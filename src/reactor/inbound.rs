@@ -36,14 +36,50 @@ pub struct Inbound {
     pub delivered: usize,
 }
 
+/// What the read straight after `accept` found.
+#[derive(Debug)]
+pub enum FirstRead {
+    /// The whole stream (peer closed) is in `scratch[..n]`: the common case, handled
+    /// without registering the connection or copying the bytes.
+    Whole(usize),
+    /// `scratch[..n]` arrived so far; more is to come.
+    Partial(usize),
+    TooLarge,
+    /// The connection failed after `n` bytes.
+    Failed(io::Error, usize),
+}
+
+/// Reads what is already there on a just-accepted connection.
+pub fn first_read(stream: &mut TcpStream, scratch: &mut [u8], cap: usize) -> FirstRead {
+    let mut n = 0;
+    loop {
+        if n == scratch.len() {
+            return FirstRead::Partial(n);
+        }
+        match stream.read(&mut scratch[n..]) {
+            Ok(0) => return FirstRead::Whole(n),
+            Ok(k) => {
+                n += k;
+                if n > cap {
+                    return FirstRead::TooLarge;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return FirstRead::Partial(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return FirstRead::Failed(e, n),
+        }
+    }
+}
+
 impl Inbound {
-    pub fn new(stream: TcpStream, source: IpAddr) -> Self {
+    /// A connection whose first `data` bytes were already read.
+    pub fn new(stream: TcpStream, source: IpAddr, data: &[u8]) -> Self {
         Inbound {
             stream,
             source,
-            buf: BytesMut::new(),
+            buf: BytesMut::from(data),
             scanned: 0,
-            received: 0,
+            received: data.len(),
             delivered: 0,
         }
     }

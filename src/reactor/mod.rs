@@ -41,7 +41,7 @@ use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Tran
 use crate::rate::RateLimiter;
 use crate::wire;
 
-use inbound::{Inbound, ReadState};
+use inbound::{FirstRead, Inbound, ReadState};
 use outbound::{Outbound, Sender};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -473,6 +473,27 @@ impl Node {
         if per_ip && !self.rate.allow(ip, now) {
             return; // counted by the limiter, reported once per interval
         }
+        // The sender usually wrote and closed before we accepted: read it all now, with no
+        // registration, slot or copy. Otherwise watch the connection for the rest.
+        let cap = self.cfg.max_message;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match inbound::first_read(&mut stream, &mut scratch, cap) {
+            FirstRead::Whole(n) => self.deliver_stream(now, ip, &scratch[..n], 0),
+            FirstRead::TooLarge => log_too_large(ip, cap),
+            FirstRead::Failed(e, n) => log_failed(ip, &e, n),
+            FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
+        }
+        self.scratch = scratch;
+    }
+
+    fn watch_inbound(
+        &mut self,
+        now: Instant,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        data: &[u8],
+    ) {
+        let ip = addr.ip();
         let (key, token) = self.vacant_token();
         if let Err(e) = self
             .poll
@@ -485,9 +506,12 @@ impl Node {
         self.inbound_open += 1;
         *self.inbound_per_ip.entry(ip).or_insert(0) += 1;
         let deadline = now + self.cfg.read_timeout;
-        self.insert(key, token, Conn::In(Inbound::new(stream, ip)), deadline);
-        // Edge-triggered: data that arrived with the connection must be read now.
-        self.read_inbound(now, key);
+        self.insert(
+            key,
+            token,
+            Conn::In(Inbound::new(stream, ip, data)),
+            deadline,
+        );
     }
 
     fn connection_ready(&mut self, now: Instant, token: Token) {
@@ -521,19 +545,11 @@ impl Node {
                 true
             }
             ReadState::TooLarge => {
-                log::warn!(
-                    "{source}: message longer than {cap} bytes (--max-message): dropped, \
-                     connection closed"
-                );
+                log_too_large(source, cap);
                 true
             }
             ReadState::Failed(e) => {
-                let n = conn.buffered();
-                if n > 0 {
-                    log::warn!("{source}: connection failed mid-message ({e}): {n} bytes dropped");
-                } else {
-                    log::debug!("{source}: connection failed before any data ({e})");
-                }
+                log_failed(source, &e, conn.buffered());
                 true
             }
         };
@@ -546,7 +562,6 @@ impl Node {
     /// Delivers messages read from the connection at `key`; every message after the
     /// connection's first costs a rate-limit token.
     fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Bytes>) {
-        let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(source);
         for m in messages {
             if m.is_empty() {
                 continue;
@@ -554,12 +569,22 @@ impl Node {
             let Conn::In(conn) = &mut self.conns[key].conn else {
                 return;
             };
+            let index = conn.delivered;
             conn.delivered += 1;
-            if conn.delivered > 1 && per_ip && !self.rate.allow(source, now) {
-                continue;
-            }
-            self.deliver(now, source, &m);
+            self.deliver(now, source, &m, index);
         }
+    }
+
+    /// Delivers a whole stream: one message, or several unframed ones from one sender.
+    /// `first` is the index in its connection of the first message in `bytes`.
+    fn deliver_stream(&mut self, now: Instant, source: IpAddr, mut bytes: &[u8], first: usize) {
+        let mut index = first;
+        while let Some(at) = wire::next_message_start(bytes, 0) {
+            self.deliver(now, source, &bytes[..at], index);
+            bytes = &bytes[at..];
+            index += 1;
+        }
+        self.deliver(now, source, bytes, index);
     }
 
     /// Pauses reading the network while stdout is backlogged; resumes once it drains.
@@ -585,7 +610,15 @@ impl Node {
         }
     }
 
-    fn deliver(&mut self, now: Instant, source: IpAddr, payload: &[u8]) {
+    /// Parses and hands one message to the table. `index` is its place in its connection:
+    /// the first was paid for at accept, each later one costs a rate-limit token.
+    fn deliver(&mut self, now: Instant, source: IpAddr, payload: &[u8], index: usize) {
+        if index > 0
+            && (self.cfg.limit_local || !self.table.config().local.is_local(source))
+            && !self.rate.allow(source, now)
+        {
+            return; // counted by the limiter, reported once per interval
+        }
         match wire::parse(payload) {
             Ok(msg) => self.table.handle_message(now, source, msg),
             Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
@@ -741,5 +774,19 @@ impl Node {
         }
         self.stdout.set_prompt(None);
         let _ = self.stdout.flush();
+    }
+}
+
+fn log_too_large(source: IpAddr, cap: usize) {
+    log::warn!(
+        "{source}: message longer than {cap} bytes (--max-message): dropped, connection closed"
+    );
+}
+
+fn log_failed(source: IpAddr, e: &io::Error, buffered: usize) {
+    if buffered > 0 {
+        log::warn!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped");
+    } else {
+        log::debug!("{source}: connection failed before any data ({e})");
     }
 }
