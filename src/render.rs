@@ -176,10 +176,32 @@ pub fn json_value(event: &Event) -> Value {
     }
 }
 
+/// A message event, serialised straight from borrowed fields (the hot path: no map).
+#[derive(serde::Serialize)]
+struct MessageLine<'a> {
+    event: &'static str,
+    name: Option<&'a str>,
+    ip: std::net::IpAddr,
+    port: Option<u16>,
+    text: &'a str,
+}
+
 /// Appends `event` as one JSON line to `out`.
 pub fn json(event: &Event, out: &mut Vec<u8>) {
-    // Serialising a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &json_value(event));
+    // Serialising into a Vec cannot fail.
+    let _ = match event {
+        Event::Message { from, text } => serde_json::to_writer(
+            &mut *out,
+            &MessageLine {
+                event: "message",
+                name: from.name.as_deref(),
+                ip: from.ip,
+                port: from.port,
+                text,
+            },
+        ),
+        _ => serde_json::to_writer(&mut *out, &json_value(event)),
+    };
     out.push(b'\n');
 }
 
