@@ -10,13 +10,17 @@ use p2pchat::reactor::{Node, RunError};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::from(exit_code::OK as u8);
+        }
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit_code::USAGE as u8
-            } else {
-                0
-            });
+            // One line: clap's first, without its usage block.
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or("bad command line");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("p2pchat: {line} (see p2pchat --help)");
+            return ExitCode::from(exit_code::USAGE as u8);
         }
     };
     let level = match (cli.quiet, cli.verbose) {

@@ -373,6 +373,8 @@ fn usage_errors_exit_2_without_a_backtrace() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        assert!(err.starts_with("p2pchat: "), "{err}");
     }
 }
 

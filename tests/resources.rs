@@ -168,3 +168,91 @@ fn send_raw_ok(to: std::net::SocketAddr, payload: &[u8]) -> bool {
         matches!(s.read(&mut buf), Ok(0))
     }
 }
+
+/// When stdout is not read, the node stops reading the network (push back) instead of
+/// buffering without bound or dropping events; once stdout drains, every message is shown.
+#[test]
+fn slow_stdout_pushes_back_and_loses_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = common::command("slow", &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = serde_json::from_str::<serde_json::Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    const N: usize = 20_000;
+    let text = "w".repeat(900);
+    let sender = thread::spawn(move || {
+        for i in 0..N {
+            let payload = format!("127.0.0.1:30000 slowpeer {i}:{text}");
+            while !send_raw_ok(to, payload.as_bytes()) {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    // Nobody reads stdout for a while: up to 18 MB of events would wait to be shown.
+    thread::sleep(Duration::from_secs(3));
+    let pid = child.id();
+    let rss = proc_field(pid, "VmRSS:");
+    assert!(rss < 12 * 1024, "RSS {rss} KiB while stdout is blocked");
+    // Now read everything: each message exactly once, in order.
+    let mut next = 0;
+    while next < N {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "stdout ended at {next}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] != "message" {
+            continue;
+        }
+        let t = v["text"].as_str().unwrap();
+        let seq: usize = t.split_once(':').unwrap().0.parse().unwrap();
+        assert_eq!(seq, next, "out of order or lost");
+        next += 1;
+    }
+    sender.join().unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
+/// Out of file descriptors, the node backs off instead of spinning, and recovers.
+#[test]
+fn fd_exhaustion_backs_off_and_recovers() {
+    let script =
+        format!("ulimit -n 40 && exec {BIN} --name fds --port 0 --bind 127.0.0.1 --json -v");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &script])
+        .stdin(std::process::Stdio::piped());
+    let mut a = Node::spawn("fds", cmd);
+    let to = a.sock();
+    // Hold far more connections than the node has descriptors for.
+    let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(to).unwrap()).collect();
+    thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(a.child.id());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(a.child.id()) - before;
+    assert!(
+        used < 30,
+        "{used} ticks in 1 s while out of descriptors: spinning"
+    );
+    assert!(
+        a.stderr_text().contains("out of file descriptors"),
+        "{}",
+        a.stderr_text()
+    );
+    drop(held);
+    // Recovered: a well-behaved peer is served.
+    thread::sleep(Duration::from_millis(300));
+    assert!(send_raw(to, b"127.0.0.1:5009 after recovered"));
+    a.expect("the message after recovery", |v| v["text"] == "recovered");
+}
