@@ -636,11 +636,6 @@ impl PeerTable {
             let late = match () {
                 _ if self.exited => Some(SendFailure::Quit),
                 _ if next.deadline <= now => Some(SendFailure::QueueTimedOut),
-                // Quitting: only `exit`s go out; what was queued before the quit stays
-                // unsent, as new messages are refused.
-                _ if self.quit_deadline.is_some() && next.purpose != Purpose::Exit => {
-                    Some(SendFailure::Quit)
-                }
                 _ => None,
             };
             if let Some(reason) = late {

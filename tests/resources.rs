@@ -137,7 +137,7 @@ fn soak_a_million_messages() {
         assert_eq!(seq, next[p], "peer {p}: out of order or duplicated");
         next[p] += 1;
         total += 1;
-        if total % 100_000 == 0 {
+        if total.is_multiple_of(100_000) {
             rss_samples.push(proc_field(a.child.id(), "VmRSS:"));
             a.seen.clear();
         }

@@ -1448,6 +1448,39 @@ fn quit_with_a_dead_peer_exits_at_the_quit_deadline() {
 }
 
 #[test]
+fn what_was_queued_before_quit_still_goes_out_before_the_exit() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    let alice = view(Some("alice"), ALICE);
+    // A script typed "/send one", "/send two" and ended: the quit comes while "two" waits.
+    assert_eq!(
+        send(&mut t, t0, Target::Index(1), "one"),
+        [tx(0, ALICE, "one", secs(t0, 20))]
+    );
+    assert_eq!(send(&mut t, t0, Target::Index(1), "two"), []);
+    assert_eq!(quit(&mut t, secs(t0, 1)), [show(Event::Exiting)]);
+    // "one" delivered: "two" goes next, in order, then the exit.
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
+        [
+            sent(alice.clone(), Purpose::Text, "one", true),
+            tx(1, ALICE, "two", secs(t0, 20)),
+        ]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 3), 1, SendOutcome::Delivered),
+        [
+            sent(alice.clone(), Purpose::Text, "two", true),
+            tx(2, ALICE, "exit", secs(t0, 21)),
+        ]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 4), 2, SendOutcome::Delivered),
+        [sent(alice, Purpose::Exit, "exit", true), Effect::Exit]
+    );
+}
+
+#[test]
 fn quit_deadline_fails_what_is_still_queued_with_quit() {
     let (mut t, t0) = setup();
     with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
