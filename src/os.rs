@@ -124,3 +124,22 @@ pub fn local_addrs() -> Vec<IpAddr> {
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
+
+/// Waits until `fd` can be written, or `limit` passes (a signal ends the wait early).
+pub fn wait_writable(fd: RawFd, limit: std::time::Duration) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, its count is 1.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms.max(1)) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

@@ -225,6 +225,40 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     assert!(child.wait().unwrap().success());
 }
 
+/// Output still buffered when the node leaves (far more than a pipe holds) reaches a slow
+/// reader whole: the exit waits for it instead of dropping the rest mid-line.
+#[test]
+fn output_pending_at_exit_reaches_a_slow_reader() {
+    use std::io::Read;
+    use std::process::Stdio;
+    const N: usize = 3000;
+    let mut child = common::command("leaver", &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Each /help answer is ~500 bytes: ~1.5 MB of output, all typed before anything is read,
+    // then end of input: the node quits with most of it still buffered.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all("/help\n".repeat(N).as_bytes()).unwrap();
+    drop(stdin);
+    thread::sleep(Duration::from_secs(1));
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("cut line ({e}): {l:?}")))
+        .collect();
+    let helps = events
+        .iter()
+        .filter(|v| v["event"] == "info" && v["detail"].as_str().unwrap().contains("/send"))
+        .count();
+    assert_eq!(helps, N, "answers to /help shown");
+    assert_eq!(events.last().unwrap()["event"], "exiting");
+}
+
 /// Out of file descriptors, the node backs off instead of spinning, and recovers.
 #[test]
 fn fd_exhaustion_backs_off_and_recovers() {

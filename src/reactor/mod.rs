@@ -773,7 +773,17 @@ impl Node {
             }
         }
         self.stdout.set_prompt(None);
-        let _ = self.stdout.flush();
+        let signals = &mut self.signals;
+        let unwritten = self
+            .stdout
+            .flush_before_exit(stdout::EXIT_DRAIN, || signals.pending().next().is_some());
+        if unwritten > 0 {
+            log::error!(
+                "stdout is not taking output: {unwritten} bytes of events were not shown \
+                 (waited up to {}s at exit)",
+                stdout::EXIT_DRAIN.as_secs()
+            );
+        }
     }
 }
 

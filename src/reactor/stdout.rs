@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use crate::os::{self, InputKind};
 
@@ -16,6 +17,8 @@ use crate::os::{self, InputKind};
 pub const HIGH_WATER: usize = 1 << 20;
 /// Buffered output below which it reads again.
 pub const LOW_WATER: usize = 256 << 10;
+/// How long the node, as it exits, waits for a slow reader to take what is still buffered.
+pub const EXIT_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 enum Sink {
@@ -31,7 +34,10 @@ use crate::render;
 #[derive(Debug)]
 pub struct Stdout {
     sink: Sink,
+    /// Output not yet written is `buf[head..]`; `head` moves on as the sink takes bytes,
+    /// so a partial write costs no copy of what remains.
     buf: Vec<u8>,
+    head: usize,
     json: bool,
     /// Show menu prompts (a person is typing, human output).
     prompts: bool,
@@ -57,6 +63,7 @@ impl Stdout {
         Stdout {
             sink,
             buf: Vec::with_capacity(64 * 1024),
+            head: 0,
             json,
             prompts: prompts && !json,
             prompt: None,
@@ -132,18 +139,28 @@ impl Stdout {
 
     /// So much output waits that the network should not be read.
     pub fn backlogged(&self) -> bool {
-        self.buf.len() >= HIGH_WATER
+        self.pending() >= HIGH_WATER
     }
 
     /// Little enough output waits that reading may resume.
     pub fn drained(&self) -> bool {
-        self.buf.len() <= LOW_WATER
+        self.pending() <= LOW_WATER
+    }
+
+    /// Bytes buffered and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    fn discard(&mut self) {
+        self.buf.clear();
+        self.head = 0;
     }
 
     /// Writes what the sink takes now. A closed stdout marks the output closed.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.closed {
-            self.buf.clear();
+            self.discard();
             return Ok(());
         }
         if self.prompts
@@ -153,33 +170,68 @@ impl Stdout {
             self.buf.extend_from_slice(p.as_bytes());
             self.prompt_visible = true;
         }
-        let mut at = 0;
-        while at < self.buf.len() {
+        while self.head < self.buf.len() {
             let r = match &mut self.sink {
-                Sink::Reopened(f) => f.write(&self.buf[at..]),
-                Sink::Fd1(f) => f.write(&self.buf[at..]),
+                Sink::Reopened(f) => f.write(&self.buf[self.head..]),
+                Sink::Fd1(f) => f.write(&self.buf[self.head..]),
             };
             match r {
                 Ok(0) => {
                     self.closed = true;
                     break;
                 }
-                Ok(n) => at += n,
+                Ok(n) => self.head += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The terminal or pipe is full: keep the rest until it is writable.
-                    self.buf.drain(..at);
+                    // Reclaim the written front only once it outweighs what remains, so
+                    // the copy is paid once per buffer's worth, not per partial write.
+                    if self.head >= self.pending() {
+                        self.buf.drain(..self.head);
+                        self.head = 0;
+                    }
                     return Ok(());
                 }
                 Err(e) => {
                     self.closed = true;
-                    self.buf.clear();
+                    self.discard();
                     return Err(e);
                 }
             }
         }
-        self.buf.clear();
+        self.discard();
         Ok(())
+    }
+
+    /// The last flush, as the node exits: waits up to `limit` for a slow reader to take
+    /// everything still buffered (a pipe holds only 64 KiB), so no line is lost or cut
+    /// because the node stopped; `give_up` (another signal) ends the wait early. Returns
+    /// how many bytes were left unwritten.
+    pub fn flush_before_exit(
+        &mut self,
+        limit: Duration,
+        mut give_up: impl FnMut() -> bool,
+    ) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Err(e) = self.flush() {
+                log::debug!("stdout: {e}");
+            }
+            if self.closed || self.pending() == 0 {
+                return 0;
+            }
+            let Some(fd) = self.pollable_fd() else {
+                return self.pending();
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || give_up() {
+                return self.pending();
+            }
+            if let Err(e) = os::wait_writable(fd, left) {
+                log::debug!("stdout: waiting to write: {e}");
+                return self.pending();
+            }
+        }
     }
 }
 
