@@ -1,0 +1,205 @@
+//! The load tool (`p2pchat-load`), run small against the real node: its JSON summary must
+//! show every message arriving exactly once and in order per simulated peer (inbound,
+//! against the node and the minimal receiver), and every live peer getting exactly
+//! `connect` then `exit` while dead and refusing peers fail as they should (fan-out).
+//! Correctness only: rates and latencies are not asserted (they depend on the machine).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LOAD: &str = env!("CARGO_BIN_EXE_p2pchat-load");
+const NODE: &str = env!("CARGO_BIN_EXE_p2pchat");
+
+/// Runs the tool with `args` (at most `limit`), returns its exit code and last stdout line
+/// parsed as JSON, plus all its output for failure messages.
+fn run(args: &[&str], limit: Duration) -> (Option<i32>, Value, String) {
+    let mut child = Command::new(LOAD)
+        .args(args)
+        .args(["--node", NODE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run p2pchat-load");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out_reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let all = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        status.is_some(),
+        "p2pchat-load did not finish within {limit:?}\n{all}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary: Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last stdout line is not JSON ({e})\n{all}"));
+    (status.and_then(|s| s.code()), summary, all)
+}
+
+/// A base port for `count` simulated peers outside the ephemeral range (where the tool
+/// refuses them), `slot` apart from the other test's.
+fn base_port(slot: u16, count: u16) -> String {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    let want = 26000 + slot * 100;
+    let base = if want + count < lo || want > hi {
+        want
+    } else if lo > 1024 + 300 {
+        lo - 300 + slot * 100
+    } else {
+        hi + 1 + slot * 100
+    };
+    base.to_string()
+}
+
+#[test]
+fn inbound_every_message_exactly_once_in_order_on_both_receivers() {
+    let (code, s, all) = run(
+        &[
+            "inbound",
+            "--peers",
+            "50",
+            "--messages",
+            "500",
+            "--concurrency",
+            "8",
+            "--size",
+            "40",
+            "--base-port",
+            &base_port(0, 50),
+            "--receiver",
+            "both",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(s["mode"], "inbound", "{all}");
+    assert_eq!(s["messages"], 500, "{all}");
+    for r in ["node", "minimal"] {
+        let o = &s[r];
+        assert_eq!(o["attempted"], 500, "{r}: {all}");
+        assert_eq!(o["seen"], 500, "{r}: {all}");
+        assert_eq!(o["lost"], 0, "{r}: {all}");
+        assert_eq!(o["duplicates"], 0, "{r}: {all}");
+        assert_eq!(o["out_of_order"], 0, "{r}: {all}");
+        assert_eq!(o["unexpected"], 0, "{r}: {all}");
+        assert_eq!(o["errors"], 0, "{r}: {all}");
+        assert_eq!(o["exit_ok"], true, "{r}: {all}");
+        assert!(o["cpu_us_per_msg"].is_number(), "{r}: {all}");
+        assert!(o["peak_rss_kib"].as_u64().unwrap() > 0, "{r}: {all}");
+        assert!(o["latency"]["p99_us"].as_f64().unwrap() > 0.0, "{r}: {all}");
+    }
+    assert!(
+        s["ratio_rate"].is_number() && s["ratio_cpu"].is_number(),
+        "{all}"
+    );
+    assert_eq!(s["correct"], true, "{all}");
+    // The node, told to quit, said goodbye to every peer it had heard from.
+    assert_eq!(s["peers_got_exit"], 50, "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
+
+#[test]
+fn fanout_live_peers_get_connect_then_exit_and_the_quit_is_bounded() {
+    let (code, s, all) = run(
+        &[
+            "fanout",
+            "--peers",
+            "30",
+            "--dead",
+            "5",
+            "--refusing",
+            "5",
+            "--timeout",
+            "2",
+            "--base-port",
+            &base_port(1, 30),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(s["mode"], "fanout", "{all}");
+    assert_eq!(s["live"], 20, "{all}");
+    assert_eq!(s["hellos_seen"], 30, "{all}");
+    assert_eq!(s["live_ok"], 20, "{all}");
+    assert_eq!(s["live_missing_connect"], 0, "{all}");
+    assert_eq!(s["live_missing_exit"], 0, "{all}");
+    assert_eq!(s["live_extra"], 0, "{all}");
+    assert_eq!(s["connect_outcomes"]["live"]["sent"], 20, "{all}");
+    assert_eq!(s["connect_outcomes"]["refusing"]["refused"], 5, "{all}");
+    let dead: u64 = s["connect_outcomes"]["dead"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(dead, 5, "{all}");
+    assert_eq!(s["outcomes_as_expected"], true, "{all}");
+    assert!(s["quit_s"].is_number(), "the quit never finished: {all}");
+    assert!(
+        s["connect_all_s"].is_number(),
+        "connect all never finished: {all}"
+    );
+    assert_eq!(s["node_exit_ok"], true, "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
+
+#[test]
+fn inbound_with_one_thread_per_sender_counts_the_same() {
+    let (code, s, all) = run(
+        &[
+            "inbound",
+            "--peers",
+            "20",
+            "--messages",
+            "200",
+            "--concurrency",
+            "4",
+            "--sender",
+            "threads",
+            "--receiver",
+            "node",
+            "--base-port",
+            &base_port(2, 20),
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let o = &s["node"];
+    assert_eq!(s["sender"], "threads", "{all}");
+    assert_eq!(o["seen"], 200, "{all}");
+    assert_eq!(o["lost"], 0, "{all}");
+    assert_eq!(o["duplicates"], 0, "{all}");
+    assert_eq!(o["out_of_order"], 0, "{all}");
+    assert_eq!(o["errors"], 0, "{all}");
+    assert!(s.get("minimal").is_none(), "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
