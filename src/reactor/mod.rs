@@ -403,7 +403,7 @@ impl Node {
         let slot = self.conns.remove(key);
         self.deadlines
             .remove(&(slot.deadline, key, slot.generation));
-        let mut stream = match slot.conn {
+        let stream = match slot.conn {
             Conn::In(i) => {
                 self.inbound_open -= 1;
                 if let Some(n) = self.inbound_per_ip.get_mut(&i.source) {
@@ -416,7 +416,10 @@ impl Node {
             }
             Conn::Out(o) => o.stream,
         };
-        let _ = self.poll.registry().deregister(&mut stream);
+        // No `deregister`: the descriptor is never duplicated, so closing it takes it out of
+        // the epoll set (one system call per message saved). An event for it still in this
+        // turn's batch carries the old generation and is ignored.
+        drop(stream);
     }
 
     fn accept(&mut self, now: Instant) {
