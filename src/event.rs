@@ -56,6 +56,8 @@ pub enum SendFailure {
     Reset,
     /// The connection was not established before the deadline.
     ConnectTimedOut,
+    /// No route to the peer's host or network (the OS gave up on it).
+    Unreachable,
     /// The message could not be written before the deadline.
     WriteTimedOut,
     /// The message waited behind earlier ones to the same peer until its deadline.
@@ -72,6 +74,7 @@ impl fmt::Display for SendFailure {
             SendFailure::Refused => f.write_str("connection refused (nothing listens there)"),
             SendFailure::Reset => f.write_str("connection reset by peer (message not read)"),
             SendFailure::ConnectTimedOut => f.write_str("timed out connecting"),
+            SendFailure::Unreachable => f.write_str("no route to that host (unreachable)"),
             SendFailure::WriteTimedOut => f.write_str("timed out writing"),
             SendFailure::QueueTimedOut => {
                 f.write_str("timed out waiting for earlier messages to this peer")
@@ -89,6 +92,7 @@ impl SendFailure {
             SendFailure::Refused => "refused",
             SendFailure::Reset => "reset",
             SendFailure::ConnectTimedOut => "connect_timeout",
+            SendFailure::Unreachable => "unreachable",
             SendFailure::WriteTimedOut => "write_timeout",
             SendFailure::QueueTimedOut => "queue_timeout",
             SendFailure::Quit => "quit",

@@ -231,9 +231,17 @@ impl PeerTable {
                     let name = peer.name.or(msg.name);
                     self.show(Event::PeerLeft(PeerView::new(name, peer.dial)));
                 }
-                None => log::info!(
-                    "exit from {source} for port {port}, which is not a known peer: ignored"
-                ),
+                None => {
+                    let claimed = match &msg.claimed_host {
+                        ClaimedHost::Ip(ip) if *ip != source => format!(" (header claims {ip})"),
+                        ClaimedHost::Name(n) => format!(" (header claims {n:?})"),
+                        _ => String::new(),
+                    };
+                    log::info!(
+                        "exit from {source}{claimed} for port {port}, which is not a known \
+                         peer from that address: ignored"
+                    )
+                }
             }
             return;
         }

@@ -434,6 +434,7 @@ fn send_failure() -> impl Strategy<Value = SendFailure> {
             SendFailure::Refused,
             SendFailure::Reset,
             SendFailure::ConnectTimedOut,
+            SendFailure::Unreachable,
             SendFailure::WriteTimedOut,
             SendFailure::QueueTimedOut,
             SendFailure::Quit,

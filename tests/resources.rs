@@ -245,7 +245,12 @@ fn output_pending_at_exit_reaches_a_slow_reader() {
     drop(stdin);
     thread::sleep(Duration::from_secs(1));
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let events: Vec<serde_json::Value> = out
         .lines()

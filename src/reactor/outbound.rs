@@ -167,7 +167,65 @@ pub fn failure(e: &io::Error, stage: Stage) -> SendOutcome {
         // Once connected, "not connected" means the peer tore the connection down.
         io::ErrorKind::NotConnected if stage != Stage::Connecting => SendFailure::Reset,
         io::ErrorKind::TimedOut if stage == Stage::Connecting => SendFailure::ConnectTimedOut,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            SendFailure::Unreachable
+        }
         _ => SendFailure::Io(e.to_string()),
     };
     SendOutcome::Failed(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(kind: io::ErrorKind, stage: Stage) -> SendOutcome {
+        failure(&io::Error::from(kind), stage)
+    }
+
+    #[test]
+    fn socket_errors_map_to_what_the_user_is_told() {
+        use io::ErrorKind as K;
+        let failed = SendOutcome::Failed;
+        let connecting = Stage::Connecting;
+        let writing = Stage::Writing;
+        assert_eq!(
+            reason(K::ConnectionRefused, connecting),
+            failed(SendFailure::Refused)
+        );
+        assert_eq!(
+            reason(K::ConnectionReset, Stage::AwaitingClose),
+            failed(SendFailure::Reset)
+        );
+        assert_eq!(reason(K::BrokenPipe, writing), failed(SendFailure::Reset));
+        assert_eq!(reason(K::NotConnected, writing), failed(SendFailure::Reset));
+        assert!(matches!(
+            reason(K::NotConnected, connecting),
+            SendOutcome::Failed(SendFailure::Io(_))
+        ));
+        assert_eq!(
+            reason(K::TimedOut, connecting),
+            failed(SendFailure::ConnectTimedOut)
+        );
+        assert_eq!(
+            reason(K::HostUnreachable, connecting),
+            failed(SendFailure::Unreachable)
+        );
+        assert_eq!(
+            reason(K::NetworkUnreachable, connecting),
+            failed(SendFailure::Unreachable)
+        );
+        // EHOSTUNREACH as the kernel reports it on a failed connect.
+        assert_eq!(
+            failure(
+                &io::Error::from_raw_os_error(libc::EHOSTUNREACH),
+                connecting
+            ),
+            failed(SendFailure::Unreachable)
+        );
+        let SendOutcome::Failed(other) = reason(K::PermissionDenied, connecting) else {
+            panic!("permission denied is a failure");
+        };
+        assert_eq!(other.code(), "io");
+    }
 }
