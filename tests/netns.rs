@@ -752,7 +752,7 @@ fn link_down_fails_the_send_in_time_and_nothing_hangs() {
         start.elapsed(),
         failed["detail"]
     );
-    assert_eq!(failed["reason"], "io", "{failed}");
+    assert_eq!(failed["reason"], "unreachable", "{failed}");
     say(&mut n1, &format!("/send {to2} last"));
     n2.expect_event("message", &[("text", json!("last"))]);
     net.host_ip_cmd(
@@ -785,7 +785,7 @@ fn link_down_fails_the_send_in_time_and_nothing_hangs() {
     assert_eq!(exit3.len(), 1, "{:#?}", n1.seen);
     assert_eq!(exit3[0]["event"], "send_failed", "{:#?}", exit3);
     assert!(
-        ["connect_timeout", "quit", "io"].contains(&exit3[0]["reason"].as_str().unwrap()),
+        ["connect_timeout", "unreachable", "quit"].contains(&exit3[0]["reason"].as_str().unwrap()),
         "{exit3:#?}"
     );
     assert!(peer_list(&mut n2).is_empty());
