@@ -181,29 +181,48 @@ pub fn check_name(name: &str) -> Result<(), ConfigError> {
 /// Asks the person at the terminal a question; `None` at end of input.
 pub type Ask<'a> = &'a mut dyn FnMut(&str) -> Option<String>;
 
+/// Asks `question` until the (trimmed) answer passes `check`; a bad answer is explained
+/// before the question is asked again. End of input: `what` is missing.
+fn ask_until_valid<T>(
+    ask: &mut dyn FnMut(&str) -> Option<String>,
+    what: &'static str,
+    question: &str,
+    check: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let mut q = question.to_owned();
+    loop {
+        let answer = ask(&q).ok_or(ConfigError::Missing(what))?;
+        match check(answer.trim()) {
+            Ok(v) => return Ok(v),
+            Err(e) => q = format!("{e}\n{question}"),
+        }
+    }
+}
+
 /// Builds the [`Config`] from the command line, asking `ask` (a terminal prompt, or `None`
 /// when there is no terminal) for a missing name or port.
 pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigError> {
     let name = match cli.name {
-        Some(n) => n,
+        Some(n) => {
+            check_name(&n)?;
+            n
+        }
         None => match ask.as_mut() {
-            Some(ask) => ask("Enter your name (without spaces): ")
-                .ok_or(ConfigError::Missing("name"))?
-                .trim()
-                .to_owned(),
+            Some(ask) => {
+                ask_until_valid(*ask, "name", "Enter your name (without spaces): ", |s| {
+                    check_name(s).map(|()| s.to_owned())
+                })?
+            }
             None => return Err(ConfigError::Missing("name")),
         },
     };
-    check_name(&name)?;
     let port = match cli.port {
         Some(p) => p,
         None => match ask.as_mut() {
-            Some(ask) => {
-                let s = ask("Enter your port number: ").ok_or(ConfigError::Missing("port"))?;
-                let s = s.trim();
+            Some(ask) => ask_until_valid(*ask, "port", "Enter your port number: ", |s| {
                 s.parse::<u16>()
-                    .map_err(|_| ConfigError::BadPort(s.to_owned()))?
-            }
+                    .map_err(|_| ConfigError::BadPort(s.to_owned()))
+            })?,
             None => return Err(ConfigError::Missing("port")),
         },
     };
@@ -303,6 +322,31 @@ mod tests {
         let cfg = from_cli(c, Some(&mut ask)).unwrap();
         assert_eq!((cfg.name.as_str(), cfg.listen.port()), ("bob", 9000));
         assert_eq!(asked[0], "Enter your name (without spaces): ");
+    }
+
+    #[test]
+    fn a_bad_answer_is_explained_and_asked_again() {
+        let c = cli(&[]).unwrap();
+        let mut answers = vec!["9000\n", "port\n", "bob\n", "two words\n"];
+        let mut asked = Vec::new();
+        let mut ask = |q: &str| {
+            asked.push(q.to_owned());
+            answers.pop().map(str::to_owned)
+        };
+        let cfg = from_cli(c, Some(&mut ask)).unwrap();
+        assert_eq!((cfg.name.as_str(), cfg.listen.port()), ("bob", 9000));
+        assert_eq!(asked.len(), 4);
+        assert!(asked[1].starts_with("bad name"), "{:?}", asked[1]);
+        assert!(asked[1].ends_with("Enter your name (without spaces): "));
+        assert!(asked[3].contains("port"), "{:?}", asked[3]);
+        assert!(asked[3].ends_with("Enter your port number: "));
+        // End of input while asking: the port is missing.
+        let c = cli(&["--name", "a"]).unwrap();
+        let mut ask = |_: &str| None;
+        assert!(matches!(
+            from_cli(c, Some(&mut ask)),
+            Err(ConfigError::Missing("port"))
+        ));
     }
 
     #[test]

@@ -705,7 +705,11 @@ impl Node {
                     Reply::Prompt(_) => {}
                 }
             }
-            self.stdout.set_prompt(Some(self.console.current_prompt()));
+            // What the command shows (a peer list) comes before the next question.
+            self.drain_effects(now);
+            if !self.table.is_quitting() {
+                self.stdout.set_prompt(Some(self.console.current_prompt()));
+            }
         }
         if input.eof {
             if let Some(fd) = self.stdin.pollable_fd() {
