@@ -5,6 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -493,6 +494,72 @@ fn inbound_variants_in_the_wild_are_understood() {
     );
     let peers = a.peers();
     assert_eq!(peers.len(), 1, "one host and port is one peer: {peers:?}");
+}
+
+/// Implementations that keep their connection open after writing (several messages, one
+/// `recv` each; or waiting for a reply) are shown each message once it has gone quiet,
+/// without waiting for the close or the read deadline.
+#[test]
+fn a_sender_that_keeps_its_connection_open_is_shown_each_message() {
+    let mut a = Node::start("alice", &["--read-timeout", "3"]);
+    let (_l, lp) = listener();
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    let h = format!("127.0.0.1:{lp} keeper ");
+    let quick = Duration::from_secs(2);
+    s.write_all(format!("{h}connect").as_bytes()).unwrap();
+    a.expect_within("connected with you, connection open", quick, |v| {
+        v["event"] == "connected_with_you" && v["name"] == "keeper"
+    });
+    // Each later message keeps the connection alive: its deadline is per message.
+    for (i, text) in ["one", "two", "three", "four"].iter().enumerate() {
+        thread::sleep(Duration::from_millis(if i == 2 { 1500 } else { 100 }));
+        s.write_all(format!("{h}{text}").as_bytes()).unwrap();
+        a.expect_within(text, quick, |v| {
+            v["event"] == "message" && v["text"] == *text
+        });
+    }
+    // More than one --read-timeout has passed since the accept: still read.
+    s.write_all(format!("{h}five").as_bytes()).unwrap();
+    a.expect_within("five", quick, |v| {
+        v["event"] == "message" && v["text"] == "five"
+    });
+    // Quiet for longer than --read-timeout after its last message: closed by the node.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let texts: Vec<_> = a
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .map(|v| v["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        ["one", "two", "three", "four", "five"],
+        "each exactly once"
+    );
+}
+
+/// A header still incomplete when the sender goes quiet is not delivered as a message.
+#[test]
+fn a_quiet_partial_header_is_not_a_message() {
+    let mut a = Node::start("alice", &["--read-timeout", "2"]);
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(b"127.0.0.1:50").unwrap();
+    thread::sleep(Duration::from_millis(1000));
+    s.write_all(b"00 late arrival").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    a.expect_event(
+        "message",
+        &[("name", json!("late")), ("text", json!("arrival"))],
+    );
+    assert_eq!(a.peers().len(), 1);
 }
 
 #[test]

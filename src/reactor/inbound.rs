@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
@@ -34,6 +35,12 @@ pub struct Inbound {
     pub received: usize,
     /// Messages delivered from this connection so far.
     pub delivered: usize,
+    /// When the message being read must be complete (`--read-timeout`); restarts after
+    /// each message delivered, so a kept-open connection is timed per message.
+    pub read_deadline: Instant,
+    /// When buffered bytes that already form a whole message are delivered if nothing more
+    /// has arrived (a sender that keeps its connection open after writing).
+    pub flush_at: Option<Instant>,
 }
 
 /// What the read straight after `accept` found.
@@ -73,7 +80,7 @@ pub fn first_read(stream: &mut TcpStream, scratch: &mut [u8], cap: usize) -> Fir
 
 impl Inbound {
     /// A connection whose first `data` bytes were already read.
-    pub fn new(stream: TcpStream, source: IpAddr, data: &[u8]) -> Self {
+    pub fn new(stream: TcpStream, source: IpAddr, data: &[u8], read_deadline: Instant) -> Self {
         Inbound {
             stream,
             source,
@@ -81,6 +88,16 @@ impl Inbound {
             scanned: 0,
             received: data.len(),
             delivered: 0,
+            read_deadline,
+            flush_at: None,
+        }
+    }
+
+    /// When this connection next needs attention without a readable event.
+    pub fn next_deadline(&self) -> Instant {
+        match self.flush_at {
+            Some(at) => at.min(self.read_deadline),
+            None => self.read_deadline,
         }
     }
 
@@ -116,6 +133,16 @@ impl Inbound {
                 self.scanned = self.buf.len();
                 None
             }
+        }
+    }
+
+    /// The buffered bytes, if they already parse as one whole message (the sender went
+    /// quiet without closing). A header still incomplete stays buffered.
+    pub fn take_if_whole(&mut self) -> Option<Bytes> {
+        if !self.buf.is_empty() && wire::parse(&self.buf).is_ok() {
+            Some(self.take_rest())
+        } else {
+            None
         }
     }
 

@@ -55,6 +55,11 @@ const BACKLOG: i32 = 4096;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Repeated warnings (rejected connections, fd exhaustion) are logged at most this often.
 const WARN_INTERVAL: Duration = Duration::from_secs(5);
+/// A connection kept open after a whole message has been written is delivered once it has
+/// been quiet this long (an implementation that sends several messages on one connection,
+/// or waits for a reply). Longer than one TCP retransmission (200 ms), so a message split
+/// across segments by a lost packet is not cut.
+const IDLE_FLUSH: Duration = Duration::from_millis(500);
 
 /// Why the node could not start or stopped early.
 #[derive(Debug)]
@@ -509,12 +514,12 @@ impl Node {
         self.inbound_open += 1;
         *self.inbound_per_ip.entry(ip).or_insert(0) += 1;
         let deadline = now + self.cfg.read_timeout;
-        self.insert(
-            key,
-            token,
-            Conn::In(Inbound::new(stream, ip, data)),
-            deadline,
-        );
+        let mut conn = Inbound::new(stream, ip, data, deadline);
+        if !data.is_empty() {
+            conn.flush_at = Some(now + IDLE_FLUSH);
+        }
+        let deadline = conn.next_deadline();
+        self.insert(key, token, Conn::In(conn), deadline);
     }
 
     fn connection_ready(&mut self, now: Instant, token: Token) {
@@ -535,11 +540,19 @@ impl Node {
         let Conn::In(conn) = &mut self.conns[key].conn else {
             return;
         };
+        let before = conn.received;
         let state = conn.read(cap, &mut self.scratch);
         let source = conn.source;
         let mut messages: Vec<Bytes> = Vec::new();
         while let Some(m) = conn.next_complete() {
             messages.push(m);
+        }
+        if !messages.is_empty() {
+            // A message is done: the next one gets its own read deadline.
+            conn.read_deadline = now + self.cfg.read_timeout;
+        }
+        if conn.received > before {
+            conn.flush_at = (conn.buffered() > 0).then_some(now + IDLE_FLUSH);
         }
         let ended = match state {
             ReadState::Open => false,
@@ -559,6 +572,23 @@ impl Node {
         self.deliver_all(now, key, source, messages);
         if ended {
             self.close(key);
+        } else {
+            self.reschedule(key);
+        }
+    }
+
+    /// Moves the connection's entry in the deadline set to its connection's next deadline.
+    fn reschedule(&mut self, key: usize) {
+        let slot = &mut self.conns[key];
+        let Conn::In(conn) = &slot.conn else {
+            return;
+        };
+        let at = conn.next_deadline();
+        if at != slot.deadline {
+            self.deadlines
+                .remove(&(slot.deadline, key, slot.generation));
+            slot.deadline = at;
+            self.deadlines.insert((at, key, slot.generation));
         }
     }
 
@@ -656,6 +686,24 @@ impl Node {
                 _ => continue,
             }
             match &mut self.conns[key].conn {
+                Conn::In(conn) if now < conn.read_deadline => {
+                    // Quiet since its last bytes: deliver what is already a whole message.
+                    conn.flush_at = None;
+                    if self.paused {
+                        // Output is backed up: no new messages until it drains.
+                        conn.flush_at = Some(now + IDLE_FLUSH);
+                    } else if let Some(m) = conn.take_if_whole() {
+                        let source = conn.source;
+                        conn.read_deadline = now + self.cfg.read_timeout;
+                        self.deliver_all(now, key, source, vec![m]);
+                    }
+                    // The set entry was popped: put the connection back under its deadline.
+                    let slot = &mut self.conns[key];
+                    if let Conn::In(conn) = &slot.conn {
+                        slot.deadline = conn.next_deadline();
+                        self.deadlines.insert((slot.deadline, key, slot.generation));
+                    }
+                }
                 Conn::In(conn) => {
                     let source = conn.source;
                     let _ = conn.read(self.cfg.max_message, &mut self.scratch);
