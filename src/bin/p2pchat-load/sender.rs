@@ -148,6 +148,20 @@ pub struct Sent {
 }
 
 impl Sent {
+    /// Waits for the sender threads and gathers what they did.
+    pub fn join(threads: usize, handles: Vec<std::thread::JoinHandle<Vec<Record>>>) -> Sent {
+        let mut sent = Sent {
+            threads,
+            ..Sent::default()
+        };
+        for h in handles {
+            sent.records.extend(h.join().expect("sender thread"));
+        }
+        sent.first_start = sent.records.iter().map(|r| r.start).min();
+        sent.last_end = sent.records.iter().map(|r| r.end).max();
+        sent
+    }
+
     pub fn ok(&self) -> usize {
         self.records.iter().filter(|r| r.result.is_ok()).count()
     }
@@ -208,14 +222,5 @@ pub fn run(plan: &Plan, spread: &Spread) -> Sent {
                 .expect("start a sender thread")
         })
         .collect();
-    let mut sent = Sent {
-        threads,
-        ..Sent::default()
-    };
-    for h in handles {
-        sent.records.extend(h.join().expect("sender thread"));
-    }
-    sent.first_start = sent.records.iter().map(|r| r.start).min();
-    sent.last_end = sent.records.iter().map(|r| r.end).max();
-    sent
+    Sent::join(threads, handles)
 }

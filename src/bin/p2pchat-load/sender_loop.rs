@@ -63,16 +63,7 @@ pub fn run(plan: &Plan, spread: &Spread, threads: usize) -> Sent {
                 .expect("start a sender thread")
         })
         .collect();
-    let mut sent = Sent {
-        threads: slots,
-        ..Sent::default()
-    };
-    for h in handles {
-        sent.records.extend(h.join().expect("sender thread"));
-    }
-    sent.first_start = sent.records.iter().map(|r| r.start).min();
-    sent.last_end = sent.records.iter().map(|r| r.end).max();
-    sent
+    Sent::join(slots, handles)
 }
 
 fn event_loop(plan: &Plan, schedules: Vec<Vec<(u32, u32)>>) -> Vec<Record> {
