@@ -30,9 +30,30 @@ impl PeerView {
 
     /// `IP:PORT` (`[v6]:PORT`), or `IP` alone when the port is unknown.
     pub fn addr_text(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// The same as [`PeerView::addr_text`], formatted in place (no allocation).
+    pub fn addr(&self) -> PeerAddr {
+        PeerAddr {
+            ip: self.ip,
+            port: self.port,
+        }
+    }
+}
+
+/// A peer's address for display: see [`PeerView::addr`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr {
+    ip: IpAddr,
+    port: Option<u16>,
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(port) => SocketAddr::new(self.ip, port).to_string(),
-            None => self.ip.to_string(),
+            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
         }
     }
 }

@@ -212,7 +212,7 @@ impl PeerTable {
     // ----- inputs from the network -------------------------------------------------------
 
     /// A message arrived on a connection from `source` (the socket's peer IP).
-    pub fn handle_message(&mut self, _now: Instant, source: IpAddr, msg: Message) {
+    pub fn handle_message(&mut self, _now: Instant, source: IpAddr, mut msg: Message) {
         let Some(port) = msg.port else {
             self.handle_unaddressed(source, msg);
             return;
@@ -248,17 +248,19 @@ impl PeerTable {
         let dial = SocketAddr::new(source, port);
         match self.peers.get_mut(&key) {
             Some(peer) => {
-                if let Some(name) = msg.name.clone()
-                    && peer.name.as_ref() != Some(&name)
-                {
-                    log::info!("peer {key} is now called {name:?} (was {:?})", peer.name);
-                    peer.name = Some(name);
+                if msg.name.is_some() && peer.name != msg.name {
+                    log::info!(
+                        "peer {key} is now called {:?} (was {:?})",
+                        msg.name,
+                        peer.name
+                    );
+                    peer.name = msg.name.take();
                 }
             }
             None => {
                 let peer = Peer {
                     dial,
-                    name: msg.name.clone(),
+                    name: msg.name.take(),
                     status: PeerStatus::YetToConnect,
                     mismatch_shown: false,
                 };

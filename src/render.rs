@@ -4,6 +4,7 @@
 //! Human lines pass every peer-chosen string through [`sanitize::for_terminal`]; JSON lines
 //! carry the exact text, escaped by the JSON encoder (always valid JSON, whatever the bytes).
 
+use std::fmt;
 use std::io::Write;
 
 use serde_json::{Value, json};
@@ -17,8 +18,18 @@ pub fn human(event: &Event, out: &mut Vec<u8>) {
     let _ = write_human(event, out);
 }
 
-fn who(p: &PeerView) -> String {
-    format!("{} [{}]", for_terminal(p.name_or_unknown()), p.addr_text())
+/// `NAME [IP:PORT]`, the name made safe, written straight into the output.
+struct Who<'a>(&'a PeerView);
+
+impl fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        write!(f, "{} [{}]", for_terminal(p.name_or_unknown()), p.addr())
+    }
+}
+
+fn who(p: &PeerView) -> Who<'_> {
+    Who(p)
 }
 
 fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
