@@ -546,6 +546,22 @@ fn a_sender_that_keeps_its_connection_open_is_shown_each_message() {
     );
 }
 
+/// Two messages already there when the connection is accepted, then quiet: still two.
+#[test]
+fn two_messages_in_one_read_on_a_kept_open_connection_stay_two() {
+    let mut a = Node::start("alice", &[]);
+    let (_l, lp) = listener();
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    let h = format!("127.0.0.1:{lp} pair ");
+    s.write_all(format!("{h}one{h}two").as_bytes()).unwrap();
+    for text in ["one", "two"] {
+        a.expect_within(text, Duration::from_secs(3), |v| {
+            v["event"] == "message" && v["text"] == text
+        });
+    }
+    drop(s);
+}
+
 /// A header still incomplete when the sender goes quiet is not delivered as a message.
 #[test]
 fn a_quiet_partial_header_is_not_a_message() {

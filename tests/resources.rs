@@ -264,6 +264,48 @@ fn output_pending_at_exit_reaches_a_slow_reader() {
     assert_eq!(events.last().unwrap()["event"], "exiting");
 }
 
+/// While quitting, a second signal leaves at once: it does not wait for a slow stdout reader.
+#[test]
+fn a_second_signal_leaves_at_once_even_with_output_pending() {
+    use std::process::Stdio;
+    let (_held, port) = listener();
+    let mut child = common::command("leaver", &["--timeout", "30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A peer that takes the message but never closes: the quit's `exit` waits behind it.
+    writeln!(stdin, "/send 127.0.0.1:{port} hold").unwrap();
+    // Far more output than the unread stdout pipe holds.
+    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
+    thread::sleep(Duration::from_secs(1));
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "still quitting");
+    let second = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(second.elapsed() < SOON, "never left");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    // The exit-time wait for stdout is 5 s; a second signal skips it.
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "left {:?} after the second signal",
+        second.elapsed()
+    );
+    drop(stdin);
+}
+
 /// Out of file descriptors, the node backs off instead of spinning, and recovers.
 #[test]
 fn fd_exhaustion_backs_off_and_recovers() {

@@ -57,9 +57,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const WARN_INTERVAL: Duration = Duration::from_secs(5);
 /// A connection kept open after a whole message has been written is delivered once it has
 /// been quiet this long (an implementation that sends several messages on one connection,
-/// or waits for a reply). Longer than one TCP retransmission (200 ms), so a message split
-/// across segments by a lost packet is not cut.
-const IDLE_FLUSH: Duration = Duration::from_millis(500);
+/// or waits for a reply). Longer than two TCP retransmissions at a short round trip
+/// (200 ms + 400 ms), so a message split across segments by a lost packet is rarely cut.
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Why the node could not start or stopped early.
 #[derive(Debug)]
@@ -171,6 +171,8 @@ pub struct Node {
     fd_exhausted: RateLog,
     scratch: Box<[u8]>,
     exit: bool,
+    /// A second signal: leave without waiting for a slow stdout reader.
+    leave_now: bool,
 }
 
 impl Node {
@@ -249,6 +251,7 @@ impl Node {
             fd_exhausted: RateLog::default(),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             exit: false,
+            leave_now: false,
         })
     }
 
@@ -692,10 +695,19 @@ impl Node {
                     if self.paused {
                         // Output is backed up: no new messages until it drains.
                         conn.flush_at = Some(now + IDLE_FLUSH);
-                    } else if let Some(m) = conn.take_if_whole() {
-                        let source = conn.source;
-                        conn.read_deadline = now + self.cfg.read_timeout;
-                        self.deliver_all(now, key, source, vec![m]);
+                    } else {
+                        // Several messages may have come in one read (all before the
+                        // accept): split them first, as a read would.
+                        let mut messages = Vec::new();
+                        while let Some(m) = conn.next_complete() {
+                            messages.push(m);
+                        }
+                        messages.extend(conn.take_if_whole());
+                        if !messages.is_empty() {
+                            let source = conn.source;
+                            conn.read_deadline = now + self.cfg.read_timeout;
+                            self.deliver_all(now, key, source, messages);
+                        }
                     }
                     // The set entry was popped: put the connection back under its deadline.
                     let slot = &mut self.conns[key];
@@ -789,6 +801,7 @@ impl Node {
             if self.table.is_quitting() {
                 log::warn!("signal {sig} while quitting: leaving now");
                 self.exit = true;
+                self.leave_now = true;
             } else {
                 log::info!("signal {sig}: quitting (sending exit to every peer)");
                 self.stdout.set_prompt(None);
@@ -828,15 +841,21 @@ impl Node {
             }
         }
         self.stdout.set_prompt(None);
+        // A slow reader gets a bounded wait for the rest; a second signal means "now".
+        let drain_limit = if self.leave_now {
+            Duration::ZERO
+        } else {
+            stdout::EXIT_DRAIN
+        };
         let signals = &mut self.signals;
         let unwritten = self
             .stdout
-            .flush_before_exit(stdout::EXIT_DRAIN, || signals.pending().next().is_some());
+            .flush_before_exit(drain_limit, || signals.pending().next().is_some());
         if unwritten > 0 {
             log::error!(
                 "stdout is not taking output: {unwritten} bytes of events were not shown \
-                 (waited up to {}s at exit)",
-                stdout::EXIT_DRAIN.as_secs()
+                 (waited at most {:.1}s at exit)",
+                drain_limit.as_secs_f64()
             );
         }
     }
