@@ -11,7 +11,8 @@
 //!   brackets, `[v6]:PORT`, a host name instead of an IP, one trailing `\n` or `\r\n`, the
 //!   control words of other implementations, `CONNECT:<port>` and `NAME: TEXT` without an
 //!   address. Everything else is a precise [`WireError`].
-//! * [`next_message_start`] splits a connection that carries several unframed messages.
+//! * [`new_message_at`] tells where a connection that carries several unframed messages,
+//!   each written on its own, starts its next one.
 //!
 //! What a header claims about the sender's IP is returned as a claim only: deciding who sent
 //! a message is the peer table's job, from the socket's address.
@@ -353,32 +354,47 @@ fn parse_host(host: &str) -> Result<ClaimedHost, WireError> {
     }
 }
 
-/// For a connection carrying several unframed messages from one sender: where, after the
-/// first message's header, the same `ADDR NAME ` prefix appears again, searching no earlier
-/// than `from` (so a caller that appends bytes can rescan only what is new).
-///
-/// Returns `None` when `buf` has no complete header yet or no second header.
-pub fn next_message_start(buf: &[u8], from: usize) -> Option<usize> {
-    let first_space = buf.iter().position(|&b| b == b' ')?;
-    if first_space > MAX_ADDR_TOKEN || parse_addr(&buf[..first_space]).is_err() {
-        return None;
-    }
-    let name_len = buf[first_space + 1..].iter().position(|&b| b == b' ')?;
+/// The `ADDR NAME ` prefix (up to and including the space after the name) of a message whose
+/// header has arrived whole and names a valid address; `None` otherwise.
+pub fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
+    let first_space = buf
+        .iter()
+        .take(MAX_ADDR_TOKEN + 1)
+        .position(|&b| b == b' ')?;
+    parse_addr(&buf[..first_space]).ok()?;
+    let name_len = buf[first_space + 1..]
+        .iter()
+        .take(MAX_NAME + 1)
+        .position(|&b| b == b' ')?;
     if name_len == 0 || name_len > MAX_NAME {
         return None;
     }
-    let prefix = &buf[..first_space + 1 + name_len + 1];
-    let body_start = prefix.len();
-    let start = from
-        .saturating_sub(prefix.len() - 1)
-        .max(body_start.saturating_add(1));
-    if start >= buf.len() {
-        return None;
+    Some(&buf[..first_space + 1 + name_len + 1])
+}
+
+/// For a connection carrying several unframed messages from one sender, each written on its
+/// own: whether the bytes that arrived from offset `at` on (a new arrival) begin a second
+/// message, i.e. repeat the first message's `ADDR NAME ` prefix after a non-empty body.
+/// `None` while too few bytes have arrived at `at` to tell.
+///
+/// Only arrival boundaries are tested, never the inside of an arrival: a text that quotes
+/// the sender's own header stays one message.
+pub fn new_message_at(buf: &[u8], at: usize) -> Option<bool> {
+    let Some(prefix) = header_prefix(buf) else {
+        // The first header is not whole yet: `at` continues it.
+        return Some(false);
+    };
+    if at <= prefix.len() || at >= buf.len() {
+        return Some(false);
     }
-    buf[start..]
-        .windows(prefix.len())
-        .position(|w| w == prefix)
-        .map(|i| start + i)
+    let arrived = &buf[at..];
+    if arrived.len() >= prefix.len() {
+        Some(arrived.starts_with(prefix))
+    } else if prefix.starts_with(arrived) {
+        None
+    } else {
+        Some(false)
+    }
 }
 
 #[cfg(test)]
@@ -533,25 +549,34 @@ mod tests {
     }
 
     #[test]
-    fn splits_unframed_messages_from_one_sender() {
-        let buf = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there\n1.2.3.4:9 bob x";
-        let first = next_message_start(buf, 0).unwrap();
-        assert_eq!(&buf[..first], b"1.2.3.4:9 bob hi");
-        let rest = &buf[first..];
-        let second = next_message_start(rest, 0).unwrap();
-        assert_eq!(&rest[..second], b"1.2.3.4:9 bob there\n");
-        assert_eq!(next_message_start(&rest[second..], 0), None);
-        // Incomplete header: nothing to split yet.
-        assert_eq!(next_message_start(b"1.2.3.4:9 bo", 0), None);
+    fn a_new_arrival_repeating_the_header_is_a_new_message() {
+        let buf = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there";
+        assert_eq!(header_prefix(buf), Some(&b"1.2.3.4:9 bob "[..]));
+        assert_eq!(new_message_at(buf, 16), Some(true));
+        // Anywhere else is not a boundary, even where the header repeats.
+        assert_eq!(new_message_at(buf, 15), Some(false));
+        assert_eq!(new_message_at(buf, 17), Some(false));
+        // Inside or right after the first header (no body yet): not a boundary.
+        assert_eq!(new_message_at(buf, 5), Some(false));
+        assert_eq!(new_message_at(buf, 14), Some(false));
+        // An arrival that does not start with the header continues the message.
+        assert_eq!(new_message_at(b"1.2.3.4:9 bob hi there", 16), Some(false));
         // Text that merely mentions the name is not a new message.
-        assert_eq!(next_message_start(b"1.2.3.4:9 bob bob says hi", 0), None);
+        assert_eq!(
+            new_message_at(b"1.2.3.4:9 bob hi bob says hi", 16),
+            Some(false)
+        );
     }
 
     #[test]
-    fn split_rescans_only_new_bytes_but_finds_headers_straddling_the_boundary() {
-        let buf = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there";
-        // Pretend the first 20 bytes were scanned already: the header starting at 16
-        // straddles that point and must still be found.
-        assert_eq!(next_message_start(buf, 20), Some(16));
+    fn a_header_arriving_in_pieces_is_undecided_until_whole() {
+        let whole = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there";
+        // Only "1.2.3" of the second header has arrived: too early to tell.
+        assert_eq!(new_message_at(&whole[..21], 16), None);
+        assert_eq!(new_message_at(&whole[..30], 16), Some(true));
+        // A first header still incomplete: nothing can start a second message.
+        assert_eq!(new_message_at(b"1.2.3.4:9 bo", 8), Some(false));
+        assert_eq!(header_prefix(b"1.2.3.4:9 bo"), None);
+        assert_eq!(header_prefix(b"garbage here and there"), None);
     }
 }

@@ -546,20 +546,52 @@ fn a_sender_that_keeps_its_connection_open_is_shown_each_message() {
     );
 }
 
-/// Two messages already there when the connection is accepted, then quiet: still two.
+/// A text that quotes its sender's own header is one message, not two (and the quoted
+/// `exit` is text, not a departure), on a closed connection and on a kept-open one.
 #[test]
-fn two_messages_in_one_read_on_a_kept_open_connection_stay_two() {
+fn a_text_quoting_its_own_header_stays_one_message() {
+    let mut a = Node::start("alice", &[]);
+    let (_l, lp) = listener();
+    let h = format!("127.0.0.1:{lp} quoter ");
+    let text = format!("reach me at {h}exit ok?");
+    assert!(send_raw(a.sock(), format!("{h}{text}").as_bytes()));
+    a.expect_event("message", &[("text", json!(text))]);
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}again {text}").as_bytes()).unwrap();
+    a.expect_within("kept open", Duration::from_secs(3), |v| {
+        v["event"] == "message" && v["text"] == format!("again {text}")
+    });
+    drop(s);
+    assert_eq!(a.peers().len(), 1, "still a peer: the quoted exit was text");
+    let shown = a.seen.iter().filter(|v| v["event"] == "message").count();
+    assert_eq!(shown, 2);
+}
+
+/// A sender that pauses mid-text on a kept-open connection: the text is shown in two
+/// parts, both from that sender, nothing dropped.
+#[test]
+fn a_text_resumed_after_a_pause_is_shown_not_dropped() {
     let mut a = Node::start("alice", &[]);
     let (_l, lp) = listener();
     let mut s = TcpStream::connect(a.sock()).unwrap();
-    let h = format!("127.0.0.1:{lp} pair ");
-    s.write_all(format!("{h}one{h}two").as_bytes()).unwrap();
-    for text in ["one", "two"] {
-        a.expect_within(text, Duration::from_secs(3), |v| {
-            v["event"] == "message" && v["text"] == text
-        });
-    }
+    s.write_all(format!("127.0.0.1:{lp} slowpoke hello ").as_bytes())
+        .unwrap();
+    a.expect_within("first part", Duration::from_secs(3), |v| {
+        v["event"] == "message" && v["text"] == "hello "
+    });
+    s.write_all(b"world and more").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    s.write_all(b" tail").unwrap();
     drop(s);
+    a.expect_event(
+        "message",
+        &[
+            ("name", json!("slowpoke")),
+            ("port", json!(lp)),
+            ("text", json!("world and more tail")),
+        ],
+    );
+    assert!(!a.stderr_text().contains("dropped"), "{}", a.stderr_text());
 }
 
 /// A header still incomplete when the sender goes quiet is not delivered as a message.

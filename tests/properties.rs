@@ -103,7 +103,7 @@ fn ip() -> impl Strategy<Value = IpAddr> {
     ]
 }
 
-// ----- wire::parse and wire::next_message_start never panic -------------------------------
+// ----- wire::parse and wire::new_message_at never panic -------------------------------
 
 /// A token of the header grammar, or noise.
 fn grammar_token() -> impl Strategy<Value = Vec<u8>> {
@@ -184,7 +184,7 @@ fn multi_message() -> impl Strategy<Value = (Vec<u8>, Vec<Vec<u8>>)> {
     (valid_header(), vec(grammar_bytes(), 1..4))
 }
 
-/// The header prefix that `next_message_start` looks for again, computed independently:
+/// The header prefix that `new_message_at` looks for again, computed independently:
 /// everything up to and including the second space.
 fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
     let s1 = buf.iter().position(|&b| b == b' ')?;
@@ -193,20 +193,30 @@ fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
 }
 
 #[track_caller]
-fn check_split(buf: &[u8], from: usize) -> Option<usize> {
-    let found = wire::next_message_start(buf, from);
-    if let Some(i) = found {
+fn check_boundary(buf: &[u8], at: usize) -> Option<bool> {
+    let found = wire::new_message_at(buf, at);
+    if found == Some(true) {
         assert!(
-            i > 0 && i < buf.len(),
-            "index {i} out of range for {} bytes",
+            at < buf.len(),
+            "boundary {at} out of range for {} bytes",
             buf.len()
         );
-        let prefix = header_prefix(buf).expect("a split implies a complete header");
-        assert!(i >= prefix.len(), "split at {i} inside the first header");
+        let prefix = header_prefix(buf).expect("a boundary implies a complete header");
         assert!(
-            buf[i..].starts_with(prefix),
-            "split at {i} does not start with the header {:?}",
+            at > prefix.len(),
+            "boundary {at} inside or right after the first header"
+        );
+        assert!(
+            buf[at..].starts_with(prefix),
+            "boundary {at} does not start with the header {:?}",
             String::from_utf8_lossy(prefix)
+        );
+    }
+    if found.is_none() {
+        let prefix = header_prefix(buf).expect("undecided implies a complete first header");
+        assert!(
+            prefix.starts_with(&buf[at..]),
+            "undecided, yet not a header's start"
         );
     }
     found
@@ -221,12 +231,12 @@ proptest! {
     }
 
     #[test]
-    fn next_message_start_never_panics_and_points_at_a_header(
+    fn new_message_at_never_panics_and_only_at_a_repeated_header(
         bytes in payload(),
-        from in prop_oneof![0usize..1300, any::<usize>()],
+        at in prop_oneof![0usize..1300, any::<usize>()],
     ) {
-        check_split(&bytes, from);
-        check_split(&bytes, 0);
+        check_boundary(&bytes, at);
+        check_boundary(&bytes, 0);
     }
 }
 
@@ -234,27 +244,32 @@ proptest! {
     #![proptest_config(cases(300))]
 
     #[test]
-    fn next_message_start_finds_the_second_header(
+    fn new_message_at_finds_each_later_header_where_it_arrives(
         (header, bodies) in multi_message(),
-        from in 0usize..1300,
+        at in 0usize..1300,
     ) {
-        // header + body0 + header + body1 + ...: with a non-empty first body, the first
-        // split is no later than the second header.
+        // header + body0 + header + body1 + ...: each later header, arriving on its own,
+        // starts a new message when the body before it is not empty.
         let mut buf = Vec::new();
-        let mut second = None;
-        for (i, body) in bodies.iter().enumerate() {
-            if i == 1 {
-                second = Some(buf.len());
-            }
+        let mut starts = Vec::new();
+        for body in &bodies {
+            starts.push(buf.len());
             buf.extend_from_slice(&header);
             buf.extend_from_slice(body);
         }
-        let found = check_split(&buf, 0);
-        if let Some(second) = second.filter(|_| !bodies[0].is_empty()) {
-            let i = found.expect("the second header is found");
-            prop_assert!(i <= second, "split at {i}, second header at {second}");
+        for (i, &start) in starts.iter().enumerate().skip(1) {
+            let found = check_boundary(&buf, start);
+            if !bodies[0].is_empty() && !bodies[i - 1].is_empty() {
+                prop_assert_eq!(found, Some(true), "header {} at {}", i, start);
+            }
         }
-        check_split(&buf, from);
+        check_boundary(&buf, at);
+        // Only part of the second header has arrived: undecided, never a wrong answer.
+        if let (Some(&second), false) = (starts.get(1), bodies[0].is_empty()) {
+            for cut in second + 1..second + header.len() {
+                prop_assert_eq!(check_boundary(&buf[..cut], second), None);
+            }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! `wire::parse` and `wire::next_message_start` on arbitrary bytes: no panic, splits
-//! point at a copy of the first header, and whatever parses with an IP header re-encodes
+//! `wire::parse` and `wire::new_message_at` on arbitrary bytes: no panic, a message
+//! boundary is only ever a copy of the first header, and whatever parses with an IP header re-encodes
 //! (when `encode` accepts it) into bytes that parse back to the same message.
 #![no_main]
 
@@ -20,18 +20,24 @@ fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
     Some(&buf[..=s2])
 }
 
-fn check_split(data: &[u8], from: usize) {
-    if let Some(i) = wire::next_message_start(data, from) {
-        assert!(i > 0 && i < data.len(), "split {i} out of range");
-        let prefix = header_prefix(data).expect("a split implies a header");
-        assert!(i >= prefix.len(), "split {i} inside the first header");
-        assert!(data[i..].starts_with(prefix), "split {i} is not a header");
+fn check_boundary(data: &[u8], at: usize) {
+    match wire::new_message_at(data, at) {
+        Some(true) => {
+            let prefix = header_prefix(data).expect("a boundary implies a header");
+            assert!(at > prefix.len(), "boundary {at} inside the first header");
+            assert!(data[at..].starts_with(prefix), "boundary {at} is not a header");
+        }
+        None => {
+            let prefix = header_prefix(data).expect("undecided implies a header");
+            assert!(prefix.starts_with(&data[at..]), "undecided at {at}");
+        }
+        Some(false) => {}
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    for from in [0, 1, data.len() / 2, data.len(), usize::MAX] {
-        check_split(data, from);
+    for at in [0, 1, data.len() / 2, data.len(), usize::MAX] {
+        check_boundary(data, at);
     }
 
     let Ok(msg) = wire::parse(data) else {

@@ -1,4 +1,11 @@
 //! One inbound connection: read to end of stream under a size cap, split unframed messages.
+//!
+//! A connection normally carries one message. Some implementations keep theirs open and
+//! write several, each on its own; a new message is recognised only where new bytes
+//! arrive and repeat the first message's `ADDR NAME ` header ([`wire::new_message_at`]),
+//! never inside one arrival, so a text quoting its sender's header is not cut. Bytes that
+//! arrive after a message was shown and carry no header continue that sender's text: they
+//! are shown as a further message from it, not dropped.
 
 use std::io::{self, Read};
 use std::net::IpAddr;
@@ -8,6 +15,9 @@ use bytes::{Bytes, BytesMut};
 use mio::net::TcpStream;
 
 use crate::wire;
+
+/// Arrivals remembered at most while undecided (a header trickling in); more are merged.
+const MAX_ARRIVALS: usize = 8;
 
 /// How a read pass ended.
 #[derive(Debug)]
@@ -29,8 +39,11 @@ pub struct Inbound {
     /// The socket's peer address: the evidence of who sent the bytes.
     pub source: IpAddr,
     buf: BytesMut,
-    /// How much of `buf` has been searched for a second message header.
-    scanned: usize,
+    /// Offsets in `buf` where bytes arrived after a quiet moment (a new read pass), not yet
+    /// known to start a new message or not.
+    arrivals: Vec<usize>,
+    /// The `ADDR NAME ` prefix of the first message taken from this connection.
+    header: Option<Bytes>,
     /// Total bytes received on this connection.
     pub received: usize,
     /// Messages delivered from this connection so far.
@@ -85,7 +98,8 @@ impl Inbound {
             stream,
             source,
             buf: BytesMut::from(data),
-            scanned: 0,
+            arrivals: Vec::new(),
+            header: None,
             received: data.len(),
             delivered: 0,
             read_deadline,
@@ -103,6 +117,9 @@ impl Inbound {
 
     /// Reads until the socket would block, the peer closes, or `cap` is exceeded.
     pub fn read(&mut self, cap: usize, scratch: &mut [u8]) -> ReadState {
+        if !self.buf.is_empty() && self.arrivals.len() < MAX_ARRIVALS {
+            self.arrivals.push(self.buf.len());
+        }
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return ReadState::Eof,
@@ -121,35 +138,64 @@ impl Inbound {
         }
     }
 
-    /// The next message known to be complete because another header from the same sender
-    /// follows it (several messages on one kept-open connection).
+    /// The next message known to be complete because new bytes began another one.
     pub fn next_complete(&mut self) -> Option<Bytes> {
-        match wire::next_message_start(&self.buf, self.scanned) {
-            Some(at) => {
-                self.scanned = 0;
-                Some(self.buf.split_to(at).freeze())
-            }
-            None => {
-                self.scanned = self.buf.len();
-                None
+        while let Some(&at) = self.arrivals.first() {
+            match wire::new_message_at(&self.buf, at) {
+                Some(true) => return Some(self.split(at)),
+                Some(false) => {
+                    self.arrivals.remove(0);
+                }
+                None => return None, // the header is still arriving
             }
         }
+        None
     }
 
-    /// The buffered bytes, if they already parse as one whole message (the sender went
-    /// quiet without closing). A header still incomplete stays buffered.
+    /// The buffered message, if it already parses whole (the sender went quiet without
+    /// closing). Bytes that may be the start of a further header stay buffered.
     pub fn take_if_whole(&mut self) -> Option<Bytes> {
-        if !self.buf.is_empty() && wire::parse(&self.buf).is_ok() {
-            Some(self.take_rest())
-        } else {
-            None
-        }
+        let end = self.arrivals.first().copied().unwrap_or(self.buf.len());
+        let raw = &self.buf[..end];
+        let whole = match self.missing_header(raw) {
+            Some(h) => wire::parse(&[h, raw].concat()).is_ok(),
+            None => !raw.is_empty() && wire::parse(raw).is_ok(),
+        };
+        whole.then(|| self.split(end))
     }
 
     /// Whatever remains once the stream has ended.
     pub fn take_rest(&mut self) -> Bytes {
-        self.scanned = 0;
-        self.buf.split().freeze()
+        let end = self.buf.len();
+        self.split(end)
+    }
+
+    /// Takes `buf[..at]` as one message.
+    fn split(&mut self, at: usize) -> Bytes {
+        let raw = self.buf.split_to(at).freeze();
+        self.arrivals.retain_mut(|a| {
+            *a = a.saturating_sub(at);
+            *a > 0
+        });
+        if raw.is_empty() {
+            return raw;
+        }
+        if self.header.is_none() {
+            self.header = wire::header_prefix(&raw).map(|h| raw.slice(..h.len()));
+        }
+        match self.missing_header(&raw) {
+            Some(h) => Bytes::from([h, &raw[..]].concat()),
+            None => raw,
+        }
+    }
+
+    /// The first message's header, when `raw` (a later message of this connection) has
+    /// none of its own: the rest of a text whose sender paused, shown rather than dropped.
+    fn missing_header(&self, raw: &[u8]) -> Option<&[u8]> {
+        match &self.header {
+            Some(h) if !raw.is_empty() && wire::header_prefix(raw).is_none() => Some(h),
+            _ => None,
+        }
     }
 
     pub fn buffered(&self) -> usize {

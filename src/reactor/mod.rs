@@ -489,7 +489,9 @@ impl Node {
         let cap = self.cfg.max_message;
         let mut scratch = std::mem::take(&mut self.scratch);
         match inbound::first_read(&mut stream, &mut scratch, cap) {
-            FirstRead::Whole(n) => self.deliver_stream(now, ip, &scratch[..n], 0),
+            // One connection, one arrival: one message (a text quoting its own header
+            // is not split).
+            FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], 0),
             FirstRead::TooLarge => log_too_large(ip, cap),
             FirstRead::Failed(e, n) => log_failed(ip, &e, n),
             FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
@@ -609,18 +611,6 @@ impl Node {
             conn.delivered += 1;
             self.deliver(now, source, &m, index);
         }
-    }
-
-    /// Delivers a whole stream: one message, or several unframed ones from one sender.
-    /// `first` is the index in its connection of the first message in `bytes`.
-    fn deliver_stream(&mut self, now: Instant, source: IpAddr, mut bytes: &[u8], first: usize) {
-        let mut index = first;
-        while let Some(at) = wire::next_message_start(bytes, 0) {
-            self.deliver(now, source, &bytes[..at], index);
-            bytes = &bytes[at..];
-            index += 1;
-        }
-        self.deliver(now, source, bytes, index);
     }
 
     /// Pauses reading the network while stdout is backlogged; resumes once it drains.
