@@ -28,8 +28,9 @@ pub struct Cli {
     /// Port to listen on; 0 picks a free one. Asked for when missing and stdin is a terminal.
     #[arg(long, env = "P2PCHAT_PORT")]
     pub port: Option<u16>,
-    /// Local IP to listen on.
-    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    /// Local IP to listen on. `::` (the default) listens on every IPv6 and IPv4 address
+    /// (falling back to 0.0.0.0 where IPv6 is off); 0.0.0.0 on IPv4 only.
+    #[arg(long, default_value = "::", value_name = "IP")]
     pub bind: IpAddr,
     /// IP to put in message headers [default: the local address of each outgoing
     /// connection, i.e. the address the peer sees us at].

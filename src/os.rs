@@ -2,8 +2,10 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// What stdin is, which decides how the reactor reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +58,18 @@ pub fn reopen(fd: RawFd, mode: i32) -> io::Result<File> {
 }
 
 /// Deepens a listening socket's accept queue (Linux lets `listen` be called again).
-pub fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> io::Result<()> {
-    // SAFETY: listen on a socket we own.
-    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
-        return Err(io::Error::last_os_error());
+/// A non-blocking listening socket on `addr` with a `backlog`-deep accept queue. On the
+/// IPv6 wildcard it takes IPv4 too (dual stack), whatever `net.ipv6.bindv6only` says.
+pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
     }
-    Ok(())
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Raises the soft open-files limit to the hard limit (many sends and receives at once).

@@ -546,6 +546,43 @@ fn a_sender_that_keeps_its_connection_open_is_shown_each_message() {
     );
 }
 
+/// By default a node listens on IPv6 and IPv4 at once: a peer that reached it over IPv6 can
+/// answer it there, and an IPv4 peer is shown as plain IPv4 (not `::ffff:127.0.0.1`).
+#[test]
+fn the_default_listener_takes_ipv6_and_ipv4() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let node = |name: &str, bind: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--name", name, "--port", "0", "--json", "-v"])
+            .args(bind)
+            .env_remove("P2PCHAT_NAME")
+            .env_remove("P2PCHAT_PORT")
+            .stdin(Stdio::piped());
+        Node::spawn(name, cmd)
+    };
+    let mut a = node("dual", &[]);
+    let mut b = node("six", &["--bind", "::1"]);
+    a.type_line(&format!("/send [::1]:{} over six", b.port));
+    b.expect_event("message", &[("ip", json!("::1")), ("port", json!(a.port))]);
+    a.expect_event("sent", &[("text", json!("over six"))]);
+    // The answer goes to where `six` saw `dual`: [::1], its listening port.
+    b.type_line("/send #1 back over six");
+    a.expect_event(
+        "message",
+        &[("text", json!("back over six")), ("ip", json!("::1"))],
+    );
+    b.expect_event("sent", &[("text", json!("back over six"))]);
+    // IPv4 to the same listener.
+    assert!(send_raw(a.sock(), b"127.0.0.1:5999 four over four"));
+    a.expect_event(
+        "message",
+        &[("name", json!("four")), ("ip", json!("127.0.0.1"))],
+    );
+}
+
 /// A text that quotes its sender's own header is one message, not two (and the quoted
 /// `exit` is text, not a departure), on a closed connection and on a kept-open one.
 #[test]

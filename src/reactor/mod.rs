@@ -21,7 +21,7 @@ mod stdout;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,9 +77,9 @@ impl fmt::Display for RunError {
         match self {
             RunError::PortInUse(a) => write!(
                 f,
-                "port {} is in use on {}: choose another with --port (0 picks a free one)",
-                a.port(),
-                a.ip()
+                "port {} is in use (listening on {a}): choose another with --port (0 picks a \
+                 free one)",
+                a.port()
             ),
             RunError::NotLocal(a) => write!(
                 f,
@@ -180,15 +180,23 @@ impl Node {
     pub fn bind(cfg: Config) -> Result<Node, RunError> {
         let fd_limit = os::raise_fd_limit();
         log::debug!("open files limit: {fd_limit}");
-        let listener = TcpListener::bind(cfg.listen).map_err(|e| match e.kind() {
+        let wildcard_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cfg.listen.port());
+        let listener = match os::listen(cfg.listen, BACKLOG) {
+            // No IPv6 on this machine: the default listens on IPv4 only.
+            Err(e) if cfg.listen == wildcard_v6 && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                log::info!("IPv6 is not available ({e}): listening on IPv4 only");
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.listen.port());
+                os::listen(v4, BACKLOG)
+            }
+            other => other,
+        }
+        .map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => RunError::PortInUse(cfg.listen),
             io::ErrorKind::AddrNotAvailable => RunError::NotLocal(cfg.listen),
             io::ErrorKind::PermissionDenied => RunError::ListenDenied(cfg.listen),
             _ => RunError::Listen(cfg.listen, e),
-        })?;
-        if let Err(e) = os::set_backlog(&listener, BACKLOG) {
-            log::warn!("could not deepen the accept queue: {e}");
-        }
+        })
+        .map(TcpListener::from_std)?;
         let local = listener
             .local_addr()
             .map_err(|e| RunError::Listen(cfg.listen, e))?;
@@ -440,7 +448,12 @@ impl Node {
         }
         loop {
             match self.listener.accept() {
-                Ok((stream, addr)) => self.admit(now, stream, addr),
+                Ok((stream, addr)) => {
+                    // On the dual-stack listener IPv4 peers come as ::ffff:a.b.c.d: one
+                    // host, one form, for the limits, the logs and the peer table.
+                    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                    self.admit(now, stream, addr)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
