@@ -371,7 +371,44 @@ fn two_thousand_connections_at_once() {
     );
     drop(held);
     assert_serves(&mut a);
-    assert!(a.stderr_text().contains("too many inbound connections"));
+    assert!(
+        a.stderr_text()
+            .contains("inbound connections open (--max-inbound-per-ip 256)"),
+        "{}",
+        a.stderr_text()
+    );
+}
+
+/// Idle connections filling every inbound slot do not lock others out: the stalest is
+/// closed to admit each new one, and the log says so once, then sums up the rest.
+#[test]
+fn idle_connections_filling_every_slot_do_not_lock_others_out() {
+    raise_fd_limit();
+    let mut a = Node::start("alice", &["--max-inbound", "100"]);
+    let to = a.sock();
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect_timeout(&to, SOON).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert!(send_raw(to, b"127.0.0.1:5010 newcomer gets in"));
+    a.expect_event("message", &[("name", json!("newcomer"))]);
+    // Well before the 10 s read deadline that would otherwise free a slot.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let end = Instant::now() + Duration::from_secs(8);
+    while !a.stderr_text().contains("more times") {
+        assert!(Instant::now() < end, "no summary:\n{}", a.stderr_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let log = a.stderr_text();
+    assert!(log.contains("closed to admit a new one"), "{log}");
+    assert_eq!(log.matches("closed to admit a new one").count(), 1, "{log}");
+    drop(idle);
+    assert_serves(&mut a);
 }
 
 #[test]

@@ -120,23 +120,53 @@ fn split_token(token: Token) -> (usize, u32) {
     (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
 }
 
-/// Counts repeated events and logs them at most once per [`WARN_INTERVAL`].
-#[derive(Debug, Default)]
+/// Counts repeated events and logs them at most once per [`WARN_INTERVAL`]: the first at
+/// once, the ones after it as one summary line when the interval is over.
+#[derive(Debug)]
 struct RateLog {
+    /// Hits not logged yet.
     count: u64,
     last: Option<Instant>,
+    /// What the summary line says was repeated.
+    summary: &'static str,
 }
 
 impl RateLog {
-    fn hit(&mut self, now: Instant, what: impl FnOnce(u64) -> String) {
-        self.count += 1;
+    fn new(summary: &'static str) -> Self {
+        RateLog {
+            count: 0,
+            last: None,
+            summary,
+        }
+    }
+
+    fn hit(&mut self, now: Instant, what: impl FnOnce() -> String) {
         if self
             .last
             .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
         {
-            log::warn!("{}", what(self.count));
+            self.report(now);
+            log::warn!("{}", what());
             self.last = Some(now);
+        } else {
+            self.count += 1;
+        }
+    }
+
+    /// When the summary of the hits not yet logged is due.
+    fn due(&self) -> Option<Instant> {
+        match (self.count, self.last) {
+            (0, _) | (_, None) => None,
+            (_, Some(t)) => Some(t + WARN_INTERVAL),
+        }
+    }
+
+    /// Logs the summary once it is due.
+    fn report(&mut self, now: Instant) {
+        if self.due().is_some_and(|t| t <= now) {
+            log::warn!("{}: {} more times", self.summary, self.count);
             self.count = 0;
+            self.last = Some(now);
         }
     }
 }
@@ -168,6 +198,7 @@ pub struct Node {
     /// The listener became readable while paused.
     accept_deferred: bool,
     rejected: RateLog,
+    evicted: RateLog,
     fd_exhausted: RateLog,
     scratch: Box<[u8]>,
     exit: bool,
@@ -255,8 +286,11 @@ impl Node {
             inbound_open: 0,
             inbound_per_ip: HashMap::new(),
             accept_paused_until: None,
-            rejected: RateLog::default(),
-            fd_exhausted: RateLog::default(),
+            rejected: RateLog::new("inbound connections closed at once (--max-inbound-per-ip)"),
+            evicted: RateLog::new(
+                "oldest unfinished inbound connections closed to admit new ones (--max-inbound)",
+            ),
+            fd_exhausted: RateLog::new("accepts paused: out of file descriptors"),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             exit: false,
             leave_now: false,
@@ -313,6 +347,9 @@ impl Node {
             if self.table.poll_timeout().is_some_and(|t| t <= now) {
                 self.table.handle_timeout(now);
             }
+            self.rejected.report(now);
+            self.evicted.report(now);
+            self.fd_exhausted.report(now);
             for d in self.rate.take_report(now) {
                 log::warn!(
                     "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",
@@ -351,6 +388,9 @@ impl Node {
             self.table.poll_timeout(),
             self.accept_paused_until,
             self.rate.next_report(now),
+            self.rejected.due(),
+            self.evicted.due(),
+            self.fd_exhausted.due(),
         ]
         .into_iter()
         .flatten()
@@ -458,8 +498,8 @@ impl Node {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) if os::is_fd_exhaustion(&e) => {
-                    self.fd_exhausted.hit(now, |n| {
-                        format!("out of file descriptors ({e}); pausing accepts ({n} times)")
+                    self.fd_exhausted.hit(now, || {
+                        format!("out of file descriptors ({e}): accepts paused for 100 ms")
                     });
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
@@ -477,21 +517,21 @@ impl Node {
         // This machine's own processes are limited only by the overall cap (--limit-local).
         let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(ip);
         let from_ip = self.inbound_per_ip.get(&ip).copied().unwrap_or(0);
-        if self.inbound_open >= self.cfg.max_inbound
-            || (per_ip && from_ip >= self.cfg.max_inbound_per_ip)
-        {
-            let (open, max, max_ip) = (
-                self.inbound_open,
-                self.cfg.max_inbound,
-                self.cfg.max_inbound_per_ip,
-            );
-            self.rejected.hit(now, |n| {
+        if per_ip && from_ip >= self.cfg.max_inbound_per_ip {
+            // One source holding its share of slots only shuts itself out.
+            let max_ip = self.cfg.max_inbound_per_ip;
+            self.rejected.hit(now, || {
                 format!(
-                    "too many inbound connections ({open} open, limit {max}; {from_ip} from \
-                     {ip}, limit {max_ip}): closed {n} at once"
+                    "{ip}: {from_ip} inbound connections open (--max-inbound-per-ip \
+                     {max_ip}): new ones from it closed at once"
                 )
             });
             return; // dropping the stream closes it
+        }
+        if self.inbound_open >= self.cfg.max_inbound {
+            // Full: the unfinished connection nearest its deadline (the stalest) makes room,
+            // so idle or dripping connections cannot lock everyone else out.
+            self.evict_stalest_inbound(now);
         }
         // One message per connection is the rule: a connection costs one token.
         if per_ip && !self.rate.allow(ip, now) {
@@ -610,6 +650,46 @@ impl Node {
         }
     }
 
+    /// Ends an unfinished inbound connection early (its deadline, or evicted): what it has
+    /// sent that parses is still shown.
+    fn end_inbound(&mut self, now: Instant, key: usize) {
+        let Conn::In(conn) = &mut self.conns[key].conn else {
+            return;
+        };
+        let source = conn.source;
+        let _ = conn.read(self.cfg.max_message, &mut self.scratch);
+        let mut messages = Vec::new();
+        while let Some(m) = conn.next_complete() {
+            messages.push(m);
+        }
+        messages.push(conn.take_rest());
+        self.deliver_all(now, key, source, messages);
+        self.close(key);
+    }
+
+    /// Closes the inbound connection nearest its deadline.
+    fn evict_stalest_inbound(&mut self, now: Instant) {
+        let stalest = self
+            .deadlines
+            .iter()
+            .find(|(_, key, _)| matches!(self.conns[*key].conn, Conn::In(_)))
+            .map(|&(_, key, _)| key);
+        let Some(key) = stalest else {
+            return;
+        };
+        if let Conn::In(conn) = &self.conns[key].conn {
+            let (source, bytes, max) = (conn.source, conn.buffered(), self.cfg.max_inbound);
+            log::debug!("{source}: unfinished connection ({bytes} bytes) evicted for a new one");
+            self.evicted.hit(now, || {
+                format!(
+                    "{max} inbound connections open (--max-inbound): the stalest unfinished \
+                     one ({source}, {bytes} bytes) closed to admit a new one"
+                )
+            });
+        }
+        self.end_inbound(now, key);
+    }
+
     /// Delivers messages read from the connection at `key`; every message after the
     /// connection's first costs a rate-limit token.
     fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Bytes>) {
@@ -720,22 +800,14 @@ impl Node {
                     }
                 }
                 Conn::In(conn) => {
-                    let source = conn.source;
-                    let _ = conn.read(self.cfg.max_message, &mut self.scratch);
-                    let mut messages = Vec::new();
-                    while let Some(m) = conn.next_complete() {
-                        messages.push(m);
-                    }
-                    let rest = conn.take_rest();
                     log::info!(
-                        "{source}: connection still open after {:?} (--read-timeout): \
-                         closing; {} bytes pending",
+                        "{}: connection still open after {:?} (--read-timeout): closing; {} \
+                         bytes pending",
+                        conn.source,
                         self.cfg.read_timeout,
-                        rest.len()
+                        conn.buffered()
                     );
-                    messages.push(rest);
-                    self.deliver_all(now, key, source, messages);
-                    self.close(key);
+                    self.end_inbound(now, key);
                 }
                 Conn::Out(conn) => {
                     let (id, outcome) = (conn.id, conn.timed_out());
