@@ -672,15 +672,21 @@ impl PeerTable {
             self.fail_queued(id, SendFailure::QueueTimedOut);
         }
         if quit_due.is_some() {
-            let queued: Vec<SendId> = self.queued_deadlines.iter().map(|(_, id)| *id).collect();
-            self.queued_deadlines.clear();
-            for id in queued {
-                self.fail_queued(id, SendFailure::Quit);
-            }
-            self.exited = true;
+            self.abandon();
             self.effects.push_back(Effect::Exit);
         }
         self.check_done();
+    }
+
+    /// The node leaves now (a second signal): every send still queued fails because the
+    /// node quit, and nothing more starts; sends in flight are reported by their owner.
+    pub fn abandon(&mut self) {
+        let queued: Vec<SendId> = self.queued_deadlines.iter().map(|(_, id)| *id).collect();
+        self.queued_deadlines.clear();
+        for id in queued {
+            self.fail_queued(id, SendFailure::Quit);
+        }
+        self.exited = true;
     }
 
     fn fail_queued(&mut self, id: SendId, reason: SendFailure) {

@@ -1546,6 +1546,41 @@ fn quit_deadline_fails_what_is_still_queued_with_quit() {
 }
 
 #[test]
+fn abandon_fails_everything_queued_and_starts_nothing_more() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    let alice = view(Some("alice"), ALICE);
+    assert_eq!(
+        send(&mut t, t0, Target::Index(1), "one"),
+        [tx(0, ALICE, "one", secs(t0, 20))]
+    );
+    assert_eq!(send(&mut t, t0, Target::Index(1), "two"), []);
+    assert_eq!(quit(&mut t, secs(t0, 1)), [show(Event::Exiting)]);
+    // A second signal: leave now.
+    t.abandon();
+    assert_eq!(
+        drain(&mut t),
+        [
+            failed(alice.clone(), Purpose::Text, "two", SendFailure::Quit),
+            failed(alice.clone(), Purpose::Exit, "exit", SendFailure::Quit),
+        ]
+    );
+    // The send in flight, cut by the reactor, is reported; nothing new starts.
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 2),
+            0,
+            SendOutcome::Failed(SendFailure::Quit)
+        ),
+        [failed(alice, Purpose::Text, "one", SendFailure::Quit)]
+    );
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(t.peers().len(), 0);
+    t.check_invariants().unwrap();
+}
+
+#[test]
 fn one_late_timeout_call_fires_queue_and_quit_deadlines_in_order() {
     let (mut t, t0) = setup();
     with_peers(&mut t, t0, &[(ALICE, "alice")]);

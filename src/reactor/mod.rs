@@ -898,6 +898,7 @@ impl Node {
 
     /// Leaves: every send still open is reported as cut short by the quit.
     fn finish(&mut self, now: Instant) {
+        self.table.abandon();
         let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in open {
             let id = match &self.conns[key].conn {
