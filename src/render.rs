@@ -10,7 +10,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use crate::event::{Event, PeerRow, PeerView, Purpose};
-use crate::sanitize::for_terminal;
+use crate::sanitize::{self, for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
 pub fn human(event: &Event, out: &mut Vec<u8>) {
@@ -199,10 +199,8 @@ struct MessageLine<'a> {
 
 /// Appends `event` as one JSON line to `out`.
 pub fn json(event: &Event, out: &mut Vec<u8>) {
-    // Serialising into a Vec cannot fail.
-    let _ = match event {
-        Event::Message { from, text } => serde_json::to_writer(
-            &mut *out,
+    match event {
+        Event::Message { from, text } => json_line(
             &MessageLine {
                 event: "message",
                 name: from.name.as_deref(),
@@ -210,10 +208,48 @@ pub fn json(event: &Event, out: &mut Vec<u8>) {
                 port: from.port,
                 text,
             },
+            out,
         ),
-        _ => serde_json::to_writer(&mut *out, &json_value(event)),
-    };
+        _ => json_line(&json_value(event), out),
+    }
+}
+
+/// Appends `value` as one JSON line to `out`, with every character that could act on a
+/// terminal or split a line for a reader (C1 controls, DEL, U+2028/9, bidirectional
+/// controls, U+FEFF) written as a `\uXXXX` escape: the same text, always one inert line.
+pub fn json_line(value: &impl serde::Serialize, out: &mut Vec<u8>) {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, InertFormatter);
+    // Serialising into a Vec cannot fail.
+    let _ = value.serialize(&mut ser);
     out.push(b'\n');
+}
+
+/// serde_json's compact output, escaping what it leaves raw but a terminal would act on.
+struct InertFormatter;
+
+impl serde_json::ser::Formatter for InertFormatter {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        // serde_json has already escaped C0, `"` and `\\`; these fragments hold the rest.
+        let bytes = fragment.as_bytes();
+        let mut written = 0;
+        let mut at = 0;
+        // Only DEL and non-ASCII characters can need it: skip plain ASCII bytewise.
+        while let Some(i) = bytes[at..].iter().position(|&b| b >= 0x7f) {
+            at += i;
+            let c = fragment[at..].chars().next().expect("at a char boundary");
+            if sanitize::needs_escape(c) {
+                w.write_all(&bytes[written..at])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                written = at + c.len_utf8();
+            }
+            at += c.len_utf8();
+        }
+        w.write_all(&bytes[written..])
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +266,44 @@ mod tests {
         let mut out = Vec::new();
         human(e, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_escapes_what_a_terminal_or_a_line_splitter_would_act_on() {
+        let text = "a\u{85}b\u{9b}31m\u{2028}c\u{2029}\u{202e}d\u{2066}\u{feff}\u{7f}\u{1b}[2J é ✓";
+        let e = Event::Message {
+            from: peer(Some("x\u{9b}y")),
+            text: text.to_owned(),
+        };
+        let mut out = Vec::new();
+        json(&e, &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.ends_with('\n'));
+        let body = &line[..line.len() - 1];
+        assert!(
+            !body.chars().any(crate::sanitize::needs_escape),
+            "raw control left in {body:?}"
+        );
+        // One line by every rule (Python's splitlines also breaks at U+0085, U+2028/9).
+        assert_eq!(
+            body.split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+                .count(),
+            1
+        );
+        assert!(
+            body.contains("\\u0085") && body.contains("\\u202e"),
+            "{body}"
+        );
+        // Plain non-ASCII stays as it is; the escapes decode to the exact text.
+        assert!(body.contains("é ✓"));
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["text"], text);
+        assert_eq!(v["name"], "x\u{9b}y");
+        // Other events go the same way.
+        let mut out = Vec::new();
+        json(&Event::Refused(text.to_owned()), &mut out);
+        let body = String::from_utf8(out).unwrap();
+        assert!(!body.trim_end().chars().any(crate::sanitize::needs_escape));
     }
 
     #[test]

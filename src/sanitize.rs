@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-fn needs_escape(c: char) -> bool {
+/// A character that must never reach a terminal raw: C0 and C1 controls, DEL, line and
+/// paragraph separators, bidirectional controls and the byte-order mark.
+pub fn needs_escape(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'
         | '\u{7f}'..='\u{9f}'

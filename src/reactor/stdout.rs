@@ -99,8 +99,7 @@ impl Stdout {
         self.end_prompt_line();
         if self.json {
             let v = serde_json::json!({"event": "info", "detail": text});
-            let _ = serde_json::to_writer(&mut self.buf, &v);
-            self.buf.push(b'\n');
+            render::json_line(&v, &mut self.buf);
         } else {
             self.buf
                 .extend_from_slice(crate::sanitize::for_terminal_lines(text).as_bytes());
