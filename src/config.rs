@@ -10,7 +10,7 @@ use clap::Parser;
 pub mod exit_code {
     /// Normal quit (`0`, `/quit`, end of input, SIGINT/SIGTERM).
     pub const OK: i32 = 0;
-    /// A runtime failure after start-up (the poll loop failed).
+    /// A runtime failure after start-up (the poll loop failed, stdout could not be written).
     pub const RUNTIME: i32 = 1;
     /// Bad command line or missing name/port without a terminal to ask on.
     pub const USAGE: i32 = 2;

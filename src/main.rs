@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("p2pchat: {e}");
             let code = match e {
-                RunError::Poll(_) => exit_code::RUNTIME,
+                RunError::Poll(_) | RunError::Output(_) => exit_code::RUNTIME,
                 _ => exit_code::LISTEN,
             };
             ExitCode::from(code as u8)

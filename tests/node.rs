@@ -322,6 +322,35 @@ fn stdout_closed_early_ends_the_node_cleanly() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// stdout failing for another reason than a closed pipe (a full disk) is an error the user
+/// hears about: one line on stderr and exit code 1, not a silent success.
+#[test]
+fn stdout_on_a_full_disk_is_an_error() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    };
+    let mut child = command("alice", &[])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut child, SOON);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("p2pchat: cannot write to stdout (No space left on device"),
+        "{err}"
+    );
+}
+
 fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + timeout;
     loop {

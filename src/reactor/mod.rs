@@ -70,6 +70,8 @@ pub enum RunError {
     ListenDenied(SocketAddr),
     Listen(SocketAddr, io::Error),
     Poll(io::Error),
+    /// stdout failed (not merely closed): the node quit, the user could not be told things.
+    Output(io::Error),
 }
 
 impl fmt::Display for RunError {
@@ -92,6 +94,7 @@ impl fmt::Display for RunError {
             ),
             RunError::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
             RunError::Poll(e) => write!(f, "the event loop failed: {e}"),
+            RunError::Output(e) => write!(f, "cannot write to stdout ({e}): quit"),
         }
     }
 }
@@ -204,6 +207,8 @@ pub struct Node {
     exit: bool,
     /// A second signal: leave without waiting for a slow stdout reader.
     leave_now: bool,
+    /// stdout failed with something other than a closed pipe (a full disk...).
+    output_error: Option<io::Error>,
 }
 
 impl Node {
@@ -294,6 +299,7 @@ impl Node {
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             exit: false,
             leave_now: false,
+            output_error: None,
         })
     }
 
@@ -361,7 +367,10 @@ impl Node {
             }
         }
         self.finish(Instant::now());
-        Ok(())
+        match self.output_error.take() {
+            Some(e) => Err(RunError::Output(e)),
+            None => Ok(()),
+        }
     }
 
     fn begin(&mut self, now: Instant) {
@@ -887,7 +896,12 @@ impl Node {
 
     fn flush_stdout(&mut self, now: Instant) {
         if let Err(e) = self.stdout.flush() {
-            log::info!("stdout closed ({e}): quitting");
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                log::info!("stdout closed ({e}): quitting");
+            } else {
+                log::error!("cannot write to stdout ({e}): quitting");
+                self.output_error = Some(e);
+            }
             if !self.table.is_quitting() {
                 self.table.quit(now);
                 self.drain_effects(now);
