@@ -135,6 +135,8 @@ pub enum ConfigError {
     BadName(String),
     BadPort(String),
     Missing(&'static str),
+    /// Input ended at the prompt for it.
+    NotAnswered(&'static str),
     BadGreeting(String),
     BadRate(String),
 }
@@ -144,6 +146,11 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::BadName(why) => write!(f, "bad name: {why}"),
             ConfigError::BadPort(s) => write!(f, "bad port {s:?}: use a number from 0 to 65535"),
+            ConfigError::NotAnswered(what) => write!(
+                f,
+                "no {what} given (input ended at the prompt): pass --{what} (or set P2PCHAT_{})",
+                what.to_uppercase()
+            ),
             ConfigError::Missing(what) => write!(
                 f,
                 "no {what} given and stdin is not a terminal: pass --{what} (or set P2PCHAT_{})",
@@ -192,7 +199,7 @@ fn ask_until_valid<T>(
 ) -> Result<T, ConfigError> {
     let mut q = question.to_owned();
     loop {
-        let answer = ask(&q).ok_or(ConfigError::Missing(what))?;
+        let answer = ask(&q).ok_or(ConfigError::NotAnswered(what))?;
         match check(answer.trim()) {
             Ok(v) => return Ok(v),
             Err(e) => q = format!("{e}\n{question}"),
@@ -346,7 +353,7 @@ mod tests {
         let mut ask = |_: &str| None;
         assert!(matches!(
             from_cli(c, Some(&mut ask)),
-            Err(ConfigError::Missing("port"))
+            Err(ConfigError::NotAnswered("port"))
         ));
     }
 

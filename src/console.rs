@@ -230,12 +230,24 @@ pub fn parse_target(word: &str) -> Result<Target, String> {
     if let Some(addr) = parse_socket_addr(word) {
         return Ok(Target::Addr(addr));
     }
-    if word.contains(':') {
-        return Err(format!(
-            "{word:?} is not an address: use IP:PORT with a port from 1 to 65535"
-        ));
+    if let Some((host, port)) = word.rsplit_once(':') {
+        return Err(addr_error(word, host, port));
     }
     Ok(Target::Name(word.to_owned()))
+}
+
+/// Says what is wrong with `word`, an `IP:PORT` that did not parse.
+fn addr_error(word: &str, host: &str, port: &str) -> String {
+    if parse_port(port).is_none() {
+        return format!("{word:?}: port {port:?} is not a number from 1 to 65535");
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        return format!("{word:?}: an IPv6 address takes brackets: [{host}]:{port}");
+    }
+    format!(
+        "{word:?}: {host:?} is not an IP address (host names are not looked up, except \
+         localhost): use IP:PORT"
+    )
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -274,6 +286,22 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bad_address_says_what_is_wrong_with_it() {
+        let err = |w: &str| parse_target(w).unwrap_err();
+        assert!(err("nosuchhost.invalid:80").contains("\"nosuchhost.invalid\" is not an IP"));
+        assert!(err("nosuchhost.invalid:80").contains("not looked up"));
+        assert!(err("10.0.0.1:0").contains("port \"0\" is not a number from 1 to 65535"));
+        assert!(err("10.0.0.1:65536").contains("port \"65536\""));
+        assert!(err("10.0.0.1:abc").contains("port \"abc\""));
+        assert!(err("::1:9000").contains("[::1]:9000"));
+        assert_eq!(
+            parse_target("localhost:9000"),
+            Ok(Target::Addr(addr("127.0.0.1:9000")))
+        );
+        assert_eq!(parse_target("bob"), Ok(Target::Name("bob".into())));
     }
 
     #[test]

@@ -174,3 +174,13 @@ fn menu_answers_come_before_the_next_prompt_and_quit_asks_nothing_more() {
         "a prompt after quitting:\n{screen}"
     );
 }
+
+#[test]
+fn end_of_input_at_the_name_prompt_is_a_usage_error_that_says_so() {
+    let mut t = Tty::spawn(&["--bind", "127.0.0.1", "--port", "0"]);
+    let at = t.wait_for(0, "Enter your name (without spaces): ");
+    // Ctrl-D at the start of a line: end of input.
+    t.master.write_all(b"\x04").unwrap();
+    t.wait_for(at, "no name given (input ended at the prompt): pass --name");
+    assert_eq!(t.wait_exit().code(), Some(2));
+}
