@@ -107,6 +107,7 @@ fn table() -> PeerTable {
         advertise: None,
         timeout: Duration::from_secs(20),
         local: LocalAddrs::new([]),
+        max_peers: usize::MAX,
     })
 }
 

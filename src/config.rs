@@ -51,12 +51,16 @@ pub struct Cli {
     /// Deadline in seconds for a whole inbound message (not an idle timer).
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
     pub read_timeout: Duration,
-    /// Most inbound connections open at once; more are accepted and closed at once.
+    /// Most unfinished inbound connections open at once; when full, the stalest is closed
+    /// to admit a new one.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_inbound: usize,
     /// Most inbound connections open at once from one source IP.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_inbound_per_ip: usize,
+    /// Most peers in the list; past it, messages from new peers are shown but not listed.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_peers: usize,
     /// Messages per second allowed from one source IP on average (0: no limit).
     #[arg(long, default_value_t = 50.0, value_name = "PER_SEC")]
     pub rate: f64,
@@ -101,6 +105,7 @@ pub struct Config {
     pub read_timeout: Duration,
     pub max_inbound: usize,
     pub max_inbound_per_ip: usize,
+    pub max_peers: usize,
     pub rate: f64,
     pub burst: u32,
     pub limit_local: bool,
@@ -121,6 +126,7 @@ impl Config {
             read_timeout: Duration::from_secs(10),
             max_inbound: 1024,
             max_inbound_per_ip: 256,
+            max_peers: 10_000,
             rate: 50.0,
             burst: 200,
             limit_local: false,
@@ -253,6 +259,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         read_timeout: cli.read_timeout,
         max_inbound: cli.max_inbound.max(1),
         max_inbound_per_ip: cli.max_inbound_per_ip.max(1),
+        max_peers: cli.max_peers,
         rate: cli.rate,
         burst: cli.burst,
         limit_local: cli.limit_local,

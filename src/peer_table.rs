@@ -103,6 +103,8 @@ pub struct TableConfig {
     pub advertise: Option<IpAddr>,
     pub timeout: Duration,
     pub local: LocalAddrs,
+    /// Most peers listed; past it, messages from new peers are shown but not listed.
+    pub max_peers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +141,9 @@ pub struct PeerTable {
     /// Set by [`PeerTable::quit`]: the instant by which the node leaves regardless.
     quit_deadline: Option<Instant>,
     exited: bool,
+    /// Messages from peers left out of a full list since it was last logged, and when.
+    full_unlogged: u64,
+    full_logged: Option<Instant>,
 }
 
 impl PeerTable {
@@ -155,6 +160,8 @@ impl PeerTable {
             next_id: 0,
             quit_deadline: None,
             exited: false,
+            full_unlogged: 0,
+            full_logged: None,
         }
     }
 
@@ -212,7 +219,7 @@ impl PeerTable {
     // ----- inputs from the network -------------------------------------------------------
 
     /// A message arrived on a connection from `source` (the socket's peer IP).
-    pub fn handle_message(&mut self, _now: Instant, source: IpAddr, mut msg: Message) {
+    pub fn handle_message(&mut self, now: Instant, source: IpAddr, mut msg: Message) {
         let Some(port) = msg.port else {
             self.handle_unaddressed(source, msg);
             return;
@@ -246,6 +253,7 @@ impl PeerTable {
             return;
         }
         let dial = SocketAddr::new(source, port);
+        let full = self.peers.len() >= self.cfg.max_peers;
         match self.peers.get_mut(&key) {
             Some(peer) => {
                 if msg.name.is_some() && peer.name != msg.name {
@@ -256,6 +264,17 @@ impl PeerTable {
                     );
                     peer.name = msg.name.take();
                 }
+            }
+            None if full => {
+                // Full: shown, not listed (memory stays bounded whatever peers claim).
+                self.note_full(now, key);
+                let from = PeerView::new(msg.name.take(), dial);
+                match msg.body {
+                    Body::Connect => self.show(Event::ConnectedWithYou(from)),
+                    Body::Text(text) => self.show(Event::Message { from, text }),
+                    Body::Exit => unreachable!("handled above"),
+                }
+                return;
             }
             None => {
                 let peer = Peer {
@@ -275,6 +294,24 @@ impl PeerTable {
             Body::Connect => self.show(Event::ConnectedWithYou(from)),
             Body::Text(text) => self.show(Event::Message { from, text }),
             Body::Exit => unreachable!("handled above"),
+        }
+    }
+
+    /// Logs that the list is full: the first time, then at most every 5 s with a count.
+    fn note_full(&mut self, now: Instant, key: PeerKey) {
+        self.full_unlogged += 1;
+        if self
+            .full_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5))
+        {
+            log::warn!(
+                "peer list full ({} peers, --max-peers): {} message(s) from new peers shown \
+                 but not listed, the last from {key}",
+                self.peers.len(),
+                self.full_unlogged
+            );
+            self.full_unlogged = 0;
+            self.full_logged = Some(now);
         }
     }
 
@@ -337,7 +374,18 @@ impl PeerTable {
                     return None;
                 }
                 let key = self.cfg.local.key(addr.ip(), addr.port());
-                let dial = self.peers.get(&key).map_or(*addr, |p| p.dial);
+                let dial = match self.peers.get(&key) {
+                    Some(p) => p.dial,
+                    None if self.peers.len() >= self.cfg.max_peers => {
+                        self.refuse(format!(
+                            "the peer list is full ({} peers, --max-peers): {addr} cannot be \
+                             added",
+                            self.peers.len()
+                        ));
+                        return None;
+                    }
+                    None => *addr,
+                };
                 Some((key, dial))
             }
             Target::Index(i) => self.by_index(*i),

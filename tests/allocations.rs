@@ -54,6 +54,7 @@ fn per_message(json: bool) -> u64 {
         advertise: None,
         timeout: Duration::from_secs(20),
         local: LocalAddrs::new([]),
+        max_peers: 10_000,
     });
     let mut out = Vec::with_capacity(1 << 16);
     let mut step = |i: u32, text: &str, out: &mut Vec<u8>| {

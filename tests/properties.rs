@@ -820,6 +820,7 @@ impl Harness {
             advertise: None,
             timeout: TIMEOUT,
             local: local(),
+            max_peers: 64,
         });
         Harness {
             table,

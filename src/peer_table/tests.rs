@@ -34,6 +34,7 @@ fn cfg() -> TableConfig {
         advertise: None,
         timeout: TIMEOUT,
         local: local(),
+        max_peers: 10_000,
     }
 }
 
@@ -428,6 +429,47 @@ fn every_local_address_with_one_port_is_one_peer() {
     let fx = send_to(&mut t, secs(t0, 10), "192.168.1.5:9001", "hello");
     assert_eq!(fx, [tx(0, "127.0.0.1:9001", "hello", secs(t0, 30))]);
     assert_eq!(t.peers().len(), 2);
+}
+
+#[test]
+fn a_full_list_shows_new_peers_messages_without_listing_them() {
+    let (mut t, t0) = setup_with(TableConfig {
+        max_peers: 2,
+        ..cfg()
+    });
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    // carol is shown, not listed, and nothing grows.
+    assert_eq!(
+        receive(&mut t, t0, "10.0.0.9", "10.0.0.9:5000 carol hi all"),
+        [msg(view(Some("carol"), CAROL), "hi all")]
+    );
+    assert_eq!(
+        receive(&mut t, t0, "10.0.0.9", "10.0.0.9:5000 carol connect"),
+        [show(Event::ConnectedWithYou(view(Some("carol"), CAROL)))]
+    );
+    assert_eq!(t.peers().len(), 2);
+    // Known peers are served as ever.
+    assert_eq!(
+        receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 alice still here"),
+        [msg(view(Some("alice"), ALICE), "still here")]
+    );
+    // The user cannot add one either: told why.
+    assert_eq!(
+        send_to(&mut t, t0, CAROL, "hello?"),
+        [refused(
+            "the peer list is full (2 peers, --max-peers): 10.0.0.9:5000 cannot be added"
+        )]
+    );
+    // One leaving makes room again.
+    receive(&mut t, t0, "10.0.0.8", "10.0.0.8:5000 bob exit");
+    assert_eq!(
+        receive(&mut t, t0, "10.0.0.9", "10.0.0.9:5000 carol hi again"),
+        [
+            new_peer(view(Some("carol"), CAROL)),
+            msg(view(Some("carol"), CAROL), "hi again")
+        ]
+    );
+    t.check_invariants().unwrap();
 }
 
 #[test]

@@ -270,6 +270,7 @@ impl Node {
             advertise: cfg.advertise,
             timeout: cfg.timeout,
             local: LocalAddrs::new(os::local_addrs()),
+            max_peers: cfg.max_peers,
         });
         Ok(Node {
             stdout,
