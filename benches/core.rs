@@ -44,8 +44,9 @@ fn split_unframed(b: Bencher) {
     let buf = one.repeat(100);
     b.counter(ItemsCount::new(100usize)).bench(|| {
         let buf = black_box(buf.as_bytes());
+        let header = wire::header_prefix(buf).unwrap();
         (1..100)
-            .filter(|i| wire::new_message_at(buf, i * one.len()) == Some(true))
+            .filter(|i| wire::new_message_at(buf, i * one.len(), header) == Some(true))
             .count()
     });
 }

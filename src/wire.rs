@@ -373,28 +373,39 @@ pub fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
 }
 
 /// For a connection carrying several unframed messages from one sender, each written on its
-/// own: whether the bytes that arrived from offset `at` on (a new arrival) begin a second
-/// message, i.e. repeat the first message's `ADDR NAME ` prefix after a non-empty body.
-/// `None` while too few bytes have arrived at `at` to tell.
+/// own: whether the bytes that arrived in `buf` from offset `at` on (a new arrival) begin a
+/// new message, i.e. repeat the connection's `header` (the first message's `ADDR NAME `,
+/// from [`header_prefix`]). `None` while too few bytes have arrived at `at` to tell.
 ///
 /// Only arrival boundaries are tested, never the inside of an arrival: a text that quotes
 /// the sender's own header stays one message.
-pub fn new_message_at(buf: &[u8], at: usize) -> Option<bool> {
-    let Some(prefix) = header_prefix(buf) else {
-        // The first header is not whole yet: `at` continues it.
+pub fn new_message_at(buf: &[u8], at: usize, header: &[u8]) -> Option<bool> {
+    if at == 0 || at >= buf.len() || header.is_empty() {
         return Some(false);
-    };
-    if at <= prefix.len() || at >= buf.len() {
+    }
+    if buf.starts_with(header) && at <= header.len() {
+        // Inside the first header, or right after it with no text yet.
         return Some(false);
     }
     let arrived = &buf[at..];
-    if arrived.len() >= prefix.len() {
-        Some(arrived.starts_with(prefix))
-    } else if prefix.starts_with(arrived) {
+    if arrived.len() >= header.len() {
+        Some(arrived.starts_with(header))
+    } else if header.starts_with(arrived) {
         None
     } else {
         Some(false)
     }
+}
+
+/// A later piece of a text on a kept-open connection (bytes that arrived after a pause with
+/// no header of their own), read as a message under the connection's `header`. Always
+/// text: a piece that happens to read `exit` or `connect` is not a control word.
+pub fn parse_continuation(header: &[u8], piece: &[u8]) -> Result<Message, WireError> {
+    let mut msg = parse(&[header, piece].concat())?;
+    if !matches!(msg.body, Body::Text(_)) {
+        msg.body = Body::Text(lossy(strip_newline(piece)));
+    }
+    Ok(msg)
 }
 
 #[cfg(test)]
@@ -551,32 +562,54 @@ mod tests {
     #[test]
     fn a_new_arrival_repeating_the_header_is_a_new_message() {
         let buf = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there";
-        assert_eq!(header_prefix(buf), Some(&b"1.2.3.4:9 bob "[..]));
-        assert_eq!(new_message_at(buf, 16), Some(true));
+        let h = header_prefix(buf).unwrap();
+        assert_eq!(h, b"1.2.3.4:9 bob ");
+        assert_eq!(new_message_at(buf, 16, h), Some(true));
         // Anywhere else is not a boundary, even where the header repeats.
-        assert_eq!(new_message_at(buf, 15), Some(false));
-        assert_eq!(new_message_at(buf, 17), Some(false));
-        // Inside or right after the first header (no body yet): not a boundary.
-        assert_eq!(new_message_at(buf, 5), Some(false));
-        assert_eq!(new_message_at(buf, 14), Some(false));
+        assert_eq!(new_message_at(buf, 15, h), Some(false));
+        assert_eq!(new_message_at(buf, 17, h), Some(false));
+        // Inside or right after the first header (no text yet): not a boundary.
+        assert_eq!(new_message_at(buf, 5, h), Some(false));
+        assert_eq!(new_message_at(buf, 14, h), Some(false));
         // An arrival that does not start with the header continues the message.
-        assert_eq!(new_message_at(b"1.2.3.4:9 bob hi there", 16), Some(false));
-        // Text that merely mentions the name is not a new message.
         assert_eq!(
-            new_message_at(b"1.2.3.4:9 bob hi bob says hi", 16),
+            new_message_at(b"1.2.3.4:9 bob hi there", 16, h),
             Some(false)
         );
+        // Text that merely mentions the name is not a new message.
+        assert_eq!(
+            new_message_at(b"1.2.3.4:9 bob hi bob says hi", 16, h),
+            Some(false)
+        );
+        // A buffer holding the rest of a paused text: the connection's header still rules.
+        assert_eq!(new_message_at(b"ld!1.2.3.4:9 bob exit", 3, h), Some(true));
+        assert_eq!(new_message_at(b"ld1.2.3.4:9 bob exit", 2, h), Some(true));
     }
 
     #[test]
     fn a_header_arriving_in_pieces_is_undecided_until_whole() {
         let whole = b"1.2.3.4:9 bob hi1.2.3.4:9 bob there";
+        let h = header_prefix(whole).unwrap();
         // Only "1.2.3" of the second header has arrived: too early to tell.
-        assert_eq!(new_message_at(&whole[..21], 16), None);
-        assert_eq!(new_message_at(&whole[..30], 16), Some(true));
-        // A first header still incomplete: nothing can start a second message.
-        assert_eq!(new_message_at(b"1.2.3.4:9 bo", 8), Some(false));
+        assert_eq!(new_message_at(&whole[..21], 16, h), None);
+        assert_eq!(new_message_at(&whole[..30], 16, h), Some(true));
         assert_eq!(header_prefix(b"1.2.3.4:9 bo"), None);
         assert_eq!(header_prefix(b"garbage here and there"), None);
+    }
+
+    #[test]
+    fn a_continuation_is_always_text_under_the_connection_header() {
+        let h = b"1.2.3.4:9 bob ";
+        let m = parse_continuation(h, b"exit").unwrap();
+        assert_eq!((m.name.as_deref(), m.port), (Some("bob"), Some(9)));
+        assert_eq!(m.body, text("exit"));
+        assert_eq!(
+            parse_continuation(h, b"world\n").unwrap().body,
+            text("world")
+        );
+        assert_eq!(
+            parse_continuation(h, b"CONNECT").unwrap().body,
+            text("CONNECT")
+        );
     }
 }

@@ -660,6 +660,88 @@ fn a_text_resumed_after_a_pause_is_shown_not_dropped() {
     assert!(!a.stderr_text().contains("dropped"), "{}", a.stderr_text());
 }
 
+/// Pieces of a paused text stay with their sender and stay text; a later message with the
+/// connection's header is a message again (its `exit` is a departure), and a header still
+/// arriving is never shown as text.
+#[test]
+fn pieces_of_a_paused_text_and_later_messages_on_a_kept_open_connection() {
+    let mut a = Node::start("alice", &[]);
+    let (_l, lp) = listener();
+    let quick = Duration::from_secs(3);
+    let pause = Duration::from_millis(1500);
+    let h = format!("127.0.0.1:{lp} paused ");
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}hello wor").as_bytes()).unwrap();
+    thread::sleep(pause);
+    s.write_all(b"ld").unwrap();
+    thread::sleep(pause);
+    s.write_all(b"exit").unwrap(); // the rest of a text: not a departure
+    thread::sleep(pause);
+    s.write_all(b"127.0.0.1:").unwrap(); // a header, still arriving
+    thread::sleep(pause);
+    s.write_all(format!("{lp} paused second").as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    s.write_all(format!("{h}exit").as_bytes()).unwrap();
+    a.expect_within("the departure", quick, |v| v["event"] == "peer_left");
+    drop(s);
+    let texts: Vec<&str> = a
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "message")
+        .map(|v| {
+            assert_eq!(v["name"], "paused");
+            assert_eq!(v["port"], json!(lp));
+            v["text"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(texts, ["hello wor", "ld", "exit", "second"]);
+    assert!(a.peers().is_empty());
+}
+
+/// With every inbound slot taken, a connection that needs none (complete at accept) evicts
+/// nobody; one that does evicts the connection quiet longest, not the one sending.
+#[test]
+fn eviction_takes_the_quietest_and_only_for_a_connection_that_needs_a_slot() {
+    let mut a = Node::start("alice", &["--max-inbound", "2"]);
+    let (_l, lp) = listener();
+    let idle = TcpStream::connect(a.sock()).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let mut active = TcpStream::connect(a.sock()).unwrap();
+    active
+        .write_all(format!("127.0.0.1:{lp} active part one, ").as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    // Complete at accept: no slot needed, nobody evicted.
+    assert!(send_raw(a.sock(), b"127.0.0.1:5999 whole in one"));
+    a.expect_event("message", &[("name", json!("whole"))]);
+    // Needs a slot: the idle connection goes, the active one stays.
+    let mut third = TcpStream::connect(a.sock()).unwrap();
+    third.write_all(b"127.0.0.1:5998 third ").unwrap();
+    active.write_all(b"part two").unwrap();
+    active.shutdown(std::net::Shutdown::Write).unwrap();
+    a.expect_event(
+        "message",
+        &[
+            ("name", json!("active")),
+            ("text", json!("part one, part two")),
+        ],
+    );
+    let mut idle = idle;
+    idle.set_read_timeout(Some(SOON)).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "idle was evicted"
+    );
+    third.write_all(b"gets in").unwrap();
+    third.shutdown(std::net::Shutdown::Write).unwrap();
+    a.expect_event(
+        "message",
+        &[("name", json!("third")), ("text", json!("gets in"))],
+    );
+}
+
 /// A header still incomplete when the sender goes quiet is not delivered as a message.
 #[test]
 fn a_quiet_partial_header_is_not_a_message() {

@@ -194,7 +194,10 @@ fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
 
 #[track_caller]
 fn check_boundary(buf: &[u8], at: usize) -> Option<bool> {
-    let found = wire::new_message_at(buf, at);
+    let found = match wire::header_prefix(buf) {
+        Some(h) => wire::new_message_at(buf, at, h),
+        None => Some(false),
+    };
     if found == Some(true) {
         assert!(
             at < buf.len(),

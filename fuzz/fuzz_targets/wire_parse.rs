@@ -21,7 +21,10 @@ fn header_prefix(buf: &[u8]) -> Option<&[u8]> {
 }
 
 fn check_boundary(data: &[u8], at: usize) {
-    match wire::new_message_at(data, at) {
+    let Some(header) = wire::header_prefix(data) else {
+        return;
+    };
+    match wire::new_message_at(data, at, header) {
         Some(true) => {
             let prefix = header_prefix(data).expect("a boundary implies a header");
             assert!(at > prefix.len(), "boundary {at} inside the first header");

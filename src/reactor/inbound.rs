@@ -5,7 +5,7 @@
 //! arrive and repeat the first message's `ADDR NAME ` header ([`wire::new_message_at`]),
 //! never inside one arrival, so a text quoting its sender's header is not cut. Bytes that
 //! arrive after a message was shown and carry no header continue that sender's text: they
-//! are shown as a further message from it, not dropped.
+//! are shown as a further message from it (always as text), not dropped.
 
 use std::io::{self, Read};
 use std::net::IpAddr;
@@ -42,8 +42,10 @@ pub struct Inbound {
     /// Offsets in `buf` where bytes arrived after a quiet moment (a new read pass), not yet
     /// known to start a new message or not.
     arrivals: Vec<usize>,
-    /// The `ADDR NAME ` prefix of the first message taken from this connection.
+    /// The `ADDR NAME ` prefix of the connection's first message, once it has arrived.
     header: Option<Bytes>,
+    /// When bytes last arrived (or the accept): the stalest connection is evicted first.
+    pub last_arrival: Instant,
     /// Total bytes received on this connection.
     pub received: usize,
     /// Messages delivered from this connection so far.
@@ -54,6 +56,15 @@ pub struct Inbound {
     /// When buffered bytes that already form a whole message are delivered if nothing more
     /// has arrived (a sender that keeps its connection open after writing).
     pub flush_at: Option<Instant>,
+}
+
+/// One message's bytes taken from a connection.
+#[derive(Debug)]
+pub struct Piece {
+    pub bytes: Bytes,
+    /// Set when the bytes continue a paused text: the connection's header to read them
+    /// under ([`wire::parse_continuation`]).
+    pub continues: Option<Bytes>,
 }
 
 /// What the read straight after `accept` found.
@@ -93,13 +104,21 @@ pub fn first_read(stream: &mut TcpStream, scratch: &mut [u8], cap: usize) -> Fir
 
 impl Inbound {
     /// A connection whose first `data` bytes were already read.
-    pub fn new(stream: TcpStream, source: IpAddr, data: &[u8], read_deadline: Instant) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        source: IpAddr,
+        data: &[u8],
+        now: Instant,
+        read_deadline: Instant,
+    ) -> Self {
+        let header = wire::header_prefix(data).map(Bytes::copy_from_slice);
         Inbound {
             stream,
             source,
             buf: BytesMut::from(data),
             arrivals: Vec::new(),
-            header: None,
+            header,
+            last_arrival: now,
             received: data.len(),
             delivered: 0,
             read_deadline,
@@ -131,7 +150,12 @@ impl Inbound {
                     }
                     self.buf.extend_from_slice(&scratch[..n]);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Open,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.header.is_none() {
+                        self.header = wire::header_prefix(&self.buf).map(Bytes::copy_from_slice);
+                    }
+                    return ReadState::Open;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return ReadState::Failed(e),
             }
@@ -139,9 +163,10 @@ impl Inbound {
     }
 
     /// The next message known to be complete because new bytes began another one.
-    pub fn next_complete(&mut self) -> Option<Bytes> {
+    pub fn next_complete(&mut self) -> Option<Piece> {
+        let header = self.header.clone()?;
         while let Some(&at) = self.arrivals.first() {
-            match wire::new_message_at(&self.buf, at) {
+            match wire::new_message_at(&self.buf, at, &header) {
                 Some(true) => return Some(self.split(at)),
                 Some(false) => {
                     self.arrivals.remove(0);
@@ -152,50 +177,44 @@ impl Inbound {
         None
     }
 
-    /// The buffered message, if it already parses whole (the sender went quiet without
+    /// The buffered message, if it is already whole (the sender went quiet without
     /// closing). Bytes that may be the start of a further header stay buffered.
-    pub fn take_if_whole(&mut self) -> Option<Bytes> {
+    pub fn take_if_whole(&mut self) -> Option<Piece> {
         let end = self.arrivals.first().copied().unwrap_or(self.buf.len());
         let raw = &self.buf[..end];
-        let whole = match self.missing_header(raw) {
-            Some(h) => wire::parse(&[h, raw].concat()).is_ok(),
-            None => !raw.is_empty() && wire::parse(raw).is_ok(),
+        let whole = match &self.header {
+            _ if raw.is_empty() => false,
+            Some(h) if raw.starts_with(h) => wire::parse(raw).is_ok(),
+            // The next message's header, still arriving.
+            Some(h) if h.starts_with(raw) => false,
+            // The rest of a paused text: shown under the connection's header.
+            Some(_) => true,
+            None => wire::parse(raw).is_ok(),
         };
         whole.then(|| self.split(end))
     }
 
     /// Whatever remains once the stream has ended.
-    pub fn take_rest(&mut self) -> Bytes {
+    pub fn take_rest(&mut self) -> Piece {
         let end = self.buf.len();
         self.split(end)
     }
 
     /// Takes `buf[..at]` as one message.
-    fn split(&mut self, at: usize) -> Bytes {
-        let raw = self.buf.split_to(at).freeze();
+    fn split(&mut self, at: usize) -> Piece {
+        let bytes = self.buf.split_to(at).freeze();
         self.arrivals.retain_mut(|a| {
             *a = a.saturating_sub(at);
             *a > 0
         });
-        if raw.is_empty() {
-            return raw;
-        }
-        if self.header.is_none() {
-            self.header = wire::header_prefix(&raw).map(|h| raw.slice(..h.len()));
-        }
-        match self.missing_header(&raw) {
-            Some(h) => Bytes::from([h, &raw[..]].concat()),
-            None => raw,
-        }
-    }
-
-    /// The first message's header, when `raw` (a later message of this connection) has
-    /// none of its own: the rest of a text whose sender paused, shown rather than dropped.
-    fn missing_header(&self, raw: &[u8]) -> Option<&[u8]> {
-        match &self.header {
-            Some(h) if !raw.is_empty() && wire::header_prefix(raw).is_none() => Some(h),
+        let continues = match &self.header {
+            // A later arrival without the header: the rest of a paused text.
+            Some(h) if !bytes.is_empty() && !bytes.starts_with(h) && !h.starts_with(&bytes) => {
+                Some(h.clone())
+            }
             _ => None,
-        }
+        };
+        Piece { bytes, continues }
     }
 
     pub fn buffered(&self) -> usize {

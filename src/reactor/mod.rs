@@ -24,7 +24,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -41,7 +40,7 @@ use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Tran
 use crate::rate::RateLimiter;
 use crate::wire;
 
-use inbound::{FirstRead, Inbound, ReadState};
+use inbound::{FirstRead, Inbound, Piece, ReadState};
 use outbound::{Outbound, Sender};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -360,7 +359,7 @@ impl Node {
             for d in self.rate.take_report(now) {
                 log::warn!(
                     "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",
-                    d.ip,
+                    bucket_text(d.ip),
                     d.count,
                     self.cfg.rate,
                     self.cfg.burst
@@ -472,10 +471,11 @@ impl Node {
         let stream = match slot.conn {
             Conn::In(i) => {
                 self.inbound_open -= 1;
-                if let Some(n) = self.inbound_per_ip.get_mut(&i.source) {
+                let bucket = limit_bucket(i.source);
+                if let Some(n) = self.inbound_per_ip.get_mut(&bucket) {
                     *n -= 1;
                     if *n == 0 {
-                        self.inbound_per_ip.remove(&i.source);
+                        self.inbound_per_ip.remove(&bucket);
                     }
                 }
                 i.stream
@@ -524,27 +524,24 @@ impl Node {
 
     fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
         let ip = addr.ip();
+        let bucket = limit_bucket(ip);
         // This machine's own processes are limited only by the overall cap (--limit-local).
         let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(ip);
-        let from_ip = self.inbound_per_ip.get(&ip).copied().unwrap_or(0);
+        let from_ip = self.inbound_per_ip.get(&bucket).copied().unwrap_or(0);
         if per_ip && from_ip >= self.cfg.max_inbound_per_ip {
             // One source holding its share of slots only shuts itself out.
             let max_ip = self.cfg.max_inbound_per_ip;
             self.rejected.hit(now, || {
                 format!(
-                    "{ip}: {from_ip} inbound connections open (--max-inbound-per-ip \
-                     {max_ip}): new ones from it closed at once"
+                    "{}: {from_ip} inbound connections open (--max-inbound-per-ip \
+                     {max_ip}): new ones from it closed at once",
+                    bucket_text(bucket)
                 )
             });
             return; // dropping the stream closes it
         }
-        if self.inbound_open >= self.cfg.max_inbound {
-            // Full: the unfinished connection nearest its deadline (the stalest) makes room,
-            // so idle or dripping connections cannot lock everyone else out.
-            self.evict_stalest_inbound(now);
-        }
         // One message per connection is the rule: a connection costs one token.
-        if per_ip && !self.rate.allow(ip, now) {
+        if per_ip && !self.rate.allow(bucket, now) {
             return; // counted by the limiter, reported once per interval
         }
         // The sender usually wrote and closed before we accepted: read it all now, with no
@@ -554,7 +551,7 @@ impl Node {
         match inbound::first_read(&mut stream, &mut scratch, cap) {
             // One connection, one arrival: one message (a text quoting its own header
             // is not split).
-            FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], 0),
+            FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], None, 0),
             FirstRead::TooLarge => log_too_large(ip, cap),
             FirstRead::Failed(e, n) => log_failed(ip, &e, n),
             FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
@@ -570,6 +567,11 @@ impl Node {
         data: &[u8],
     ) {
         let ip = addr.ip();
+        if self.inbound_open >= self.cfg.max_inbound {
+            // Full: the connection that has been quiet longest makes room, so idle or
+            // stalled connections cannot lock everyone else out.
+            self.evict_stalest_inbound(now);
+        }
         let (key, token) = self.vacant_token();
         if let Err(e) = self
             .poll
@@ -580,9 +582,9 @@ impl Node {
             return;
         }
         self.inbound_open += 1;
-        *self.inbound_per_ip.entry(ip).or_insert(0) += 1;
+        *self.inbound_per_ip.entry(limit_bucket(ip)).or_insert(0) += 1;
         let deadline = now + self.cfg.read_timeout;
-        let mut conn = Inbound::new(stream, ip, data, deadline);
+        let mut conn = Inbound::new(stream, ip, data, now, deadline);
         if !data.is_empty() {
             conn.flush_at = Some(now + IDLE_FLUSH);
         }
@@ -611,7 +613,7 @@ impl Node {
         let before = conn.received;
         let state = conn.read(cap, &mut self.scratch);
         let source = conn.source;
-        let mut messages: Vec<Bytes> = Vec::new();
+        let mut messages: Vec<Piece> = Vec::new();
         while let Some(m) = conn.next_complete() {
             messages.push(m);
         }
@@ -620,6 +622,7 @@ impl Node {
             conn.read_deadline = now + self.cfg.read_timeout;
         }
         if conn.received > before {
+            conn.last_arrival = now;
             conn.flush_at = (conn.buffered() > 0).then_some(now + IDLE_FLUSH);
         }
         let ended = match state {
@@ -677,23 +680,28 @@ impl Node {
         self.close(key);
     }
 
-    /// Closes the inbound connection nearest its deadline.
+    /// Closes the inbound connection that has been quiet longest.
     fn evict_stalest_inbound(&mut self, now: Instant) {
         let stalest = self
-            .deadlines
+            .conns
             .iter()
-            .find(|(_, key, _)| matches!(self.conns[*key].conn, Conn::In(_)))
-            .map(|&(_, key, _)| key);
-        let Some(key) = stalest else {
+            .filter_map(|(key, slot)| match &slot.conn {
+                Conn::In(conn) => Some((conn.last_arrival, key)),
+                Conn::Out(_) => None,
+            })
+            .min();
+        let Some((_, key)) = stalest else {
             return;
         };
         if let Conn::In(conn) = &self.conns[key].conn {
             let (source, bytes, max) = (conn.source, conn.buffered(), self.cfg.max_inbound);
-            log::debug!("{source}: unfinished connection ({bytes} bytes) evicted for a new one");
+            let quiet = now.saturating_duration_since(conn.last_arrival);
+            log::debug!("{source}: connection quiet for {quiet:?} evicted for a new one");
             self.evicted.hit(now, || {
                 format!(
-                    "{max} inbound connections open (--max-inbound): the stalest unfinished \
-                     one ({source}, {bytes} bytes) closed to admit a new one"
+                    "{max} inbound connections open (--max-inbound): the one quiet longest \
+                     ({source}, {:.1} s, {bytes} bytes) closed to admit a new one",
+                    quiet.as_secs_f64()
                 )
             });
         }
@@ -702,9 +710,9 @@ impl Node {
 
     /// Delivers messages read from the connection at `key`; every message after the
     /// connection's first costs a rate-limit token.
-    fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Bytes>) {
+    fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Piece>) {
         for m in messages {
-            if m.is_empty() {
+            if m.bytes.is_empty() {
                 continue;
             }
             let Conn::In(conn) = &mut self.conns[key].conn else {
@@ -712,7 +720,7 @@ impl Node {
             };
             let index = conn.delivered;
             conn.delivered += 1;
-            self.deliver(now, source, &m, index);
+            self.deliver(now, source, &m.bytes, m.continues.as_deref(), index);
         }
     }
 
@@ -741,14 +749,26 @@ impl Node {
 
     /// Parses and hands one message to the table. `index` is its place in its connection:
     /// the first was paid for at accept, each later one costs a rate-limit token.
-    fn deliver(&mut self, now: Instant, source: IpAddr, payload: &[u8], index: usize) {
+    /// `continues` is the connection's header when `payload` is the rest of a paused text.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        payload: &[u8],
+        continues: Option<&[u8]>,
+        index: usize,
+    ) {
         if index > 0
             && (self.cfg.limit_local || !self.table.config().local.is_local(source))
-            && !self.rate.allow(source, now)
+            && !self.rate.allow(limit_bucket(source), now)
         {
             return; // counted by the limiter, reported once per interval
         }
-        match wire::parse(payload) {
+        let parsed = match continues {
+            Some(header) => wire::parse_continuation(header, payload),
+            None => wire::parse(payload),
+        };
+        match parsed {
             Ok(msg) => self.table.handle_message(now, source, msg),
             Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
             Err(e) => log::warn!("{source}: dropped {} bytes: {e}", payload.len()),
@@ -939,16 +959,40 @@ impl Node {
             stdout::EXIT_DRAIN
         };
         let signals = &mut self.signals;
-        let unwritten = self
+        match self
             .stdout
-            .flush_before_exit(drain_limit, || signals.pending().next().is_some());
-        if unwritten > 0 {
-            log::error!(
+            .flush_before_exit(drain_limit, || signals.pending().next().is_some())
+        {
+            Ok(0) => {}
+            Ok(unwritten) => log::error!(
                 "stdout is not taking output: {unwritten} bytes of events were not shown \
                  (waited at most {:.1}s at exit)",
                 drain_limit.as_secs_f64()
-            );
+            ),
+            Err(e) => {
+                log::error!("cannot write to stdout ({e}) at exit: the last events are lost");
+                self.output_error.get_or_insert(e);
+            }
         }
+    }
+}
+
+/// What the per-source limits count: an IPv4 address, or an IPv6 /64 (one site's
+/// allocation: a host there can take any address in it).
+fn limit_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(net))
+        }
+        other => other,
+    }
+}
+
+fn bucket_text(bucket: IpAddr) -> String {
+    match bucket {
+        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
+        other => other.to_string(),
     }
 }
 
@@ -963,5 +1007,47 @@ fn log_failed(source: IpAddr, e: &io::Error, buffered: usize) {
         log::warn!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped");
     } else {
         log::debug!("{source}: connection failed before any data ({e})");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_source_limits_count_ipv4_hosts_and_ipv6_slash_64s() {
+        assert_eq!(limit_bucket(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(limit_bucket(ip("::1")), ip("::1"));
+        let a = limit_bucket(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(a, ip("2001:db8:1:2::"));
+        assert_eq!(limit_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), a);
+        assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
+        assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
+        assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
+    }
+
+    #[test]
+    fn repeated_warnings_are_summed_up_when_their_interval_ends() {
+        let t0 = Instant::now();
+        let mut log = RateLog::new("things");
+        log.hit(t0, String::new);
+        assert_eq!(
+            (log.count, log.last),
+            (0, Some(t0)),
+            "the first is logged at once"
+        );
+        for i in 1..=10 {
+            log.hit(t0 + Duration::from_millis(i), String::new);
+        }
+        assert_eq!(log.count, 10);
+        assert_eq!(log.due(), Some(t0 + WARN_INTERVAL));
+        log.report(t0 + Duration::from_secs(1));
+        assert_eq!(log.count, 10, "not due yet");
+        log.report(t0 + WARN_INTERVAL);
+        assert_eq!((log.count, log.due()), (0, None));
     }
 }

@@ -205,30 +205,32 @@ impl Stdout {
     /// The last flush, as the node exits: waits up to `limit` for a slow reader to take
     /// everything still buffered (a pipe holds only 64 KiB), so no line is lost or cut
     /// because the node stopped; `give_up` (another signal) ends the wait early. Returns
-    /// how many bytes were left unwritten.
+    /// how many bytes were left unwritten, or the error that stopped the writing (a closed
+    /// pipe is not one: nobody is reading any more).
     pub fn flush_before_exit(
         &mut self,
         limit: Duration,
         mut give_up: impl FnMut() -> bool,
-    ) -> usize {
+    ) -> io::Result<usize> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Err(e) = self.flush() {
-                log::debug!("stdout: {e}");
+            match self.flush() {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+                _ => {}
             }
             if self.closed || self.pending() == 0 {
-                return 0;
+                return Ok(0);
             }
             let Some(fd) = self.pollable_fd() else {
-                return self.pending();
+                return Ok(self.pending());
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || give_up() {
-                return self.pending();
+                return Ok(self.pending());
             }
             if let Err(e) = os::wait_writable(fd, left) {
                 log::debug!("stdout: waiting to write: {e}");
-                return self.pending();
+                return Ok(self.pending());
             }
         }
     }
