@@ -233,6 +233,8 @@ impl PeerTable {
             return;
         }
         if msg.body == Body::Exit {
+            // A header naming another host is worth the notice even as the peer leaves.
+            self.check_claim(&key, source, &msg.claimed_host);
             match self.peers.shift_remove(&key) {
                 Some(peer) => {
                     let name = peer.name.or(msg.name);

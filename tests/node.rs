@@ -699,6 +699,74 @@ fn pieces_of_a_paused_text_and_later_messages_on_a_kept_open_connection() {
     assert!(a.peers().is_empty());
 }
 
+/// `--max-message` caps each message on a kept-open connection, not the sum of those that
+/// arrive close together; a message grown past it by pieces is still dropped.
+#[test]
+fn the_size_cap_is_per_message_on_a_kept_open_connection() {
+    let mut a = Node::start("alice", &["--max-message", "1024"]);
+    let (_l, lp) = listener();
+    let h = format!("127.0.0.1:{lp} big ");
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}{}", "A".repeat(600)).as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    s.write_all(format!("{h}{}", "B".repeat(600)).as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    drop(s);
+    a.expect_event("message", &[("text", json!("A".repeat(600)))]);
+    a.expect_event("message", &[("text", json!("B".repeat(600)))]);
+    // One message of 600 + 600 bytes of text, in two pieces that do not start anew: too big.
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}{}", "C".repeat(600)).as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let _ = s.write_all("D".repeat(600).as_bytes());
+    drop(s);
+    let end = Instant::now() + SOON;
+    while !a.stderr_text().contains("longer than 1024 bytes") {
+        assert!(Instant::now() < end, "no log:\n{}", a.stderr_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(send_raw(a.sock(), format!("{h}still here").as_bytes()));
+    a.expect_event("message", &[("text", json!("still here"))]);
+    assert!(
+        !a.seen
+            .iter()
+            .any(|v| v["text"].as_str().is_some_and(|t| t.starts_with('C')))
+    );
+}
+
+/// A piece that happens to look like the start of a header (`127`) is still text.
+#[test]
+fn a_piece_that_looks_like_a_header_start_is_still_shown() {
+    let mut a = Node::start("alice", &[]);
+    let (_l, lp) = listener();
+    let h = format!("127.0.0.1:{lp} piecer ");
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}hello").as_bytes()).unwrap();
+    a.expect_event("message", &[("text", json!("hello"))]);
+    s.write_all(b"127").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    s.write_all(format!("{h}bye").as_bytes()).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    s.write_all(b"1").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    drop(s);
+    a.expect_event("message", &[("text", json!("127"))]);
+    // "1" came within the second after "bye": the same message.
+    a.expect_event("message", &[("text", json!("bye1"))]);
+    // At the end of the stream, a lone "12" after a pause is text too.
+    let mut s = TcpStream::connect(a.sock()).unwrap();
+    s.write_all(format!("{h}again").as_bytes()).unwrap();
+    a.expect_event("message", &[("text", json!("again"))]);
+    s.write_all(b"12").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    drop(s);
+    a.expect_event("message", &[("text", json!("12"))]);
+    assert!(!a.stderr_text().contains("dropped"), "{}", a.stderr_text());
+}
+
 /// With every inbound slot taken, a connection that needs none (complete at accept) evicts
 /// nobody; one that does evicts the connection quiet longest, not the one sending.
 #[test]

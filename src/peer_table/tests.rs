@@ -511,6 +511,23 @@ fn forged_exit_from_another_socket_does_not_remove_the_peer() {
 }
 
 #[test]
+fn an_exit_whose_header_names_another_host_shows_the_mismatch_before_leaving() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    let alice = view(Some("alice"), ALICE);
+    assert_eq!(
+        receive(&mut t, t0, "10.0.0.7", "10.9.9.9:5000 mallory exit"),
+        [
+            show(Event::AddressMismatch {
+                peer: alice.clone(),
+                claimed: "10.9.9.9".to_owned()
+            }),
+            show(Event::PeerLeft(alice)),
+        ]
+    );
+}
+
+#[test]
 fn header_socket_mismatch_is_shown_once_per_peer() {
     let (mut t, t0) = setup();
     let alice = view(Some("alice"), ALICE);

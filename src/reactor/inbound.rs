@@ -135,16 +135,19 @@ impl Inbound {
     }
 
     /// Reads until the socket would block, the peer closes, or `cap` is exceeded.
+    /// The cap holds for what arrives in one pass (one message at most); a message that
+    /// grows past it across passes is caught by [`Inbound::over`] once split.
     pub fn read(&mut self, cap: usize, scratch: &mut [u8]) -> ReadState {
-        if !self.buf.is_empty() && self.arrivals.len() < MAX_ARRIVALS {
-            self.arrivals.push(self.buf.len());
+        let start = self.buf.len();
+        if start > 0 && self.arrivals.len() < MAX_ARRIVALS {
+            self.arrivals.push(start);
         }
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return ReadState::Eof,
                 Ok(n) => {
                     self.received += n;
-                    if self.buf.len() + n > cap {
+                    if self.buf.len() - start + n > cap {
                         self.buf = BytesMut::new();
                         return ReadState::TooLarge;
                     }
@@ -207,14 +210,20 @@ impl Inbound {
             *a = a.saturating_sub(at);
             *a > 0
         });
+        // Bytes complete by now (a new message followed, the stream ended, or the idle
+        // flush found them whole) that lack the header: the rest of a paused text, even
+        // when they happen to look like the start of a header (`127`).
         let continues = match &self.header {
-            // A later arrival without the header: the rest of a paused text.
-            Some(h) if !bytes.is_empty() && !bytes.starts_with(h) && !h.starts_with(&bytes) => {
-                Some(h.clone())
-            }
+            Some(h) if !bytes.is_empty() && !bytes.starts_with(h) => Some(h.clone()),
             _ => None,
         };
         Piece { bytes, continues }
+    }
+
+    /// The message being read has grown past `cap` (pieces that did not start a new
+    /// message were added to it).
+    pub fn over(&self, cap: usize) -> bool {
+        self.buf.len() > cap
     }
 
     pub fn buffered(&self) -> usize {

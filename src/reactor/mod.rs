@@ -621,6 +621,12 @@ impl Node {
             // A message is done: the next one gets its own read deadline.
             conn.read_deadline = now + self.cfg.read_timeout;
         }
+        // What is left is one message being read: its size is capped too.
+        let state = if conn.over(cap) {
+            ReadState::TooLarge
+        } else {
+            state
+        };
         if conn.received > before {
             conn.last_arrival = now;
             conn.flush_at = (conn.buffered() > 0).then_some(now + IDLE_FLUSH);
@@ -670,12 +676,17 @@ impl Node {
             return;
         };
         let source = conn.source;
-        let _ = conn.read(self.cfg.max_message, &mut self.scratch);
+        let cap = self.cfg.max_message;
+        let _ = conn.read(cap, &mut self.scratch);
         let mut messages = Vec::new();
         while let Some(m) = conn.next_complete() {
             messages.push(m);
         }
-        messages.push(conn.take_rest());
+        if conn.over(cap) {
+            log_too_large(source, cap);
+        } else {
+            messages.push(conn.take_rest());
+        }
         self.deliver_all(now, key, source, messages);
         self.close(key);
     }
