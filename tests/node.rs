@@ -310,14 +310,7 @@ fn stdout_closed_early_ends_the_node_cleanly() {
         format!("127.0.0.1:{port}").parse().unwrap(),
         format!("127.0.0.1:{} bob hello", b.port).as_bytes()
     ));
-    let status = wait_child(&mut child, SOON);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = wait_child_stderr(&mut child);
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -336,7 +329,17 @@ fn stdout_on_a_full_disk_is_an_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_child(&mut child, SOON);
+    let (status, err) = wait_child_stderr(&mut child);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("p2pchat: cannot write to stdout (No space left on device"),
+        "{err}"
+    );
+}
+
+/// Waits for `child` (at most [`SOON`]) and returns its status and stderr.
+fn wait_child_stderr(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let status = wait_child(child, SOON);
     let mut err = String::new();
     child
         .stderr
@@ -344,11 +347,7 @@ fn stdout_on_a_full_disk_is_an_error() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("p2pchat: cannot write to stdout (No space left on device"),
-        "{err}"
-    );
+    (status, err)
 }
 
 fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {

@@ -1506,18 +1506,24 @@ fn quit_with_a_dead_peer_exits_at_the_quit_deadline() {
     assert_eq!(done(&mut t, secs(t0, 22), 0, SendOutcome::Delivered), []);
 }
 
-#[test]
-fn what_was_queued_before_quit_still_goes_out_before_the_exit() {
+/// alice has "one" in flight and "two" queued when the user quits at t0 + 1 s.
+fn quitting_with_one_in_flight_and_two_queued() -> (PeerTable, Instant, PeerView) {
     let (mut t, t0) = setup();
     with_peers(&mut t, t0, &[(ALICE, "alice")]);
     let alice = view(Some("alice"), ALICE);
-    // A script typed "/send one", "/send two" and ended: the quit comes while "two" waits.
     assert_eq!(
         send(&mut t, t0, Target::Index(1), "one"),
         [tx(0, ALICE, "one", secs(t0, 20))]
     );
     assert_eq!(send(&mut t, t0, Target::Index(1), "two"), []);
     assert_eq!(quit(&mut t, secs(t0, 1)), [show(Event::Exiting)]);
+    (t, t0, alice)
+}
+
+#[test]
+fn what_was_queued_before_quit_still_goes_out_before_the_exit() {
+    // A script typed "/send one", "/send two" and ended: the quit comes while "two" waits.
+    let (mut t, t0, alice) = quitting_with_one_in_flight_and_two_queued();
     // "one" delivered: "two" goes next, in order, then the exit.
     assert_eq!(
         done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
@@ -1606,15 +1612,7 @@ fn quit_deadline_fails_what_is_still_queued_with_quit() {
 
 #[test]
 fn abandon_fails_everything_queued_and_starts_nothing_more() {
-    let (mut t, t0) = setup();
-    with_peers(&mut t, t0, &[(ALICE, "alice")]);
-    let alice = view(Some("alice"), ALICE);
-    assert_eq!(
-        send(&mut t, t0, Target::Index(1), "one"),
-        [tx(0, ALICE, "one", secs(t0, 20))]
-    );
-    assert_eq!(send(&mut t, t0, Target::Index(1), "two"), []);
-    assert_eq!(quit(&mut t, secs(t0, 1)), [show(Event::Exiting)]);
+    let (mut t, t0, alice) = quitting_with_one_in_flight_and_two_queued();
     // A second signal: leave now.
     t.abandon();
     assert_eq!(
