@@ -111,18 +111,26 @@ impl Inbound {
         now: Instant,
         read_deadline: Instant,
     ) -> Self {
-        let header = wire::header_prefix(data).map(Bytes::copy_from_slice);
-        Inbound {
+        let mut conn = Inbound {
             stream,
             source,
             buf: BytesMut::from(data),
             arrivals: Vec::new(),
-            header,
+            header: None,
             last_arrival: now,
             received: data.len(),
             delivered: 0,
             read_deadline,
             flush_at: None,
+        };
+        conn.learn_header();
+        conn
+    }
+
+    /// Remembers the first message's header once it has arrived whole.
+    fn learn_header(&mut self) {
+        if self.header.is_none() {
+            self.header = wire::header_prefix(&self.buf).map(Bytes::copy_from_slice);
         }
     }
 
@@ -142,31 +150,33 @@ impl Inbound {
         if start > 0 && self.arrivals.len() < MAX_ARRIVALS {
             self.arrivals.push(start);
         }
-        loop {
+        let state = loop {
             match self.stream.read(scratch) {
-                Ok(0) => return ReadState::Eof,
+                Ok(0) => break ReadState::Eof,
                 Ok(n) => {
                     self.received += n;
                     if self.buf.len() - start + n > cap {
                         self.buf = BytesMut::new();
-                        return ReadState::TooLarge;
+                        break ReadState::TooLarge;
                     }
                     self.buf.extend_from_slice(&scratch[..n]);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.header.is_none() {
-                        self.header = wire::header_prefix(&self.buf).map(Bytes::copy_from_slice);
-                    }
-                    return ReadState::Open;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadState::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return ReadState::Failed(e),
+                Err(e) => break ReadState::Failed(e),
             }
-        }
+        };
+        self.learn_header();
+        state
+    }
+
+    /// Every message known to be complete because new bytes began another one.
+    pub fn complete(&mut self) -> Vec<Piece> {
+        std::iter::from_fn(|| self.next_complete()).collect()
     }
 
     /// The next message known to be complete because new bytes began another one.
-    pub fn next_complete(&mut self) -> Option<Piece> {
+    fn next_complete(&mut self) -> Option<Piece> {
         let header = self.header.clone()?;
         while let Some(&at) = self.arrivals.first() {
             match wire::new_message_at(&self.buf, at, &header) {

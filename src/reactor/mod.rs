@@ -293,7 +293,7 @@ impl Node {
             accept_paused_until: None,
             rejected: RateLog::new("inbound connections closed at once (--max-inbound-per-ip)"),
             evicted: RateLog::new(
-                "oldest unfinished inbound connections closed to admit new ones (--max-inbound)",
+                "inbound connections quiet longest closed to admit new ones (--max-inbound)",
             ),
             fd_exhausted: RateLog::new("accepts paused: out of file descriptors"),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
@@ -522,11 +522,16 @@ impl Node {
         }
     }
 
+    /// Whether the per-source limits apply to `ip`: this machine's own processes are limited
+    /// only by the overall cap, unless `--limit-local`.
+    fn limited(&self, ip: IpAddr) -> bool {
+        self.cfg.limit_local || !self.table.config().local.is_local(ip)
+    }
+
     fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
         let ip = addr.ip();
         let bucket = limit_bucket(ip);
-        // This machine's own processes are limited only by the overall cap (--limit-local).
-        let per_ip = self.cfg.limit_local || !self.table.config().local.is_local(ip);
+        let per_ip = self.limited(ip);
         let from_ip = self.inbound_per_ip.get(&bucket).copied().unwrap_or(0);
         if per_ip && from_ip >= self.cfg.max_inbound_per_ip {
             // One source holding its share of slots only shuts itself out.
@@ -613,10 +618,7 @@ impl Node {
         let before = conn.received;
         let state = conn.read(cap, &mut self.scratch);
         let source = conn.source;
-        let mut messages: Vec<Piece> = Vec::new();
-        while let Some(m) = conn.next_complete() {
-            messages.push(m);
-        }
+        let mut messages = conn.complete();
         if !messages.is_empty() {
             // A message is done: the next one gets its own read deadline.
             conn.read_deadline = now + self.cfg.read_timeout;
@@ -678,10 +680,7 @@ impl Node {
         let source = conn.source;
         let cap = self.cfg.max_message;
         let _ = conn.read(cap, &mut self.scratch);
-        let mut messages = Vec::new();
-        while let Some(m) = conn.next_complete() {
-            messages.push(m);
-        }
+        let mut messages = conn.complete();
         if conn.over(cap) {
             log_too_large(source, cap);
         } else {
@@ -769,10 +768,7 @@ impl Node {
         continues: Option<&[u8]>,
         index: usize,
     ) {
-        if index > 0
-            && (self.cfg.limit_local || !self.table.config().local.is_local(source))
-            && !self.rate.allow(limit_bucket(source), now)
-        {
+        if index > 0 && self.limited(source) && !self.rate.allow(limit_bucket(source), now) {
             return; // counted by the limiter, reported once per interval
         }
         let parsed = match continues {
@@ -814,31 +810,19 @@ impl Node {
             }
             match &mut self.conns[key].conn {
                 Conn::In(conn) if now < conn.read_deadline => {
-                    // Quiet since its last bytes: deliver what is already a whole message.
+                    // Quiet since its last bytes (every read already split off what it
+                    // completed): deliver what is already a whole message.
                     conn.flush_at = None;
                     if self.paused {
                         // Output is backed up: no new messages until it drains.
                         conn.flush_at = Some(now + IDLE_FLUSH);
-                    } else {
-                        // Several messages may have come in one read (all before the
-                        // accept): split them first, as a read would.
-                        let mut messages = Vec::new();
-                        while let Some(m) = conn.next_complete() {
-                            messages.push(m);
-                        }
-                        messages.extend(conn.take_if_whole());
-                        if !messages.is_empty() {
-                            let source = conn.source;
-                            conn.read_deadline = now + self.cfg.read_timeout;
-                            self.deliver_all(now, key, source, messages);
-                        }
+                    } else if let Some(m) = conn.take_if_whole() {
+                        let source = conn.source;
+                        conn.read_deadline = now + self.cfg.read_timeout;
+                        self.deliver_all(now, key, source, vec![m]);
                     }
-                    // The set entry was popped: put the connection back under its deadline.
-                    let slot = &mut self.conns[key];
-                    if let Conn::In(conn) = &slot.conn {
-                        slot.deadline = conn.next_deadline();
-                        self.deadlines.insert((slot.deadline, key, slot.generation));
-                    }
+                    // Its popped entry is put back under its next deadline.
+                    self.reschedule(key);
                 }
                 Conn::In(conn) => {
                     log::info!(
