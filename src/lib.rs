@@ -32,6 +32,7 @@ pub mod identity;
 mod os;
 pub mod peer_table;
 pub mod rate;
+mod rate_log;
 pub mod reactor;
 pub mod render;
 pub mod sanitize;

@@ -20,6 +20,7 @@ use indexmap::IndexMap;
 
 use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
 use crate::identity::{LocalAddrs, PeerKey};
+use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
 
 /// A peer's status, spelt as the original spells it.
@@ -141,9 +142,8 @@ pub struct PeerTable {
     /// Set by [`PeerTable::quit`]: the instant by which the node leaves regardless.
     quit_deadline: Option<Instant>,
     exited: bool,
-    /// Messages from peers left out of a full list since it was last logged, and when.
-    full_unlogged: u64,
-    full_logged: Option<Instant>,
+    /// Messages from peers left out of a full list, logged at most every few seconds.
+    full_log: RateLog,
 }
 
 impl PeerTable {
@@ -160,8 +160,7 @@ impl PeerTable {
             next_id: 0,
             quit_deadline: None,
             exited: false,
-            full_unlogged: 0,
-            full_logged: None,
+            full_log: RateLog::new("messages from new peers shown but not listed (--max-peers)"),
         }
     }
 
@@ -194,11 +193,14 @@ impl PeerTable {
 
     /// The earliest instant at which [`PeerTable::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let queued = self.queued_deadlines.first().map(|(t, _)| *t);
-        match (queued, self.quit_deadline.filter(|_| !self.exited)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.queued_deadlines.first().map(|(t, _)| *t),
+            self.quit_deadline.filter(|_| !self.exited),
+            self.full_log.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn show(&mut self, event: Event) {
@@ -255,7 +257,7 @@ impl PeerTable {
             return;
         }
         let dial = SocketAddr::new(source, port);
-        let full = self.peers.len() >= self.cfg.max_peers;
+        let full = self.is_full();
         match self.peers.get_mut(&key) {
             Some(peer) => {
                 if msg.name.is_some() && peer.name != msg.name {
@@ -269,7 +271,13 @@ impl PeerTable {
             }
             None if full => {
                 // Full: shown, not listed (memory stays bounded whatever peers claim).
-                self.note_full(now, key);
+                let listed = self.peers.len();
+                self.full_log.hit(now, || {
+                    format!(
+                        "peer list full ({listed} peers, --max-peers): {key} is shown but not \
+                         listed, as are other new peers until one leaves"
+                    )
+                });
                 let from = PeerView::new(msg.name.take(), dial);
                 match msg.body {
                     Body::Connect => self.show(Event::ConnectedWithYou(from)),
@@ -299,22 +307,8 @@ impl PeerTable {
         }
     }
 
-    /// Logs that the list is full: the first time, then at most every 5 s with a count.
-    fn note_full(&mut self, now: Instant, key: PeerKey) {
-        self.full_unlogged += 1;
-        if self
-            .full_logged
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(5))
-        {
-            log::warn!(
-                "peer list full ({} peers, --max-peers): {} message(s) from new peers shown \
-                 but not listed, the last from {key}",
-                self.peers.len(),
-                self.full_unlogged
-            );
-            self.full_unlogged = 0;
-            self.full_logged = Some(now);
-        }
+    fn is_full(&self) -> bool {
+        self.peers.len() >= self.cfg.max_peers
     }
 
     /// Shows, once per peer, that the header claims another host than the socket.
@@ -378,7 +372,7 @@ impl PeerTable {
                 let key = self.cfg.local.key(addr.ip(), addr.port());
                 let dial = match self.peers.get(&key) {
                     Some(p) => p.dial,
-                    None if self.peers.len() >= self.cfg.max_peers => {
+                    None if self.is_full() => {
                         self.refuse(format!(
                             "the peer list is full ({} peers, --max-peers): {addr} cannot be \
                              added",
@@ -708,9 +702,10 @@ impl PeerTable {
         }
     }
 
-    /// Fires every deadline that has passed: queued sends time out, and a quit whose
-    /// deadline passed ends the node.
+    /// Fires every deadline that has passed: queued sends time out, a quit whose deadline
+    /// passed ends the node, and a due summary of the full-list warning is logged.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.full_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
         while let Some(&(at, id)) = self.queued_deadlines.first() {
             // What is due no earlier than the quit deadline (the `exit`s queued by `quit`

@@ -448,6 +448,10 @@ fn a_full_list_shows_new_peers_messages_without_listing_them() {
         [show(Event::ConnectedWithYou(view(Some("carol"), CAROL)))]
     );
     assert_eq!(t.peers().len(), 2);
+    // The warning was logged once; the second message is summed up 5 s later.
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 5)));
+    assert_eq!(timeout(&mut t, secs(t0, 5)), []);
+    assert_eq!(t.poll_timeout(), None);
     // Known peers are served as ever.
     assert_eq!(
         receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 alice still here"),

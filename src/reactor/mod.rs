@@ -38,6 +38,7 @@ use crate::identity::LocalAddrs;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
 use crate::rate::RateLimiter;
+use crate::rate_log::{RateLog, WARN_INTERVAL};
 use crate::wire;
 
 use inbound::{FirstRead, Inbound, Piece, ReadState};
@@ -52,8 +53,6 @@ const STDOUT: Token = Token(usize::MAX - 3);
 const BACKLOG: i32 = 4096;
 /// How long accepting pauses when the process runs out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Repeated warnings (rejected connections, fd exhaustion) are logged at most this often.
-const WARN_INTERVAL: Duration = Duration::from_secs(5);
 /// A connection kept open after a whole message has been written is delivered once it has
 /// been quiet this long (an implementation that sends several messages on one connection,
 /// or waits for a reply). Longer than two TCP retransmissions at a short round trip
@@ -120,57 +119,6 @@ fn conn_token(key: usize, generation: u32) -> Token {
 
 fn split_token(token: Token) -> (usize, u32) {
     (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
-}
-
-/// Counts repeated events and logs them at most once per [`WARN_INTERVAL`]: the first at
-/// once, the ones after it as one summary line when the interval is over.
-#[derive(Debug)]
-struct RateLog {
-    /// Hits not logged yet.
-    count: u64,
-    last: Option<Instant>,
-    /// What the summary line says was repeated.
-    summary: &'static str,
-}
-
-impl RateLog {
-    fn new(summary: &'static str) -> Self {
-        RateLog {
-            count: 0,
-            last: None,
-            summary,
-        }
-    }
-
-    fn hit(&mut self, now: Instant, what: impl FnOnce() -> String) {
-        if self
-            .last
-            .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
-        {
-            self.report(now);
-            log::warn!("{}", what());
-            self.last = Some(now);
-        } else {
-            self.count += 1;
-        }
-    }
-
-    /// When the summary of the hits not yet logged is due.
-    fn due(&self) -> Option<Instant> {
-        match (self.count, self.last) {
-            (0, _) | (_, None) => None,
-            (_, Some(t)) => Some(t + WARN_INTERVAL),
-        }
-    }
-
-    /// Logs the summary once it is due.
-    fn report(&mut self, now: Instant) {
-        if self.due().is_some_and(|t| t <= now) {
-            log::warn!("{}: {} more times", self.summary, self.count);
-            self.count = 0;
-            self.last = Some(now);
-        }
-    }
 }
 
 /// A bound node, ready to [`Node::run`].
@@ -1023,26 +971,5 @@ mod tests {
         assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
         assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
         assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
-    }
-
-    #[test]
-    fn repeated_warnings_are_summed_up_when_their_interval_ends() {
-        let t0 = Instant::now();
-        let mut log = RateLog::new("things");
-        log.hit(t0, String::new);
-        assert_eq!(
-            (log.count, log.last),
-            (0, Some(t0)),
-            "the first is logged at once"
-        );
-        for i in 1..=10 {
-            log.hit(t0 + Duration::from_millis(i), String::new);
-        }
-        assert_eq!(log.count, 10);
-        assert_eq!(log.due(), Some(t0 + WARN_INTERVAL));
-        log.report(t0 + Duration::from_secs(1));
-        assert_eq!(log.count, 10, "not due yet");
-        log.report(t0 + WARN_INTERVAL);
-        assert_eq!((log.count, log.due()), (0, None));
     }
 }
