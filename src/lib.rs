@@ -25,6 +25,7 @@
 //! `None`; call `handle_timeout(now)` once `poll_timeout()` has passed. A
 //! [`peer_table::Effect::Transmit`] must be answered with exactly one `handle_send_done`.
 
+pub mod admission;
 pub mod assembler;
 pub mod config;
 pub mod console;
