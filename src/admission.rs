@@ -261,8 +261,8 @@ impl Admission {
         self.evicted.hit(now, || {
             format!(
                 "inbound connections full ({max}, --max-inbound) or holding too much ({held} \
-                 bytes): closed one from {source} whose message had been in progress for \
-                 {:.1} s to admit another",
+                 bytes): the one from {source} whose message was in progress longest \
+                 ({:.1} s) closed to admit a new one",
                 age.as_secs_f64()
             )
         });

@@ -162,6 +162,32 @@ impl Assembler {
         }
     }
 
+    /// A connection whose every byte arrived before it was even watched (the sender wrote
+    /// and closed at once): the same rules as one arrival then [`Assembler::on_eof`],
+    /// without buffering a copy. The common case.
+    pub fn whole(limits: &Limits, data: &[u8]) -> Output {
+        if data.is_empty() {
+            return Output::Probe;
+        }
+        let bytes = data.len();
+        if bytes > limits.max_message {
+            let cap = limits.max_message;
+            let why = Dropped::TooLarge { cap };
+            return Output::Dropped { bytes, why };
+        }
+        match wire::parse(data) {
+            Ok(msg) => Output::Message {
+                msg,
+                index: 0,
+                cut: None,
+            },
+            Err(e) => Output::Dropped {
+                bytes,
+                why: Dropped::Malformed(e),
+            },
+        }
+    }
+
     /// The connection is finished: close it (after pulling the outputs).
     pub fn is_done(&self) -> bool {
         self.done

@@ -190,7 +190,7 @@ fn a_peer_dripping_a_byte_a_second_is_closed_at_the_deadline() {
 }
 
 #[test]
-fn a_reset_mid_message_drops_it() {
+fn a_reset_after_a_message_shows_it_marked_as_cut() {
     let mut a = Node::start("alice", &[]);
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     s.connect(&a.sock().into()).unwrap();
@@ -199,8 +199,12 @@ fn a_reset_mid_message_drops_it() {
     s.write_all(b"127.0.0.1:5000 reset half a mess").unwrap();
     thread::sleep(Duration::from_millis(100));
     drop(s); // linger 0: RST
+    // What parses is shown (issue 8, defect 6), marked: its end may be missing.
+    a.expect_event(
+        "message",
+        &[("name", json!("reset")), ("text", json!("half a mess"))],
+    );
     assert_serves(&mut a);
-    assert!(a.seen.iter().all(|v| v["name"] != "reset"), "{:#?}", a.seen);
 }
 
 #[test]

@@ -353,3 +353,29 @@ fn memory_is_given_back_after_a_large_message() {
     assert_eq!(a.buffered(), 0);
     assert!(a.buf.capacity() <= 4096, "{}", a.buf.capacity());
 }
+
+#[test]
+fn a_connection_complete_at_accept_follows_the_same_rules() {
+    let t0 = Instant::now();
+    let big = format!("{H}{}", "x".repeat(1100));
+    let quoting = format!("{H}see {H}exit");
+    let inputs: [&[u8]; 6] = [
+        b"",
+        b"no header",
+        b"127.0.0.1:7001 keeper hi",
+        quoting.as_bytes(),
+        big.as_bytes(),
+        b"127.0.0.1:7001 keeper exit\n",
+    ];
+    for data in inputs {
+        let mut a = Assembler::new(limits(), t0);
+        a.on_bytes(data, t0);
+        a.on_eof();
+        assert_eq!(
+            drain(&mut a),
+            [Assembler::whole(&limits(), data)],
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}

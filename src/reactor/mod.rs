@@ -1,24 +1,33 @@
 //! The reactor: the only module that does IO.
 //!
 //! One `mio::Poll` multiplexes the listening socket, every inbound and outbound connection
-//! (one [`Slab`]), stdin and the termination signals. Each turn of the loop:
+//! ([`conns::Conns`]), stdin, stdout and the termination signals. Each turn of the loop:
 //!
-//! 1. carries out the peer table's effects (show, transmit, exit) and writes stdout once;
-//! 2. sleeps until the next event or the earliest deadline (connection deadlines, the
-//!    table's own timers, an accept back-off), never longer, never busy;
+//! 1. carries out the peer table's effects (show, transmit, exit) and writes stdout;
+//! 2. sleeps until the next event or the earliest deadline (connections, the table's
+//!    timers, admission's back-off and summaries), never longer, never busy;
 //! 3. reads the clock once, handles every event, then fires every due deadline whether or
 //!    not events came.
 //!
-//! Tokens carry a generation beside the slab key, so an event for a closed connection can
-//! never reach a new one that reused its key. Every connection tells the table its outcome
-//! before its key is freed.
+//! What the bytes mean is decided elsewhere, by pure types stepped with that one `now`:
+//! [`crate::assembler`] frames each inbound connection, [`crate::admission`] decides which
+//! connections are taken and which are closed first, and the [`PeerTable`] runs the
+//! protocol. A received message goes: `accept` → [`Node::admit`] (read at once; most
+//! connections are complete here) → [`Node::show`] → `PeerTable::handle_message` →
+//! `Effect::Show` → stdout.
+//!
+//! Output is bounded: while more than `stdout::HIGH_WATER` bytes wait for a slow reader,
+//! nothing is accepted or read and no deadline shows a message; every message shown checks
+//! that bound again, so one burst cannot run past it.
 
+mod conns;
 mod inbound;
 mod outbound;
+mod sends;
 mod stdin;
 mod stdout;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -27,22 +36,21 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use slab::Slab;
 
+use crate::admission::{self, Admission, Candidate, Verdict};
+use crate::assembler::{self, Assembler, Output};
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
 use crate::event::{Event, SendFailure, SendOutcome};
 use crate::identity::LocalAddrs;
 use crate::os;
-use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
-use crate::rate::RateLimiter;
-use crate::rate_log::{RateLog, WARN_INTERVAL};
-use crate::wire;
+use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
 
-use inbound::{FirstRead, Inbound, Piece, ReadState};
-use outbound::{Outbound, Sender};
+use conns::{ConnId, Conns};
+use inbound::{Inbound, Pass};
+use outbound::Outbound;
 
 const LISTENER: Token = Token(usize::MAX);
 const STDIN: Token = Token(usize::MAX - 1);
@@ -51,13 +59,16 @@ const STDOUT: Token = Token(usize::MAX - 3);
 
 /// Accept queue depth asked of the kernel (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
-/// How long accepting pauses when the process runs out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Connections accepted in one turn at most: the rest wait for the next turn, so a flood
+/// of connections cannot starve stdin, sends and deadlines.
+const ACCEPTS_PER_TURN: usize = 256;
 /// A connection kept open after a whole message has been written is delivered once it has
 /// been quiet this long (an implementation that sends several messages on one connection,
 /// or waits for a reply). Longer than two TCP retransmissions at a short round trip
 /// (200 ms + 400 ms), so a message split across segments by a lost packet is rarely cut.
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Bytes unfinished inbound messages may hold together (whatever `--max-inbound` allows).
+const MAX_BUFFERED: usize = 16 << 20;
 
 /// Why the node could not start or stopped early.
 #[derive(Debug)]
@@ -106,50 +117,27 @@ enum Conn {
     Out(Outbound),
 }
 
-#[derive(Debug)]
-struct Slot {
-    conn: Conn,
-    generation: u32,
-    deadline: Instant,
-}
-
-fn conn_token(key: usize, generation: u32) -> Token {
-    Token(((generation as usize) << 32) | key)
-}
-
-fn split_token(token: Token) -> (usize, u32) {
-    (token.0 & 0xffff_ffff, (token.0 >> 32) as u32)
-}
-
 /// A bound node, ready to [`Node::run`].
 pub struct Node {
     cfg: Config,
     poll: Poll,
     listener: TcpListener,
     local: SocketAddr,
-    conns: Slab<Slot>,
-    /// Connection deadlines: `(when, slab key, generation)`.
-    deadlines: BTreeSet<(Instant, usize, u32)>,
-    next_generation: u32,
+    conns: Conns<Conn>,
     table: PeerTable,
+    admission: Admission,
+    framing: assembler::Limits,
+    sends: sends::Sends,
     console: Console,
     stdin: stdin::Stdin,
     stdout: stdout::Stdout,
     signals: Signals,
-    inbound_open: usize,
-    inbound_per_ip: HashMap<IpAddr, usize>,
-    accept_paused_until: Option<Instant>,
-    /// Per-source-IP message rate limiting.
-    rate: RateLimiter,
-    /// stdout is backlogged: the network is not read until it drains.
+    /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
-    /// Inbound connections that became readable while paused: `(key, generation)`.
-    deferred: Vec<(usize, u32)>,
-    /// The listener became readable while paused.
-    accept_deferred: bool,
-    rejected: RateLog,
-    evicted: RateLog,
-    fd_exhausted: RateLog,
+    /// Inbound connections that needed attention while paused, each listed once.
+    deferred: VecDeque<ConnId>,
+    /// The listener has connections waiting (paused, or the turn's share was taken).
+    accept_pending: bool,
     scratch: Box<[u8]>,
     exit: bool,
     /// A second signal: leave without waiting for a slow stdout reader.
@@ -162,24 +150,7 @@ impl Node {
     /// Binds the listener and sets everything up; nothing is printed yet.
     pub fn bind(cfg: Config) -> Result<Node, RunError> {
         let fd_limit = os::raise_fd_limit();
-        log::debug!("open files limit: {fd_limit}");
-        let wildcard_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cfg.listen.port());
-        let listener = match os::listen(cfg.listen, BACKLOG) {
-            // No IPv6 on this machine: the default listens on IPv4 only.
-            Err(e) if cfg.listen == wildcard_v6 && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                log::info!("IPv6 is not available ({e}): listening on IPv4 only");
-                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.listen.port());
-                os::listen(v4, BACKLOG)
-            }
-            other => other,
-        }
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => RunError::PortInUse(cfg.listen),
-            io::ErrorKind::AddrNotAvailable => RunError::NotLocal(cfg.listen),
-            io::ErrorKind::PermissionDenied => RunError::ListenDenied(cfg.listen),
-            _ => RunError::Listen(cfg.listen, e),
-        })
-        .map(TcpListener::from_std)?;
+        let listener = listen(&cfg)?;
         let local = listener
             .local_addr()
             .map_err(|e| RunError::Listen(cfg.listen, e))?;
@@ -197,7 +168,7 @@ impl Node {
             log::debug!("stdin cannot be polled ({e}); reading it eagerly");
             stdin.make_eager();
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(RunError::Poll)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(RunError::Poll)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
@@ -211,40 +182,53 @@ impl Node {
             log::debug!("stdout cannot be polled ({e})");
             stdout = stdout::Stdout::new(cfg.json, interactive);
         }
+        let local_addrs = LocalAddrs::new(os::local_addrs());
+        let asked = admission::Limits {
+            max_inbound: cfg.max_inbound,
+            max_per_source: cfg.max_inbound_per_ip,
+            max_buffered: MAX_BUFFERED,
+            rate: cfg.rate,
+            burst: cfg.burst,
+            limit_local: cfg.limit_local,
+        };
+        let fitted = admission::fit_to_fd_limit(&asked, fd_limit);
+        log::debug!("open files limit: {fd_limit}");
+        if let Some(note) = &fitted.lowered {
+            log::warn!("{note}");
+        }
         let table = PeerTable::new(TableConfig {
             name: cfg.name.clone(),
             port: local.port(),
             advertise: cfg.advertise,
             timeout: cfg.timeout,
-            local: LocalAddrs::new(os::local_addrs()),
+            local: local_addrs.clone(),
             max_peers: cfg.max_peers,
         });
+        let framing = assembler::Limits {
+            max_message: cfg.max_message,
+            read_timeout: cfg.read_timeout,
+            idle_flush: IDLE_FLUSH,
+        };
+        // One read pass fits the largest message and one byte more (to see it is larger).
+        let scratch_len = (64 * 1024).max(cfg.max_message.saturating_add(1));
         Ok(Node {
             stdout,
-            rate: RateLimiter::new(cfg.rate, cfg.burst, WARN_INTERVAL),
+            admission: Admission::new(fitted.limits, local_addrs),
+            sends: sends::Sends::new(fitted.max_sends),
+            framing,
             paused: false,
-            deferred: Vec::new(),
-            accept_deferred: false,
+            deferred: VecDeque::new(),
+            accept_pending: false,
             cfg,
             poll,
             listener,
             local,
-            conns: Slab::new(),
-            deadlines: BTreeSet::new(),
-            next_generation: 0,
+            conns: Conns::default(),
             table,
             console: Console::new(),
             stdin,
             signals,
-            inbound_open: 0,
-            inbound_per_ip: HashMap::new(),
-            accept_paused_until: None,
-            rejected: RateLog::new("inbound connections closed at once (--max-inbound-per-ip)"),
-            evicted: RateLog::new(
-                "inbound connections quiet longest closed to admit new ones (--max-inbound)",
-            ),
-            fd_exhausted: RateLog::new("accepts paused: out of file descriptors"),
-            scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+            scratch: vec![0u8; scratch_len].into_boxed_slice(),
             exit: false,
             leave_now: false,
             output_error: None,
@@ -259,60 +243,34 @@ impl Node {
     /// Runs until the user quits (or a signal, or end of input, or stdout closing).
     pub fn run(mut self) -> Result<(), RunError> {
         let mut events = Events::with_capacity(1024);
-        let now = Instant::now();
+        let mut now = Instant::now();
         self.begin(now);
         loop {
-            self.drain_effects(Instant::now());
+            self.drain_effects(now);
+            self.flush_stdout(now);
             if self.exit {
                 break;
             }
-            self.flush_stdout(Instant::now());
-            if self.exit {
-                break;
-            }
-            let now = Instant::now();
             let timeout = self
                 .next_wake(now)
                 .map(|t| t.saturating_duration_since(now));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(RunError::Poll(e));
                 }
-                return Err(RunError::Poll(e));
             }
-            let now = Instant::now();
+            // The one clock reading of this turn.
+            now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
                     STDIN => self.read_stdin(now),
                     SIGNALS => self.signal(now),
                     STDOUT => self.flush_stdout(now),
-                    token => self.connection_ready(now, token),
+                    token => self.connection_ready(now, ConnId::from_token(token)),
                 }
             }
-            if self.stdin.wants_turn() {
-                self.read_stdin(now);
-            }
-            if self.accept_paused_until.is_some_and(|t| t <= now) {
-                self.accept_paused_until = None;
-                self.accept(now);
-            }
-            self.fire_deadlines(now);
-            if self.table.poll_timeout().is_some_and(|t| t <= now) {
-                self.table.handle_timeout(now);
-            }
-            self.rejected.report(now);
-            self.evicted.report(now);
-            self.fd_exhausted.report(now);
-            for d in self.rate.take_report(now) {
-                log::warn!(
-                    "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",
-                    bucket_text(d.ip),
-                    d.count,
-                    self.cfg.rate,
-                    self.cfg.burst
-                );
-            }
+            self.fire_timers(now);
         }
         self.finish(Instant::now());
         match self.output_error.take() {
@@ -337,25 +295,46 @@ impl Node {
 
     /// The earliest instant the loop must wake at, or `None` to sleep until an event.
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        if self.stdin.wants_turn() {
+        let accept_now = self.accept_pending && !self.paused;
+        if self.stdin.wants_turn() || accept_now {
             return Some(now);
         }
         [
-            self.deadlines.first().map(|d| d.0),
+            self.conns.next_deadline(),
             self.table.poll_timeout(),
-            self.accept_paused_until,
-            self.rate.next_report(now),
-            self.rejected.due(),
-            self.evicted.due(),
-            self.fd_exhausted.due(),
+            self.admission.poll_timeout(now),
+            self.sends.poll_timeout(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
+    /// Everything due at `now` whether or not an event came.
+    fn fire_timers(&mut self, now: Instant) {
+        if self.stdin.wants_turn() {
+            self.read_stdin(now);
+        }
+        if self.admission.handle_timeout(now) || self.accept_pending {
+            self.accept(now);
+        }
+        while let Some(id) = self.conns.pop_due(now) {
+            match self.conns.get(id) {
+                Some(Conn::In(_)) => self.service_inbound(now, id, false),
+                Some(Conn::Out(_)) => self.send_timed_out(now, id),
+                None => {}
+            }
+        }
+        self.expire_waiting_sends(now);
+        if self.table.poll_timeout().is_some_and(|t| t <= now) {
+            self.table.handle_timeout(now);
+        }
+    }
+
     // ----- the peer table's effects -------------------------------------------------------
 
+    /// Carries out the table's effects; what they show goes into the output buffer, whose
+    /// bound is checked after each.
     fn drain_effects(&mut self, now: Instant) {
         while let Some(effect) = self.table.poll_effect() {
             match effect {
@@ -364,102 +343,40 @@ impl Node {
                 Effect::Exit => self.exit = true,
             }
         }
-    }
-
-    fn transmit(&mut self, now: Instant, t: Transmit) {
-        if t.deadline <= now {
-            let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);
-            self.table.handle_send_done(now, t.id, outcome);
-            return;
+        if !self.paused && self.stdout.backlogged() {
+            log::info!("output is not keeping up: pausing network reads");
+            self.paused = true;
         }
-        let mut stream = match TcpStream::connect(t.to) {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("connect to {} failed at once: {e}", t.to);
-                let outcome = outbound::failure(&e, outbound::Stage::Connecting);
-                self.table.handle_send_done(now, t.id, outcome);
-                return;
-            }
-        };
-        let (key, token) = self.vacant_token();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-            let outcome = SendOutcome::Failed(SendFailure::Io(e.to_string()));
-            self.table.handle_send_done(now, t.id, outcome);
-            return;
-        }
-        let conn = Conn::Out(Outbound::new(stream, t.id, t.to, t.text));
-        self.insert(key, token, conn, t.deadline);
     }
 
-    // ----- connections ------------------------------------------------------------------
-
-    fn vacant_token(&mut self) -> (usize, Token) {
-        let key = self.conns.vacant_key();
-        self.next_generation = self.next_generation.wrapping_add(1) & 0x7fff_ffff;
-        (key, conn_token(key, self.next_generation))
-    }
-
-    fn insert(&mut self, key: usize, token: Token, conn: Conn, deadline: Instant) {
-        let (_, generation) = split_token(token);
-        let got = self.conns.insert(Slot {
-            conn,
-            generation,
-            deadline,
-        });
-        debug_assert_eq!(got, key);
-        self.deadlines.insert((deadline, key, generation));
-    }
-
-    /// Frees a connection's slot. The caller has already told the table its outcome.
-    fn close(&mut self, key: usize) {
-        let slot = self.conns.remove(key);
-        self.deadlines
-            .remove(&(slot.deadline, key, slot.generation));
-        let stream = match slot.conn {
-            Conn::In(i) => {
-                self.inbound_open -= 1;
-                let bucket = limit_bucket(i.source);
-                if let Some(n) = self.inbound_per_ip.get_mut(&bucket) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.inbound_per_ip.remove(&bucket);
-                    }
-                }
-                i.stream
-            }
-            Conn::Out(o) => o.stream,
-        };
-        // No `deregister`: the descriptor is never duplicated, so closing it takes it out of
-        // the epoll set (one system call per message saved). An event for it still in this
-        // turn's batch carries the old generation and is ignored.
-        drop(stream);
-    }
+    // ----- inbound connections --------------------------------------------------------------
 
     fn accept(&mut self, now: Instant) {
-        if self.paused {
-            self.accept_deferred = true;
-            return;
-        }
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        loop {
+        self.accept_pending = true;
+        for _ in 0..ACCEPTS_PER_TURN {
+            if self.paused || !self.admission.may_accept(now) {
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, addr)) => {
                     // On the dual-stack listener IPv4 peers come as ::ffff:a.b.c.d: one
                     // host, one form, for the limits, the logs and the peer table.
-                    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                    let addr = match addr {
+                        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+                            SocketAddr::new(addr.ip().to_canonical(), addr.port())
+                        }
+                        other => other,
+                    };
                     self.admit(now, stream, addr)
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) if os::is_fd_exhaustion(&e) => {
-                    self.fd_exhausted.hit(now, || {
-                        format!("out of file descriptors ({e}): accepts paused for 100 ms")
-                    });
-                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    self.admission.out_of_fds(now, &e);
                     return;
                 }
                 Err(e) => {
@@ -470,324 +387,236 @@ impl Node {
         }
     }
 
-    /// Whether the per-source limits apply to `ip`: this machine's own processes are limited
-    /// only by the overall cap, unless `--limit-local`.
-    fn limited(&self, ip: IpAddr) -> bool {
-        self.cfg.limit_local || !self.table.config().local.is_local(ip)
-    }
-
     fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
-        let ip = addr.ip();
-        let bucket = limit_bucket(ip);
-        let per_ip = self.limited(ip);
-        let from_ip = self.inbound_per_ip.get(&bucket).copied().unwrap_or(0);
-        if per_ip && from_ip >= self.cfg.max_inbound_per_ip {
-            // One source holding its share of slots only shuts itself out.
-            let max_ip = self.cfg.max_inbound_per_ip;
-            self.rejected.hit(now, || {
-                format!(
-                    "{}: {from_ip} inbound connections open (--max-inbound-per-ip \
-                     {max_ip}): new ones from it closed at once",
-                    bucket_text(bucket)
-                )
-            });
-            return; // dropping the stream closes it
-        }
-        // One message per connection is the rule: a connection costs one token.
-        if per_ip && !self.rate.allow(bucket, now) {
-            return; // counted by the limiter, reported once per interval
+        match self.admission.on_accept(now, addr.ip()) {
+            Verdict::Admit => {}
+            // Dropping the stream closes it; both are counted and reported.
+            Verdict::SourceFull | Verdict::RateLimited => return,
         }
         // The sender usually wrote and closed before we accepted: read it all now, with no
         // registration, slot or copy. Otherwise watch the connection for the rest.
-        let cap = self.cfg.max_message;
         let mut scratch = std::mem::take(&mut self.scratch);
-        match inbound::first_read(&mut stream, &mut scratch, cap) {
-            // One connection, one arrival: one message (a text quoting its own header
-            // is not split).
-            FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], None, 0),
-            FirstRead::TooLarge => log_too_large(ip, cap),
-            FirstRead::Failed(e, n) => log_failed(ip, &e, n),
-            FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
+        let (pass, n) = inbound::read_pass(&mut stream, &mut scratch);
+        match pass {
+            Pass::Eof => {
+                let out = Assembler::whole(&self.framing, &scratch[..n]);
+                self.show(now, addr, out);
+            }
+            Pass::Open | Pass::Failed(_) => {
+                let mut asm = Assembler::new(self.framing, now);
+                asm.on_bytes(&scratch[..n], now);
+                if let Pass::Failed(e) = pass {
+                    log::debug!("{addr}: connection failed at once: {e}");
+                    asm.on_reset();
+                }
+                self.watch(now, stream, addr, asm);
+            }
         }
         self.scratch = scratch;
     }
 
-    fn watch_inbound(
-        &mut self,
-        now: Instant,
-        mut stream: TcpStream,
-        addr: SocketAddr,
-        data: &[u8],
-    ) {
-        let ip = addr.ip();
-        if self.inbound_open >= self.cfg.max_inbound {
-            // Full: the connection that has been quiet longest makes room, so idle or
-            // stalled connections cannot lock everyone else out.
-            self.evict_stalest_inbound(now);
-        }
-        let (key, token) = self.vacant_token();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE)
-        {
-            log::warn!("cannot watch the connection from {addr}: {e}");
-            return;
-        }
-        self.inbound_open += 1;
-        *self.inbound_per_ip.entry(limit_bucket(ip)).or_insert(0) += 1;
-        let deadline = now + self.cfg.read_timeout;
-        let mut conn = Inbound::new(stream, ip, data, now, deadline);
-        if !data.is_empty() {
-            conn.flush_at = Some(now + IDLE_FLUSH);
-        }
-        let deadline = conn.next_deadline();
-        self.insert(key, token, Conn::In(conn), deadline);
-    }
-
-    fn connection_ready(&mut self, now: Instant, token: Token) {
-        let (key, generation) = split_token(token);
-        match self.conns.get(key) {
-            Some(slot) if slot.generation == generation => {}
-            _ => return, // a connection closed earlier in this batch
-        }
-        match self.conns[key].conn {
-            Conn::In(_) if self.paused => self.deferred.push((key, generation)),
-            Conn::In(_) => self.read_inbound(now, key),
-            Conn::Out(_) => self.drive_outbound(now, key),
-        }
-    }
-
-    fn read_inbound(&mut self, now: Instant, key: usize) {
-        let cap = self.cfg.max_message;
-        let Conn::In(conn) = &mut self.conns[key].conn else {
-            return;
-        };
-        let before = conn.received;
-        let state = conn.read(cap, &mut self.scratch);
-        let source = conn.source;
-        let mut messages = conn.complete();
-        if !messages.is_empty() {
-            // A message is done: the next one gets its own read deadline.
-            conn.read_deadline = now + self.cfg.read_timeout;
-        }
-        // What is left is one message being read: its size is capped too.
-        let state = if conn.over(cap) {
-            ReadState::TooLarge
-        } else {
-            state
-        };
-        if conn.received > before {
-            conn.last_arrival = now;
-            conn.flush_at = (conn.buffered() > 0).then_some(now + IDLE_FLUSH);
-        }
-        let ended = match state {
-            ReadState::Open => false,
-            ReadState::Eof => {
-                messages.push(conn.take_rest());
-                true
+    /// Gives a connection that is not complete yet a slot (making room if all are taken).
+    fn watch(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr, asm: Assembler) {
+        let mut asm = asm;
+        if !asm.is_done() {
+            if self.admission.full() {
+                self.evict(now);
             }
-            ReadState::TooLarge => {
-                log_too_large(source, cap);
-                true
+            let id = self.conns.next_id();
+            match self
+                .poll
+                .registry()
+                .register(&mut stream, id.token(), Interest::READABLE)
+            {
+                Ok(()) => {
+                    self.admission.opened(addr.ip());
+                    self.admission.buffered_changed(0, asm.buffered());
+                    let deadline = asm.poll_timeout();
+                    let conn = Inbound {
+                        stream,
+                        source: addr,
+                        asm,
+                        deferred: false,
+                    };
+                    let id = self.conns.insert(Conn::In(conn), deadline);
+                    self.drain_inbound(now, id);
+                    if self.admission.over_budget() {
+                        self.evict(now);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("cannot watch the connection from {addr}: {e}");
+                    asm.on_reset();
+                }
             }
-            ReadState::Failed(e) => {
-                log_failed(source, &e, conn.buffered());
-                true
-            }
-        };
-        self.deliver_all(now, key, source, messages);
-        if ended {
-            self.close(key);
-        } else {
-            self.reschedule(key);
+        }
+        while let Some(out) = asm.poll_output() {
+            self.show(now, addr, out);
         }
     }
 
-    /// Moves the connection's entry in the deadline set to its connection's next deadline.
-    fn reschedule(&mut self, key: usize) {
-        let slot = &mut self.conns[key];
-        let Conn::In(conn) = &slot.conn else {
+    fn connection_ready(&mut self, now: Instant, id: ConnId) {
+        match self.conns.get(id) {
+            Some(Conn::In(_)) => self.service_inbound(now, id, true),
+            Some(Conn::Out(_)) => self.drive_send(now, id),
+            None => {} // closed earlier in this batch
+        }
+    }
+
+    /// Reads (when readable) and fires the due timers of an inbound connection, then shows
+    /// what it completed. While output is backed up it only notes that it needs attention.
+    fn service_inbound(&mut self, now: Instant, id: ConnId, readable: bool) {
+        if self.paused {
+            return self.defer(id);
+        }
+        let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
             return;
         };
-        let at = conn.next_deadline();
-        if at != slot.deadline {
-            self.deadlines
-                .remove(&(slot.deadline, key, slot.generation));
-            slot.deadline = at;
-            self.deadlines.insert((at, key, slot.generation));
+        let before = conn.asm.buffered();
+        if readable {
+            conn.read(&mut self.scratch, now);
+        }
+        conn.asm.handle_timeout(now);
+        let after = conn.asm.buffered();
+        self.admission.buffered_changed(before, after);
+        self.drain_inbound(now, id);
+        if self.admission.over_budget() {
+            self.evict(now);
         }
     }
 
-    /// Ends an unfinished inbound connection early (its deadline, or evicted): what it has
-    /// sent that parses is still shown.
-    fn end_inbound(&mut self, now: Instant, key: usize) {
-        let Conn::In(conn) = &mut self.conns[key].conn else {
-            return;
-        };
-        let source = conn.source;
-        let cap = self.cfg.max_message;
-        let _ = conn.read(cap, &mut self.scratch);
-        let mut messages = conn.complete();
-        if conn.over(cap) {
-            log_too_large(source, cap);
-        } else {
-            messages.push(conn.take_rest());
-        }
-        self.deliver_all(now, key, source, messages);
-        self.close(key);
-    }
-
-    /// Closes the inbound connection that has been quiet longest.
-    fn evict_stalest_inbound(&mut self, now: Instant) {
-        let stalest = self
-            .conns
-            .iter()
-            .filter_map(|(key, slot)| match &slot.conn {
-                Conn::In(conn) => Some((conn.last_arrival, key)),
-                Conn::Out(_) => None,
-            })
-            .min();
-        let Some((_, key)) = stalest else {
-            return;
-        };
-        if let Conn::In(conn) = &self.conns[key].conn {
-            let (source, bytes, max) = (conn.source, conn.buffered(), self.cfg.max_inbound);
-            let quiet = now.saturating_duration_since(conn.last_arrival);
-            log::debug!("{source}: connection quiet for {quiet:?} evicted for a new one");
-            self.evicted.hit(now, || {
-                format!(
-                    "{max} inbound connections open (--max-inbound): the one quiet longest \
-                     ({source}, {:.1} s, {bytes} bytes) closed to admit a new one",
-                    quiet.as_secs_f64()
-                )
-            });
-        }
-        self.end_inbound(now, key);
-    }
-
-    /// Delivers messages read from the connection at `key`; every message after the
-    /// connection's first costs a rate-limit token.
-    fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Piece>) {
-        for m in messages {
-            if m.bytes.is_empty() {
-                continue;
+    /// Shows what the connection's assembler has for the user, then closes it if it is
+    /// done or sets its next deadline. Stops (and defers the rest) if output backs up.
+    fn drain_inbound(&mut self, now: Instant, id: ConnId) {
+        loop {
+            if self.paused {
+                return self.defer(id);
             }
-            let Conn::In(conn) = &mut self.conns[key].conn else {
+            let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
                 return;
             };
-            let index = conn.delivered;
-            conn.delivered += 1;
-            self.deliver(now, source, &m.bytes, m.continues.as_deref(), index);
+            let Some(out) = conn.asm.poll_output() else {
+                break;
+            };
+            let source = conn.source;
+            self.show(now, source, out);
         }
-    }
-
-    /// Pauses reading the network while stdout is backlogged; resumes once it drains.
-    fn update_pause(&mut self, now: Instant) {
-        if !self.paused && self.stdout.backlogged() {
-            log::info!("output is not keeping up: pausing network reads");
-            self.paused = true;
-        } else if self.paused && self.stdout.drained() {
-            log::info!("output drained: resuming network reads");
-            self.paused = false;
-            for (key, generation) in std::mem::take(&mut self.deferred) {
-                if self
-                    .conns
-                    .get(key)
-                    .is_some_and(|s| s.generation == generation)
-                {
-                    self.read_inbound(now, key);
-                }
-            }
-            if std::mem::take(&mut self.accept_deferred) {
-                self.accept(now);
-            }
-        }
-    }
-
-    /// Parses and hands one message to the table. `index` is its place in its connection:
-    /// the first was paid for at accept, each later one costs a rate-limit token.
-    /// `continues` is the connection's header when `payload` is the rest of a paused text.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        source: IpAddr,
-        payload: &[u8],
-        continues: Option<&[u8]>,
-        index: usize,
-    ) {
-        if index > 0 && self.limited(source) && !self.rate.allow(limit_bucket(source), now) {
-            return; // counted by the limiter, reported once per interval
-        }
-        let parsed = match continues {
-            Some(header) => wire::parse_continuation(header, payload),
-            None => wire::parse(payload),
-        };
-        match parsed {
-            Ok(msg) => self.table.handle_message(now, source, msg),
-            Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
-            Err(e) => log::warn!("{source}: dropped {} bytes: {e}", payload.len()),
-        }
-    }
-
-    fn drive_outbound(&mut self, now: Instant, key: usize) {
-        let me = Sender {
-            name: &self.cfg.name,
-            port: self.local.port(),
-            advertise: self.cfg.advertise,
-        };
-        let Conn::Out(conn) = &mut self.conns[key].conn else {
+        let Some(Conn::In(conn)) = self.conns.get(id) else {
             return;
         };
-        if let Some(outcome) = conn.drive(&me, &mut self.scratch) {
-            let id = conn.id;
-            self.close(key);
-            self.table.handle_send_done(now, id, outcome);
+        if conn.asm.is_done() {
+            self.close(id);
+        } else {
+            let at = conn.asm.poll_timeout();
+            self.conns.set_deadline(id, at);
         }
     }
 
-    fn fire_deadlines(&mut self, now: Instant) {
-        while let Some(&(at, key, generation)) = self.deadlines.first() {
-            if at > now {
-                return;
-            }
-            self.deadlines.pop_first();
-            match self.conns.get(key) {
-                Some(slot) if slot.generation == generation => {}
-                _ => continue,
-            }
-            match &mut self.conns[key].conn {
-                Conn::In(conn) if now < conn.read_deadline => {
-                    // Quiet since its last bytes (every read already split off what it
-                    // completed): deliver what is already a whole message.
-                    conn.flush_at = None;
-                    if self.paused {
-                        // Output is backed up: no new messages until it drains.
-                        conn.flush_at = Some(now + IDLE_FLUSH);
-                    } else if let Some(m) = conn.take_if_whole() {
-                        let source = conn.source;
-                        conn.read_deadline = now + self.cfg.read_timeout;
-                        self.deliver_all(now, key, source, vec![m]);
-                    }
-                    // Its popped entry is put back under its next deadline.
-                    self.reschedule(key);
+    /// Remembers that a connection needs attention once output drains; its deadline waits
+    /// too (a backed-up output must not make deadlines show messages).
+    fn defer(&mut self, id: ConnId) {
+        let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !conn.deferred {
+            conn.deferred = true;
+            self.deferred.push_back(id);
+        }
+        self.conns.set_deadline(id, None);
+    }
+
+    /// Closes one inbound connection to make room (see [`crate::admission`]); what it sent
+    /// that parses is shown, marked as cut.
+    fn evict(&mut self, now: Instant) {
+        let candidates: Vec<Candidate<ConnId>> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match c {
+                Conn::In(i) if !i.asm.is_done() => Some(Candidate {
+                    id,
+                    source: i.source.ip(),
+                    message_began: i.asm.message_began(),
+                    buffered: i.asm.buffered(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let Some(victim) = self.admission.choose_victim(candidates.iter().copied()) else {
+            return;
+        };
+        if let Some(c) = candidates.iter().find(|c| c.id == victim) {
+            self.admission.evicted(now, c);
+        }
+        let Some(Conn::In(conn)) = self.conns.get_mut(victim) else {
+            return;
+        };
+        conn.asm.on_evicted();
+        // Shown whatever the output's state: the slot must be free now.
+        while let Some(Conn::In(conn)) = self.conns.get_mut(victim) {
+            let Some(out) = conn.asm.poll_output() else {
+                break;
+            };
+            let source = conn.source;
+            self.show(now, source, out);
+        }
+        self.close(victim);
+    }
+
+    /// Hands one assembled output to the table (or the log).
+    fn show(&mut self, now: Instant, source: SocketAddr, out: Output) {
+        let ip = source.ip();
+        match out {
+            Output::Message { msg, index, cut } => {
+                if !self.admission.allow_message(now, ip, index) {
+                    return; // counted by the limiter, reported once per interval
                 }
-                Conn::In(conn) => {
-                    log::info!(
-                        "{}: connection still open after {:?} (--read-timeout): closing; {} \
-                         bytes pending",
-                        conn.source,
-                        self.cfg.read_timeout,
-                        conn.buffered()
-                    );
-                    self.end_inbound(now, key);
+                if let Some(cut) = cut {
+                    log::info!("{source}: message shown cut short: {cut}");
                 }
-                Conn::Out(conn) => {
-                    let (id, outcome) = (conn.id, conn.timed_out());
-                    self.close(key);
-                    self.table.handle_send_done(now, id, outcome);
-                }
+                self.table.handle_message(now, ip, msg);
+                self.drain_effects(now);
             }
+            Output::Probe => log::debug!("{source}: empty connection (probe)"),
+            Output::Dropped { bytes, why } => {
+                log::warn!("{ip}: dropped {bytes} bytes: {why}");
+            }
+        }
+    }
+
+    /// Frees a connection's slot. The caller has already told the table its outcome.
+    fn close(&mut self, id: ConnId) {
+        // No `deregister`: the descriptor is never duplicated, so closing it takes it out of
+        // the epoll set (one system call per message saved). An event for it still in this
+        // turn's batch carries the old generation and is ignored.
+        match self.conns.remove(id) {
+            Some(Conn::In(i)) => self.admission.closed(i.source.ip(), i.asm.buffered()),
+            Some(Conn::Out(_)) => self.sends.closed(),
+            None => {}
+        }
+    }
+
+    /// Pauses while stdout is backed up; once it drains, catches up with what waited.
+    fn update_pause(&mut self, now: Instant) {
+        if !self.paused || !self.stdout.drained() {
+            return;
+        }
+        log::info!("output drained: resuming network reads");
+        self.paused = false;
+        while !self.paused {
+            let Some(id) = self.deferred.pop_front() else {
+                break;
+            };
+            if let Some(Conn::In(conn)) = self.conns.get_mut(id) {
+                conn.deferred = false;
+                self.service_inbound(now, id, true);
+            }
+        }
+        if self.deferred.is_empty() {
+            self.deferred.shrink_to(64);
+        }
+        if !self.paused && self.accept_pending {
+            self.accept(now);
         }
     }
 
@@ -844,6 +673,8 @@ impl Node {
         }
     }
 
+    /// SIGINT, SIGTERM and SIGHUP (the terminal closed) quit: `exit` to every peer. A
+    /// second signal while quitting leaves at once.
     fn signal(&mut self, now: Instant) {
         for sig in self.signals.pending() {
             if self.table.is_quitting() {
@@ -877,17 +708,20 @@ impl Node {
     /// Leaves: every send still open is reported as cut short by the quit.
     fn finish(&mut self, now: Instant) {
         self.table.abandon();
-        let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in open {
-            let id = match &self.conns[key].conn {
-                Conn::Out(o) => Some(o.id),
-                Conn::In(_) => None,
+        for id in self.conns.ids() {
+            let send = match self.conns.get(id) {
+                Some(Conn::Out(o)) => Some(o.id),
+                _ => None,
             };
-            self.close(key);
-            if let Some(id) = id {
+            self.close(id);
+            if let Some(send) = send {
                 self.table
-                    .handle_send_done(now, id, SendOutcome::Failed(SendFailure::Quit));
+                    .handle_send_done(now, send, SendOutcome::Failed(SendFailure::Quit));
             }
+        }
+        for t in self.sends.take_waiting() {
+            self.table
+                .handle_send_done(now, t.id, SendOutcome::Failed(SendFailure::Quit));
         }
         while let Some(effect) = self.table.poll_effect() {
             if let Effect::Show(event) = effect {
@@ -920,56 +754,23 @@ impl Node {
     }
 }
 
-/// What the per-source limits count: an IPv4 address, or an IPv6 /64 (one site's
-/// allocation: a host there can take any address in it).
-fn limit_bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if !v6.is_loopback() => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(net))
+/// The listening socket: `--bind` and `--port`, dual stack by default.
+fn listen(cfg: &Config) -> Result<TcpListener, RunError> {
+    let wildcard_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), cfg.listen.port());
+    match os::listen(cfg.listen, BACKLOG) {
+        // No IPv6 on this machine: the default listens on IPv4 only.
+        Err(e) if cfg.listen == wildcard_v6 && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            log::info!("IPv6 is not available ({e}): listening on IPv4 only");
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.listen.port());
+            os::listen(v4, BACKLOG)
         }
         other => other,
     }
-}
-
-fn bucket_text(bucket: IpAddr) -> String {
-    match bucket {
-        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
-        other => other.to_string(),
-    }
-}
-
-fn log_too_large(source: IpAddr, cap: usize) {
-    log::warn!(
-        "{source}: message longer than {cap} bytes (--max-message): dropped, connection closed"
-    );
-}
-
-fn log_failed(source: IpAddr, e: &io::Error, buffered: usize) {
-    if buffered > 0 {
-        log::warn!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped");
-    } else {
-        log::debug!("{source}: connection failed before any data ({e})");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn per_source_limits_count_ipv4_hosts_and_ipv6_slash_64s() {
-        assert_eq!(limit_bucket(ip("10.1.2.3")), ip("10.1.2.3"));
-        assert_eq!(limit_bucket(ip("::1")), ip("::1"));
-        let a = limit_bucket(ip("2001:db8:1:2:aaaa::1"));
-        assert_eq!(a, ip("2001:db8:1:2::"));
-        assert_eq!(limit_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), a);
-        assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
-        assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
-        assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
-    }
+    .map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => RunError::PortInUse(cfg.listen),
+        io::ErrorKind::AddrNotAvailable => RunError::NotLocal(cfg.listen),
+        io::ErrorKind::PermissionDenied => RunError::ListenDenied(cfg.listen),
+        _ => RunError::Listen(cfg.listen, e),
+    })
+    .map(TcpListener::from_std)
 }
