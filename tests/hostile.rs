@@ -543,3 +543,46 @@ fn the_same_host_by_two_addresses_is_one_peer() {
     let ip: IpAddr = a.peers()[0]["ip"].as_str().unwrap().parse().unwrap();
     assert!(ip.is_loopback());
 }
+
+/// Issue 8, defect 5: an attacker keeping every slot "fresh" by dripping a byte every 50 ms
+/// and opening more connections does not get an honest sender that pauses mid-message cut:
+/// the victims come from the source holding the most slots.
+#[test]
+fn a_dripping_attacker_is_evicted_before_an_honest_sender_that_pauses() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &["--max-inbound", "8"]);
+    let to = a.sock();
+    let mut honest = connect_from("127.0.0.3", to);
+    honest
+        .write_all(b"127.0.0.1:5100 honest part one, ")
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let dripper = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            let mut opened = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // A new connection every round: each needs a slot, so someone is evicted.
+                let mut s = connect_from("127.0.0.2", to);
+                s.set_nonblocking(true).unwrap();
+                held.push(s);
+                opened += 1;
+                held.retain_mut(|s| s.write_all(b"1").is_ok());
+                thread::sleep(Duration::from_millis(50));
+            }
+            opened
+        })
+    };
+    // The honest sender pauses mid-message while the attacker churns.
+    thread::sleep(Duration::from_millis(600));
+    honest.write_all(b"part two").unwrap();
+    honest.shutdown(Shutdown::Write).unwrap();
+    let v = a.expect_event("message", &[("name", json!("honest"))]);
+    stop.store(true, Ordering::Relaxed);
+    let opened = dripper.join().unwrap();
+    assert!(opened > 8, "the attacker needed slots: {opened}");
+    assert_eq!(v["text"], "part one, part two", "{v}");
+    assert!(v.get("cut").is_none(), "{v}");
+}

@@ -119,6 +119,20 @@ fn quit_tells_every_peer_at_once() {
     }
 }
 
+/// Issue 8, defect 7: closing the terminal (SIGHUP) quits as SIGTERM does: every peer is
+/// told `exit` before the node leaves (it used to die without a word).
+#[test]
+fn a_hang_up_quits_telling_every_peer() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    b.type_line(&format!("/send {} hi", a.addr()));
+    a.expect_event("message", &[("text", json!("hi"))]);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(a.child.id() as i32, libc::SIGHUP) };
+    b.expect_event("peer_left", &[("name", json!("alice"))]);
+    assert!(a.wait_exit(SOON).success());
+}
+
 #[test]
 fn quit_with_dead_peers_takes_one_timeout_not_one_per_peer() {
     // Three "dead" peers: listeners whose accept queue is full, so connects never finish.

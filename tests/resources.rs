@@ -339,3 +339,111 @@ fn a_low_descriptor_limit_lowers_the_inbound_limits_and_keeps_room_for_sends() {
     assert!(used < 30, "{used} ticks in 1 s with idle connections held: spinning");
     drop(held);
 }
+
+/// Issue 8, defect 1: output held back by a reader that stops, then a burst of connections
+/// from twenty addresses (each within its per-source limits) carrying large messages that
+/// escape to six times their size in JSON. The output bound holds on every path (accept,
+/// reads, deadlines): peak memory stays far below what rendering the whole accept queue at
+/// once took (807 MiB), and the node serves and quits normally afterwards.
+#[test]
+fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    raise_fd_limit();
+    let mut cmd = command("burst", &[]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{}", v["port"]).parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let attackers: Vec<_> = (0..20u16)
+        .map(|i| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            thread::spawn(move || {
+                let body = "\u{1}".repeat(60_000);
+                let payload = format!("127.0.0.1:{} atk{i} {body}", 5000 + i);
+                let source: std::net::SocketAddr = format!("127.0.0.{}:0", i + 2).parse().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                    s.bind(&source.into()).unwrap();
+                    if s.connect_timeout(&to.into(), Duration::from_millis(200)).is_err() {
+                        continue;
+                    }
+                    let mut s: TcpStream = s.into();
+                    s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+                    if s.write_all(payload.as_bytes()).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let pid = child.id();
+    // Output unread: the node holds back; connections pile up in the accept queue.
+    thread::sleep(Duration::from_secs(3));
+    let held_back = proc_field(pid, "VmHWM:");
+    // The reader comes back: the queue is taken in, a bounded share at a time.
+    let read = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let read = read.clone();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                read.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    let end = Instant::now() + SOON;
+    let mut last = u64::MAX;
+    // Wait until the output has settled (nothing more shown for a while).
+    while Instant::now() < end {
+        let now = read.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+        thread::sleep(Duration::from_millis(500));
+    }
+    let peak = proc_field(pid, "VmHWM:");
+    let rss = proc_field(pid, "VmRSS:");
+    eprintln!(
+        "{} messages sent; {} MiB shown; peak RSS {} KiB while held back, {peak} KiB in all; \
+         {rss} KiB after",
+        sent.load(Ordering::Relaxed),
+        read.load(Ordering::Relaxed) >> 20,
+        held_back
+    );
+    assert!(
+        read.load(Ordering::Relaxed) > 10 << 20,
+        "the node showed the burst once the reader came back"
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + SOON;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not quit on SIGTERM");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    reader.join().unwrap();
+}
