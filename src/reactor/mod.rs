@@ -23,6 +23,7 @@
 mod conns;
 mod inbound;
 mod outbound;
+mod receive;
 mod sends;
 mod stdin;
 mod stdout;
@@ -33,14 +34,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::admission::{self, Admission, Candidate, Verdict};
-use crate::assembler::{self, Assembler, Output};
+use crate::admission::{self, Admission};
+use crate::assembler;
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
 use crate::event::{Event, SendFailure, SendOutcome};
@@ -49,7 +50,7 @@ use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
 
 use conns::{ConnId, Conns};
-use inbound::{Inbound, Pass};
+use inbound::Inbound;
 use outbound::Outbound;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -346,241 +347,6 @@ impl Node {
         if !self.paused && self.stdout.backlogged() {
             log::info!("output is not keeping up: pausing network reads");
             self.paused = true;
-        }
-    }
-
-    // ----- inbound connections --------------------------------------------------------------
-
-    fn accept(&mut self, now: Instant) {
-        self.accept_pending = true;
-        for _ in 0..ACCEPTS_PER_TURN {
-            if self.paused || !self.admission.may_accept(now) {
-                return;
-            }
-            match self.listener.accept() {
-                Ok((stream, addr)) => {
-                    // On the dual-stack listener IPv4 peers come as ::ffff:a.b.c.d: one
-                    // host, one form, for the limits, the logs and the peer table.
-                    let addr = match addr {
-                        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
-                            SocketAddr::new(addr.ip().to_canonical(), addr.port())
-                        }
-                        other => other,
-                    };
-                    self.admit(now, stream, addr)
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) if os::is_fd_exhaustion(&e) => {
-                    self.admission.out_of_fds(now, &e);
-                    return;
-                }
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr) {
-        match self.admission.on_accept(now, addr.ip()) {
-            Verdict::Admit => {}
-            // Dropping the stream closes it; both are counted and reported.
-            Verdict::SourceFull | Verdict::RateLimited => return,
-        }
-        // The sender usually wrote and closed before we accepted: read it all now, with no
-        // registration, slot or copy. Otherwise watch the connection for the rest.
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let (pass, n) = inbound::read_pass(&mut stream, &mut scratch);
-        match pass {
-            Pass::Eof => {
-                let out = Assembler::whole(&self.framing, &scratch[..n]);
-                self.show(now, addr, out);
-            }
-            Pass::Open | Pass::Failed(_) => {
-                let mut asm = Assembler::new(self.framing, now);
-                asm.on_bytes(&scratch[..n], now);
-                if let Pass::Failed(e) = pass {
-                    log::debug!("{addr}: connection failed at once: {e}");
-                    asm.on_reset();
-                }
-                self.watch(now, stream, addr, asm);
-            }
-        }
-        self.scratch = scratch;
-    }
-
-    /// Gives a connection that is not complete yet a slot (making room if all are taken).
-    fn watch(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr, asm: Assembler) {
-        let mut asm = asm;
-        if !asm.is_done() {
-            if self.admission.full() {
-                self.evict(now);
-            }
-            let id = self.conns.next_id();
-            match self
-                .poll
-                .registry()
-                .register(&mut stream, id.token(), Interest::READABLE)
-            {
-                Ok(()) => {
-                    self.admission.opened(addr.ip());
-                    self.admission.buffered_changed(0, asm.buffered());
-                    let deadline = asm.poll_timeout();
-                    let conn = Inbound {
-                        stream,
-                        source: addr,
-                        asm,
-                        deferred: false,
-                    };
-                    let id = self.conns.insert(Conn::In(conn), deadline);
-                    self.drain_inbound(now, id);
-                    if self.admission.over_budget() {
-                        self.evict(now);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    log::warn!("cannot watch the connection from {addr}: {e}");
-                    asm.on_reset();
-                }
-            }
-        }
-        while let Some(out) = asm.poll_output() {
-            self.show(now, addr, out);
-        }
-    }
-
-    fn connection_ready(&mut self, now: Instant, id: ConnId) {
-        match self.conns.get(id) {
-            Some(Conn::In(_)) => self.service_inbound(now, id, true),
-            Some(Conn::Out(_)) => self.drive_send(now, id),
-            None => {} // closed earlier in this batch
-        }
-    }
-
-    /// Reads (when readable) and fires the due timers of an inbound connection, then shows
-    /// what it completed. While output is backed up it only notes that it needs attention.
-    fn service_inbound(&mut self, now: Instant, id: ConnId, readable: bool) {
-        if self.paused {
-            return self.defer(id);
-        }
-        let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
-            return;
-        };
-        let before = conn.asm.buffered();
-        if readable {
-            conn.read(&mut self.scratch, now);
-        }
-        conn.asm.handle_timeout(now);
-        let after = conn.asm.buffered();
-        self.admission.buffered_changed(before, after);
-        self.drain_inbound(now, id);
-        if self.admission.over_budget() {
-            self.evict(now);
-        }
-    }
-
-    /// Shows what the connection's assembler has for the user, then closes it if it is
-    /// done or sets its next deadline. Stops (and defers the rest) if output backs up.
-    fn drain_inbound(&mut self, now: Instant, id: ConnId) {
-        loop {
-            if self.paused {
-                return self.defer(id);
-            }
-            let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
-                return;
-            };
-            let Some(out) = conn.asm.poll_output() else {
-                break;
-            };
-            let source = conn.source;
-            self.show(now, source, out);
-        }
-        let Some(Conn::In(conn)) = self.conns.get(id) else {
-            return;
-        };
-        if conn.asm.is_done() {
-            self.close(id);
-        } else {
-            let at = conn.asm.poll_timeout();
-            self.conns.set_deadline(id, at);
-        }
-    }
-
-    /// Remembers that a connection needs attention once output drains; its deadline waits
-    /// too (a backed-up output must not make deadlines show messages).
-    fn defer(&mut self, id: ConnId) {
-        let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
-            return;
-        };
-        if !conn.deferred {
-            conn.deferred = true;
-            self.deferred.push_back(id);
-        }
-        self.conns.set_deadline(id, None);
-    }
-
-    /// Closes one inbound connection to make room (see [`crate::admission`]); what it sent
-    /// that parses is shown, marked as cut.
-    fn evict(&mut self, now: Instant) {
-        let candidates: Vec<Candidate<ConnId>> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| match c {
-                Conn::In(i) if !i.asm.is_done() => Some(Candidate {
-                    id,
-                    source: i.source.ip(),
-                    message_began: i.asm.message_began(),
-                    buffered: i.asm.buffered(),
-                }),
-                _ => None,
-            })
-            .collect();
-        let Some(victim) = self.admission.choose_victim(candidates.iter().copied()) else {
-            return;
-        };
-        if let Some(c) = candidates.iter().find(|c| c.id == victim) {
-            self.admission.evicted(now, c);
-        }
-        let Some(Conn::In(conn)) = self.conns.get_mut(victim) else {
-            return;
-        };
-        conn.asm.on_evicted();
-        // Shown whatever the output's state: the slot must be free now.
-        while let Some(Conn::In(conn)) = self.conns.get_mut(victim) {
-            let Some(out) = conn.asm.poll_output() else {
-                break;
-            };
-            let source = conn.source;
-            self.show(now, source, out);
-        }
-        self.close(victim);
-    }
-
-    /// Hands one assembled output to the table (or the log).
-    fn show(&mut self, now: Instant, source: SocketAddr, out: Output) {
-        let ip = source.ip();
-        match out {
-            Output::Message { msg, index, cut } => {
-                if !self.admission.allow_message(now, ip, index) {
-                    return; // counted by the limiter, reported once per interval
-                }
-                if let Some(cut) = cut {
-                    log::info!("{source}: message shown cut short: {cut}");
-                }
-                self.table.handle_message(now, ip, msg);
-                self.drain_effects(now);
-            }
-            Output::Probe => log::debug!("{source}: empty connection (probe)"),
-            Output::Dropped { bytes, why } => {
-                log::warn!("{ip}: dropped {bytes} bytes: {why}");
-            }
         }
     }
 
