@@ -74,10 +74,7 @@ pub fn fit_to_fd_limit(asked: &Limits, fd_limit: u64) -> Fitted {
         lowered = Some(format!(
             "the open-files limit is {fd_limit} (ulimit -n): at most {} inbound connections \
              (--max-inbound {} asked), {} per source, {} sends at once",
-            limits.max_inbound,
-            asked.max_inbound,
-            limits.max_per_source,
-            sends
+            limits.max_inbound, asked.max_inbound, limits.max_per_source, sends
         ));
     }
     Fitted {

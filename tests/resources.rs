@@ -336,7 +336,10 @@ fn a_low_descriptor_limit_lowers_the_inbound_limits_and_keeps_room_for_sends() {
     let before = cpu_ticks(a.child.id());
     thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(a.child.id()) - before;
-    assert!(used < 30, "{used} ticks in 1 s with idle connections held: spinning");
+    assert!(
+        used < 30,
+        "{used} ticks in 1 s with idle connections held: spinning"
+    );
     drop(held);
 }
 
@@ -371,14 +374,18 @@ fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
                 let payload = format!("127.0.0.1:{} atk{i} {body}", 5000 + i);
                 let source: std::net::SocketAddr = format!("127.0.0.{}:0", i + 2).parse().unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                        .unwrap();
+                    let s =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
                     s.bind(&source.into()).unwrap();
-                    if s.connect_timeout(&to.into(), Duration::from_millis(200)).is_err() {
+                    if s.connect_timeout(&to.into(), Duration::from_millis(200))
+                        .is_err()
+                    {
                         continue;
                     }
                     let mut s: TcpStream = s.into();
-                    s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+                    s.set_write_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
                     if s.write_all(payload.as_bytes()).is_ok() {
                         sent.fetch_add(1, Ordering::Relaxed);
                     }
@@ -446,4 +453,60 @@ fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
     };
     assert!(status.success(), "{status}");
     reader.join().unwrap();
+}
+
+/// Issue 8: the node leaves within a second or two of SIGTERM even with output pending
+/// that nobody reads: a reader that takes nothing is not waited for (one that is slow but
+/// reading still is, up to the 5 s exit drain).
+#[test]
+fn sigterm_does_not_wait_for_a_stdout_nobody_reads() {
+    use std::process::Stdio;
+    let mut child = command("stuck", &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Far more output than the unread stdout pipe holds.
+    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Wait until the pipe is full: the node is holding output back.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stdout);
+    let end = Instant::now() + SOON;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe we own, into an int we own.
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if queued >= 60_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the pipe never filled ({queued} bytes)"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(signalled.elapsed() < SOON, "never left");
+        thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took < stdout_exit_drain() - Duration::from_secs(1),
+        "left {took:?} after SIGTERM: it waited for a reader that never came"
+    );
+    drop(stdout);
+}
+
+/// The longest the node waits at exit for a slow but reading stdout (src/reactor/stdout.rs).
+fn stdout_exit_drain() -> Duration {
+    Duration::from_secs(5)
 }

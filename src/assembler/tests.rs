@@ -50,7 +50,10 @@ fn one_connection_one_message_ended_by_the_close() {
     let t0 = Instant::now();
     let mut a = Assembler::new(limits(), t0);
     a.on_bytes(format!("{H}hello").as_bytes(), t0);
-    assert!(drain(&mut a).is_empty(), "nothing before the close or a pause");
+    assert!(
+        drain(&mut a).is_empty(),
+        "nothing before the close or a pause"
+    );
     a.on_eof();
     let out = drain(&mut a);
     assert_eq!(texts(&out), ["hello"]);
@@ -126,7 +129,11 @@ fn messages_written_back_to_back_in_separate_arrivals_are_split_at_once() {
     a.on_bytes(format!("{H}one").as_bytes(), t0);
     a.on_bytes(format!("{H}two").as_bytes(), ms(t0, 10));
     let out = drain(&mut a);
-    assert_eq!(texts(&out), ["one"], "the second begins: the first is whole");
+    assert_eq!(
+        texts(&out),
+        ["one"],
+        "the second begins: the first is whole"
+    );
     a.on_bytes(format!("{H}exit").as_bytes(), ms(t0, 20));
     a.on_eof();
     let out = drain(&mut a);
@@ -313,11 +320,18 @@ fn the_read_deadline_ends_an_unfinished_message_marked() {
         t += 50;
     }
     assert!(drain(&mut a).is_empty());
-    assert_eq!(a.message_began(), t0, "the message in progress began at the accept");
+    assert_eq!(
+        a.message_began(),
+        t0,
+        "the message in progress began at the accept"
+    );
     fire_until(&mut a, ms(t0, 3000));
     let out = drain(&mut a);
     assert!(a.is_done());
-    assert_eq!(texts(&out), [format!("drip{}", ".".repeat(60 - H.len() - 4))]);
+    assert_eq!(
+        texts(&out),
+        [format!("drip{}", ".".repeat(60 - H.len() - 4))]
+    );
     assert!(matches!(
         out[0],
         Output::Message {

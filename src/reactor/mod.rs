@@ -139,6 +139,8 @@ pub struct Node {
     deferred: VecDeque<ConnId>,
     /// The listener has connections waiting (paused, or the turn's share was taken).
     accept_pending: bool,
+    /// stdin became readable while paused: what it asks would add to the backed-up output.
+    stdin_pending: bool,
     scratch: Box<[u8]>,
     exit: bool,
     /// A second signal: leave without waiting for a slow stdout reader.
@@ -220,6 +222,7 @@ impl Node {
             paused: false,
             deferred: VecDeque::new(),
             accept_pending: false,
+            stdin_pending: false,
             cfg,
             poll,
             listener,
@@ -297,7 +300,7 @@ impl Node {
     /// The earliest instant the loop must wake at, or `None` to sleep until an event.
     fn next_wake(&self, now: Instant) -> Option<Instant> {
         let accept_now = self.accept_pending && !self.paused;
-        if self.stdin.wants_turn() || accept_now {
+        if (self.stdin.wants_turn() && !self.paused) || accept_now {
             return Some(now);
         }
         [
@@ -313,7 +316,7 @@ impl Node {
 
     /// Everything due at `now` whether or not an event came.
     fn fire_timers(&mut self, now: Instant) {
-        if self.stdin.wants_turn() {
+        if self.stdin.wants_turn() && !self.paused {
             self.read_stdin(now);
         }
         if self.admission.handle_timeout(now) || self.accept_pending {
@@ -384,11 +387,19 @@ impl Node {
         if !self.paused && self.accept_pending {
             self.accept(now);
         }
+        if !self.paused && self.stdin_pending {
+            self.read_stdin(now);
+        }
     }
 
     // ----- stdin, stdout, signals -----------------------------------------------------------
 
     fn read_stdin(&mut self, now: Instant) {
+        if self.paused {
+            self.stdin_pending = true;
+            return;
+        }
+        self.stdin_pending = false;
         let input = self.stdin.read();
         for _ in 0..input.too_long {
             self.stdout

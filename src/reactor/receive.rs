@@ -82,7 +82,13 @@ impl Node {
     }
 
     /// Gives a connection that is not complete yet a slot (making room if all are taken).
-    pub(super) fn watch(&mut self, now: Instant, mut stream: TcpStream, addr: SocketAddr, asm: Assembler) {
+    pub(super) fn watch(
+        &mut self,
+        now: Instant,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        asm: Assembler,
+    ) {
         let mut asm = asm;
         if !asm.is_done() {
             if self.admission.full() {

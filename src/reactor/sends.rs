@@ -73,7 +73,11 @@ impl Node {
         };
         let id = self.conns.next_id();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(&mut stream, id.token(), interest) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, id.token(), interest)
+        {
             let outcome = SendOutcome::Failed(SendFailure::Io(e.to_string()));
             self.table.handle_send_done(now, t.id, outcome);
             return;
@@ -124,8 +128,11 @@ impl Node {
         if self.sends.poll_timeout().is_none_or(|t| t > now) {
             return;
         }
-        let (late, keep): (Vec<Transmit>, Vec<Transmit>) =
-            self.sends.waiting.drain(..).partition(|t| t.deadline <= now);
+        let (late, keep): (Vec<Transmit>, Vec<Transmit>) = self
+            .sends
+            .waiting
+            .drain(..)
+            .partition(|t| t.deadline <= now);
         self.sends.waiting.extend(keep);
         for t in late {
             let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);

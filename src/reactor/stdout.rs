@@ -19,6 +19,13 @@ pub const HIGH_WATER: usize = 1 << 20;
 pub const LOW_WATER: usize = 256 << 10;
 /// How long the node, as it exits, waits for a slow reader to take what is still buffered.
 pub const EXIT_DRAIN: Duration = Duration::from_secs(5);
+/// At exit, a reader that has taken nothing for this long is not waited for any more.
+pub const EXIT_STALL: Duration = Duration::from_secs(1);
+/// Buffered output past which events are not added but counted (the reactor pauses long
+/// before: this only catches a path that would not): told once the output drains.
+pub const HARD_CAP: usize = 4 << 20;
+/// Buffer capacity kept once everything is written; a burst's memory is given back.
+const KEEP_CAPACITY: usize = 64 << 10;
 
 #[derive(Debug)]
 enum Sink {
@@ -46,6 +53,8 @@ pub struct Stdout {
     prompt_visible: bool,
     /// stdout is gone (closed pipe); nothing more is written.
     pub closed: bool,
+    /// Events not added because [`HARD_CAP`] bytes were waiting.
+    not_shown: u64,
 }
 
 impl Stdout {
@@ -69,6 +78,7 @@ impl Stdout {
             prompt: None,
             prompt_visible: false,
             closed: false,
+            not_shown: 0,
         }
     }
 
@@ -79,8 +89,27 @@ impl Stdout {
         }
     }
 
-    pub fn event(&mut self, e: &Event) {
+    /// Whether there is room for one more event; counts it when there is not.
+    fn room(&mut self) -> bool {
         if self.closed {
+            return false;
+        }
+        if self.pending() >= HARD_CAP {
+            self.not_shown += 1;
+            return false;
+        }
+        if self.not_shown > 0 && self.pending() <= LOW_WATER {
+            let n = std::mem::take(&mut self.not_shown);
+            log::error!("{n} events were not shown: output was not keeping up");
+            self.say(&format!(
+                "{n} events were not shown: output was not keeping up"
+            ));
+        }
+        true
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if !self.room() {
             return;
         }
         self.end_prompt_line();
@@ -93,7 +122,7 @@ impl Stdout {
 
     /// A line of text for the user (help, hints).
     pub fn say(&mut self, text: &str) {
-        if self.closed {
+        if !self.room() {
             return;
         }
         self.end_prompt_line();
@@ -154,6 +183,9 @@ impl Stdout {
     fn discard(&mut self) {
         self.buf.clear();
         self.head = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
     }
 
     /// Writes what the sink takes now. A closed stdout marks the output closed.
@@ -204,16 +236,19 @@ impl Stdout {
 
     /// The last flush, as the node exits: waits up to `limit` for a slow reader to take
     /// everything still buffered (a pipe holds only 64 KiB), so no line is lost or cut
-    /// because the node stopped; `give_up` (another signal) ends the wait early. Returns
-    /// how many bytes were left unwritten, or the error that stopped the writing (a closed
-    /// pipe is not one: nobody is reading any more).
+    /// because the node stopped, but not for a reader that has taken nothing for
+    /// [`EXIT_STALL`]; `give_up` (another signal) ends the wait early. Returns how many
+    /// bytes were left unwritten, or the error that stopped the writing (a closed pipe is
+    /// not one: nobody is reading any more).
     pub fn flush_before_exit(
         &mut self,
         limit: Duration,
         mut give_up: impl FnMut() -> bool,
     ) -> io::Result<usize> {
         let deadline = Instant::now() + limit;
+        let mut stalled_at = Instant::now() + EXIT_STALL;
         loop {
+            let before = self.pending();
             match self.flush() {
                 Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
                 _ => {}
@@ -224,7 +259,12 @@ impl Stdout {
             let Some(fd) = self.pollable_fd() else {
                 return Ok(self.pending());
             };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            if self.pending() < before {
+                stalled_at = now + EXIT_STALL;
+            }
+            let until = deadline.min(stalled_at);
+            let left = until.saturating_duration_since(now);
             if left.is_zero() || give_up() {
                 return Ok(self.pending());
             }
