@@ -258,10 +258,10 @@ impl Node {
             let timeout = self
                 .next_wake(now)
                 .map(|t| t.saturating_duration_since(now));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(RunError::Poll(e));
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(RunError::Poll(e));
             }
             // The one clock reading of this turn.
             now = Instant::now();
