@@ -565,7 +565,7 @@ fn a_dripping_attacker_is_evicted_before_an_honest_sender_that_pauses() {
             let mut opened = 0;
             while !stop.load(Ordering::Relaxed) {
                 // A new connection every round: each needs a slot, so someone is evicted.
-                let mut s = connect_from("127.0.0.2", to);
+                let s = connect_from("127.0.0.2", to);
                 s.set_nonblocking(true).unwrap();
                 held.push(s);
                 opened += 1;
