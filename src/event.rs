@@ -177,5 +177,7 @@ pub enum Event {
     ConnectCandidates(Vec<PeerRow>),
     /// Something the user asked cannot be done; the text says what and what to do.
     Refused(String),
+    /// A reply to the user that is not a failure (help, a hint).
+    Info(String),
     Exiting,
 }

@@ -7,7 +7,8 @@
 use std::fmt;
 use std::io::Write;
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::event::{Event, PeerRow, PeerView, Purpose};
 use crate::sanitize::{self, for_terminal};
@@ -92,6 +93,7 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             write_rows(rows, out)
         }
         Event::Refused(why) => writeln!(out, "{}", for_terminal(why)),
+        Event::Info(text) => writeln!(out, "{}", sanitize::for_terminal_lines(text)),
         Event::Exiting => writeln!(out, "Exiting..."),
     }
 }
@@ -117,107 +119,146 @@ fn purpose(p: Purpose) -> &'static str {
     }
 }
 
-fn peer_json(p: &PeerView) -> Value {
-    json!({"name": p.name, "ip": p.ip.to_string(), "port": p.port})
-}
-
-fn with_peer(kind: &str, p: &PeerView, extra: Value) -> Value {
-    let mut v = json!({"event": kind});
-    let obj = v.as_object_mut().expect("object");
-    if let Value::Object(peer) = peer_json(p) {
-        obj.extend(peer);
-    }
-    if let Value::Object(extra) = extra {
-        obj.extend(extra);
-    }
-    v
-}
-
-fn rows_json(rows: &[PeerRow]) -> Value {
-    rows.iter()
-        .map(|r| {
-            let mut v = peer_json(&r.peer);
-            v["index"] = json!(r.index);
-            v["status"] = json!(r.status.as_str());
-            v
-        })
-        .collect()
-}
-
-/// The JSON object for `event`.
-pub fn json_value(event: &Event) -> Value {
-    match event {
-        Event::Listening { addr, name } => json!({
-            "event": "listening", "port": addr.port(), "addr": addr.to_string(), "name": name
-        }),
-        Event::NewPeer(p) => with_peer("new_peer", p, Value::Null),
-        Event::ConnectedWithYou(p) => with_peer("connected_with_you", p, Value::Null),
-        Event::Message { from, text } => with_peer("message", from, json!({"text": text})),
-        Event::PeerLeft(p) => with_peer("peer_left", p, Value::Null),
-        Event::AddressMismatch { peer, claimed } => {
-            with_peer("address_mismatch", peer, json!({"claimed": claimed}))
-        }
-        Event::Sent {
-            to,
-            purpose: p,
-            text,
-            confirmed,
-        } => with_peer(
-            "sent",
-            to,
-            json!({"kind": purpose(*p), "text": text, "confirmed": confirmed}),
-        ),
-        Event::SendFailed {
-            to,
-            purpose: p,
-            text,
-            reason,
-        } => with_peer(
-            "send_failed",
-            to,
-            json!({"kind": purpose(*p), "text": text, "reason": reason.code(),
-                   "detail": reason.to_string()}),
-        ),
-        Event::Peers(rows) => json!({"event": "peers", "peers": rows_json(rows)}),
-        Event::ConnectCandidates(rows) => {
-            json!({"event": "connect_candidates", "peers": rows_json(rows)})
-        }
-        Event::Refused(why) => json!({"event": "error", "detail": why}),
-        Event::Exiting => json!({"event": "exiting"}),
-    }
-}
-
-/// A message event, serialised straight from borrowed fields (the hot path: no map).
-#[derive(serde::Serialize)]
-struct MessageLine<'a> {
+/// Every `--json` line, from one derived encoder: `event` first, then the fields the event
+/// has, in this order; fields an event does not have are left out (a peer's unknown name
+/// or port is `null`). Borrowed throughout: a message line allocates nothing.
+#[derive(serde::Serialize, Default)]
+struct Line<'a> {
     event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<Option<u16>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claimed: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<Vec<Row<'a>>>,
+}
+
+/// One peer in a `peers` or `connect_candidates` line.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    index: usize,
     name: Option<&'a str>,
-    ip: std::net::IpAddr,
+    ip: IpAddr,
     port: Option<u16>,
-    text: &'a str,
+    status: &'static str,
+}
+
+impl<'a> Line<'a> {
+    fn of(event: &'static str) -> Self {
+        Line {
+            event,
+            ..Line::default()
+        }
+    }
+
+    fn peer(event: &'static str, p: &'a PeerView) -> Self {
+        Line {
+            name: Some(p.name.as_deref()),
+            ip: Some(p.ip),
+            port: Some(p.port),
+            ..Line::of(event)
+        }
+    }
+
+    fn rows(event: &'static str, rows: &'a [PeerRow]) -> Self {
+        let rows = rows
+            .iter()
+            .map(|r| Row {
+                index: r.index,
+                name: r.peer.name.as_deref(),
+                ip: r.peer.ip,
+                port: r.peer.port,
+                status: r.status.as_str(),
+            })
+            .collect();
+        Line {
+            peers: Some(rows),
+            ..Line::of(event)
+        }
+    }
+
+    fn new(event: &'a Event) -> Self {
+        match event {
+            Event::Listening { addr, name } => Line {
+                name: Some(Some(name)),
+                port: Some(Some(addr.port())),
+                addr: Some(*addr),
+                ..Line::of("listening")
+            },
+            Event::NewPeer(p) => Line::peer("new_peer", p),
+            Event::ConnectedWithYou(p) => Line::peer("connected_with_you", p),
+            Event::Message { from, text } => Line {
+                text: Some(text),
+                ..Line::peer("message", from)
+            },
+            Event::PeerLeft(p) => Line::peer("peer_left", p),
+            Event::AddressMismatch { peer, claimed } => Line {
+                claimed: Some(claimed),
+                ..Line::peer("address_mismatch", peer)
+            },
+            Event::Sent {
+                to,
+                purpose: p,
+                text,
+                confirmed,
+            } => Line {
+                kind: Some(purpose(*p)),
+                text: Some(text),
+                confirmed: Some(*confirmed),
+                ..Line::peer("sent", to)
+            },
+            Event::SendFailed {
+                to,
+                purpose: p,
+                text,
+                reason,
+            } => Line {
+                kind: Some(purpose(*p)),
+                text: Some(text),
+                reason: Some(reason.code()),
+                detail: Some(Cow::Owned(reason.to_string())),
+                ..Line::peer("send_failed", to)
+            },
+            Event::Peers(rows) => Line::rows("peers", rows),
+            Event::ConnectCandidates(rows) => Line::rows("connect_candidates", rows),
+            Event::Refused(why) => Line {
+                detail: Some(Cow::Borrowed(why)),
+                ..Line::of("error")
+            },
+            Event::Info(text) => Line {
+                detail: Some(Cow::Borrowed(text)),
+                ..Line::of("info")
+            },
+            Event::Exiting => Line::of("exiting"),
+        }
+    }
 }
 
 /// Appends `event` as one JSON line to `out`.
 pub fn json(event: &Event, out: &mut Vec<u8>) {
-    match event {
-        Event::Message { from, text } => json_line(
-            &MessageLine {
-                event: "message",
-                name: from.name.as_deref(),
-                ip: from.ip,
-                port: from.port,
-                text,
-            },
-            out,
-        ),
-        _ => json_line(&json_value(event), out),
-    }
+    json_line(&Line::new(event), out);
 }
 
 /// Appends `value` as one JSON line to `out`, with every character that could act on a
 /// terminal or split a line for a reader (C1 controls, DEL, U+2028/9, bidirectional
 /// controls, U+FEFF) written as a `\uXXXX` escape: the same text, always one inert line.
-pub fn json_line(value: &impl serde::Serialize, out: &mut Vec<u8>) {
+fn json_line(value: &impl serde::Serialize, out: &mut Vec<u8>) {
     let mut ser = serde_json::Serializer::with_formatter(&mut *out, InertFormatter);
     // Serialising into a Vec cannot fail.
     let _ = value.serialize(&mut ser);
@@ -257,6 +298,7 @@ mod tests {
     use super::*;
     use crate::event::SendFailure;
     use crate::peer_table::PeerStatus;
+    use serde_json::Value;
 
     fn peer(name: Option<&str>) -> PeerView {
         PeerView::new(name.map(str::to_owned), "127.0.0.1:9001".parse().unwrap())

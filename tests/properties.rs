@@ -494,6 +494,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => rows().prop_map(Event::Peers),
         1 => rows().prop_map(Event::ConnectCandidates),
         1 => mixed_string(48).prop_map(Event::Refused),
+        1 => mixed_string(48).prop_map(Event::Info),
         1 => Just(Event::Exiting),
     ]
 }
@@ -517,7 +518,7 @@ fn expected_json_strings(event: &Event) -> Vec<(&'static str, Value)> {
         Event::Sent { to, text, .. } | Event::SendFailed { to, text, .. } => {
             vec![("name", json_name(&to.name)), ("text", s(text))]
         }
-        Event::Refused(why) => vec![("detail", s(why))],
+        Event::Refused(why) | Event::Info(why) => vec![("detail", s(why))],
         Event::Peers(_) | Event::ConnectCandidates(_) | Event::Exiting => vec![],
     }
 }
@@ -525,6 +526,8 @@ fn expected_json_strings(event: &Event) -> Vec<(&'static str, Value)> {
 fn human_line_count(event: &Event) -> usize {
     match event {
         Event::Peers(rows) | Event::ConnectCandidates(rows) if !rows.is_empty() => rows.len() + 1,
+        // Our own multi-line text keeps its line breaks.
+        Event::Info(text) => text.split('\n').count(),
         _ => 1,
     }
 }

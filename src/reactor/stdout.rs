@@ -122,18 +122,7 @@ impl Stdout {
 
     /// A line of text for the user (help, hints).
     pub fn say(&mut self, text: &str) {
-        if !self.room() {
-            return;
-        }
-        self.end_prompt_line();
-        if self.json {
-            let v = serde_json::json!({"event": "info", "detail": text});
-            render::json_line(&v, &mut self.buf);
-        } else {
-            self.buf
-                .extend_from_slice(crate::sanitize::for_terminal_lines(text).as_bytes());
-            self.buf.push(b'\n');
-        }
+        self.event(&Event::Info(text.to_owned()));
     }
 
     /// Raw text shown to a person only (the menu).
