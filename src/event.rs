@@ -61,7 +61,9 @@ impl fmt::Display for PeerAddr {
 /// One row of the peer list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRow {
-    /// 1-based, as typed in `#N`.
+    /// In the peer list ([`Event::Peers`]), the peer's own number, as typed in `#N` (kept
+    /// while it is listed, never reused: the list may have gaps). In the candidate list
+    /// ([`Event::ConnectCandidates`]), its place 1..k, the answer to the menu's question.
     pub index: usize,
     pub peer: PeerView,
     pub status: PeerStatus,

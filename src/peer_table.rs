@@ -16,12 +16,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
-
 use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
 use crate::identity::{LocalAddrs, PeerKey};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
+
+use list::PeerList;
 
 /// A peer's status, spelt as the original spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,24 @@ pub struct Peer {
     pub dial: SocketAddr,
     pub name: Option<String>,
     pub status: PeerStatus,
+    /// Its number in the list (`#N`): given when it was listed, kept while it stays
+    /// listed, never given to another peer.
+    pub number: usize,
     /// The header/socket mismatch notice has been shown for this peer.
     mismatch_shown: bool,
+}
+
+impl Peer {
+    /// A peer not listed yet (the list gives it its number).
+    fn new(dial: SocketAddr, name: Option<String>) -> Self {
+        Peer {
+            dial,
+            name,
+            status: PeerStatus::YetToConnect,
+            number: 0,
+            mismatch_shown: false,
+        }
+    }
 }
 
 /// Identifies one send, from [`Effect::Transmit`] to [`PeerTable::handle_send_done`].
@@ -60,7 +76,7 @@ pub struct SendId(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Addr(SocketAddr),
-    /// 1-based index in the peer list.
+    /// A peer's number in the list (`#N`, [`Peer::number`]).
     Index(usize),
     Name(String),
 }
@@ -70,9 +86,11 @@ pub enum Target {
 pub enum Which {
     /// Every peer not yet connected.
     All,
-    /// 1-based indices in the peer list.
+    /// Peers' numbers in the list (`#N`, [`Peer::number`]).
     Indices(Vec<usize>),
-    /// 1-based index among the peers not yet connected (the menu's question).
+    /// 1-based position in the list of peers not yet connected that
+    /// [`PeerTable::list_candidates`] showed last (the menu's question), or, if none was
+    /// shown, in that list as it is now.
     Candidate(usize),
 }
 
@@ -131,7 +149,10 @@ struct Outbox {
 pub struct PeerTable {
     cfg: TableConfig,
     self_key: PeerKey,
-    peers: IndexMap<PeerKey, Peer>,
+    peers: PeerList,
+    /// The peers [`PeerTable::list_candidates`] showed last, in the order shown, so that
+    /// the menu's answer names the peer the user saw even if the list changed since.
+    shown_candidates: Vec<PeerKey>,
     outboxes: HashMap<PeerKey, Outbox>,
     /// Which outbox each send (queued or in flight) is in.
     sends: HashMap<SendId, PeerKey>,
@@ -152,7 +173,8 @@ impl PeerTable {
         PeerTable {
             cfg,
             self_key,
-            peers: IndexMap::new(),
+            peers: PeerList::new(),
+            shown_candidates: Vec::new(),
             outboxes: HashMap::new(),
             sends: HashMap::new(),
             queued_deadlines: BTreeSet::new(),
@@ -164,7 +186,7 @@ impl PeerTable {
         }
     }
 
-    /// The known peers in list order (index 0 is `#1`).
+    /// The known peers in list order (by [`Peer::number`]).
     pub fn peers(&self) -> impl ExactSizeIterator<Item = (&PeerKey, &Peer)> {
         self.peers.iter()
     }
@@ -237,7 +259,7 @@ impl PeerTable {
         if msg.body == Body::Exit {
             // A header naming another host is worth the notice even as the peer leaves.
             self.check_claim(&key, source, &msg.claimed_host);
-            match self.peers.shift_remove(&key) {
+            match self.peers.remove(&key) {
                 Some(peer) => {
                     let name = peer.name.or(msg.name);
                     self.show(Event::PeerLeft(PeerView::new(name, peer.dial)));
@@ -287,13 +309,7 @@ impl PeerTable {
                 return;
             }
             None => {
-                let peer = Peer {
-                    dial,
-                    name: msg.name.take(),
-                    status: PeerStatus::YetToConnect,
-                    mismatch_shown: false,
-                };
-                self.peers.insert(key, peer);
+                self.peers.insert(key, Peer::new(dial, msg.name.take()));
                 let view = self.view(&key);
                 self.show(Event::NewPeer(view));
             }
@@ -384,14 +400,17 @@ impl PeerTable {
                 };
                 Some((key, dial))
             }
-            Target::Index(i) => self.by_index(*i),
+            Target::Index(n) => self.by_number(*n),
             Target::Name(name) => {
                 let mut it = self
                     .peers
                     .iter()
-                    .filter(|(_, p)| p.name.as_deref() == Some(name.as_str()));
-                match (it.next(), it.next()) {
-                    (Some((k, p)), None) => Some((*k, p.dial)),
+                    .filter(|(_, p)| p.name.as_deref() == Some(name.as_str()))
+                    .map(|(k, p)| (*k, p.dial));
+                let found = (it.next(), it.next());
+                drop(it);
+                match found {
+                    (Some(only), None) => Some(only),
                     (None, _) => {
                         self.refuse(format!(
                             "no peer is named {name:?}: see the peer list (/peers)"
@@ -408,7 +427,11 @@ impl PeerTable {
             }
         };
         let Some((key, dial)) = found else {
-            self.refuse(self.no_such_index(target));
+            let why = match target {
+                Target::Index(n) => self.no_such_number(*n),
+                _ => "no such peer".to_owned(),
+            };
+            self.refuse(why);
             return None;
         };
         if key == self.self_key {
@@ -418,17 +441,20 @@ impl PeerTable {
         Some((key, dial))
     }
 
-    fn no_such_index(&self, target: &Target) -> String {
-        match (target, self.peers.len()) {
-            (_, 0) => "No active peers.".to_owned(),
-            (Target::Index(i), n) => format!("no peer #{i}: the list has {n} (see /peers)"),
-            _ => "no such peer".to_owned(),
+    /// Why `#number` names nobody: it left, or it was never given.
+    fn no_such_number(&self, number: usize) -> String {
+        if self.peers.was_given(number) {
+            format!("no peer #{number}: it left the list (see /peers)")
+        } else if self.peers.len() == 0 {
+            "No active peers.".to_owned()
+        } else {
+            format!("no peer #{number} (see /peers)")
         }
     }
 
-    fn by_index(&self, index: usize) -> Option<(PeerKey, SocketAddr)> {
-        let (k, p) = self.peers.get_index(index.checked_sub(1)?)?;
-        Some((*k, p.dial))
+    fn by_number(&self, number: usize) -> Option<(PeerKey, SocketAddr)> {
+        let (k, p) = self.peers.by_number(number)?;
+        Some((k, p.dial))
     }
 
     fn enqueue(&mut self, now: Instant, key: PeerKey, dial: SocketAddr, text: &str, p: Purpose) {
@@ -449,14 +475,8 @@ impl PeerTable {
             self.refuse(format!("not sent to {dial}: {e}"));
             return;
         }
-        if !self.peers.contains_key(&key) {
-            let peer = Peer {
-                dial,
-                name: None,
-                status: PeerStatus::YetToConnect,
-                mismatch_shown: false,
-            };
-            self.peers.insert(key, peer);
+        if !self.peers.contains(&key) {
+            self.peers.insert(key, Peer::new(dial, None));
         }
         let id = SendId(self.next_id);
         self.next_id += 1;
@@ -511,31 +531,18 @@ impl PeerTable {
                 }
                 keys
             }
-            Which::Indices(indices) => {
+            Which::Indices(numbers) => {
                 let mut keys = Vec::new();
-                for i in indices {
-                    match self.by_index(i) {
-                        Some((k, _)) if self.peers[&k].status == PeerStatus::Connected => {
-                            let view = self.view(&k);
-                            self.refuse(format!(
-                                "{} [{}] is already connected",
-                                view.name_or_unknown(),
-                                view.addr_text()
-                            ));
-                        }
-                        Some((k, _)) => keys.push(k),
-                        None => self.refuse(self.no_such_index(&Target::Index(i))),
+                for n in numbers {
+                    match self.by_number(n) {
+                        Some((k, _)) if !self.refuse_if_connected(&k) => keys.push(k),
+                        Some(_) => {}
+                        None => self.refuse(self.no_such_number(n)),
                     }
                 }
                 keys
             }
-            Which::Candidate(i) => match i.checked_sub(1).and_then(|i| self.candidates().nth(i)) {
-                Some(k) => vec![k],
-                None => {
-                    self.refuse(format!("no peer #{i} among those remaining for connection"));
-                    Vec::new()
-                }
-            },
+            Which::Candidate(i) => self.candidate(i).into_iter().collect(),
         };
         for key in keys {
             if self.connect_pending(&key) {
@@ -547,9 +554,47 @@ impl PeerTable {
                 ));
                 continue;
             }
-            let dial = self.peers[&key].dial;
+            let Some(dial) = self.peers.get(&key).map(|p| p.dial) else {
+                continue;
+            };
             self.enqueue(now, key, dial, "connect", Purpose::Connect);
         }
+    }
+
+    /// Refuses to connect to `key` again if it is connected already; `true` if it is.
+    fn refuse_if_connected(&mut self, key: &PeerKey) -> bool {
+        if self.peers.get(key).map(|p| p.status) != Some(PeerStatus::Connected) {
+            return false;
+        }
+        let view = self.view(key);
+        self.refuse(format!(
+            "{} [{}] is already connected",
+            view.name_or_unknown(),
+            view.addr_text()
+        ));
+        true
+    }
+
+    /// The menu's answer `i`: the `i`-th peer of the candidate list shown last (or of the
+    /// list as it is now, if none was shown), if it is still there and not connected.
+    fn candidate(&mut self, i: usize) -> Option<PeerKey> {
+        let shown = std::mem::take(&mut self.shown_candidates);
+        let picked = match shown.is_empty() {
+            true => i.checked_sub(1).and_then(|i| self.candidates().nth(i)),
+            false => i.checked_sub(1).and_then(|i| shown.get(i)).copied(),
+        };
+        let Some(key) = picked else {
+            self.refuse(format!("no peer #{i} among those remaining for connection"));
+            return None;
+        };
+        if !self.peers.contains(&key) {
+            self.refuse(format!(
+                "no peer #{i} among those remaining for connection: {key} left the list \
+                 since it was shown (see /peers)"
+            ));
+            return None;
+        }
+        (!self.refuse_if_connected(&key)).then_some(key)
     }
 
     fn candidates(&self) -> impl Iterator<Item = PeerKey> + '_ {
@@ -568,25 +613,28 @@ impl PeerTable {
         })
     }
 
-    fn rows(&self, keys: impl Iterator<Item = PeerKey>) -> Vec<PeerRow> {
-        keys.enumerate()
-            .map(|(i, k)| PeerRow {
-                index: i + 1,
-                peer: self.view(&k),
-                status: self.peers[&k].status,
-            })
-            .collect()
+    fn row(&self, index: usize, key: &PeerKey, peer: &Peer) -> PeerRow {
+        PeerRow {
+            index,
+            peer: self.view(key),
+            status: peer.status,
+        }
     }
 
-    /// "Query active peers": shows the list.
+    /// "Query active peers": shows the list, each peer under its own number.
     pub fn list(&mut self) {
-        let rows = self.rows(self.peers.keys().copied());
+        let rows = self.peers.iter().map(|(k, p)| self.row(p.number, k, p));
+        let rows = rows.collect();
         self.show(Event::Peers(rows));
     }
 
-    /// Shows the peers not yet connected, numbered for [`Which::Candidate`].
+    /// Shows the peers not yet connected, numbered 1, 2... for [`Which::Candidate`] (as
+    /// the original numbers this list), and remembers them for the answer.
     pub fn list_candidates(&mut self) {
-        let rows = self.rows(self.candidates());
+        self.shown_candidates = self.candidates().collect();
+        let rows = self.shown_candidates.iter().enumerate();
+        let rows = rows.filter_map(|(i, k)| Some(self.row(i + 1, k, self.peers.get(k)?)));
+        let rows = rows.collect();
         self.show(Event::ConnectCandidates(rows));
     }
 
@@ -652,7 +700,7 @@ impl PeerTable {
                 }
             }
             Purpose::Exit => {
-                self.peers.shift_remove(&out.key);
+                self.peers.remove(&out.key);
             }
             _ => {}
         }
@@ -773,10 +821,11 @@ impl PeerTable {
                 self.sends.len()
             ));
         }
-        if self.peers.contains_key(&self.self_key) {
+        self.peers.check()?;
+        if self.peers.contains(&self.self_key) {
             return Err("the node lists itself".to_owned());
         }
-        for (key, peer) in &self.peers {
+        for (key, peer) in self.peers.iter() {
             if self.cfg.local.key(peer.dial.ip(), peer.dial.port()) != *key {
                 return Err(format!("{key}: dial address {} has another key", peer.dial));
             }
@@ -792,5 +841,6 @@ fn ip_text_len(ip: IpAddr) -> usize {
     }
 }
 
+mod list;
 #[cfg(test)]
 mod tests;

@@ -687,7 +687,8 @@ fn target(busy: bool) -> impl Strategy<Value = Target> {
         3 => (source(), peer_port()).prop_map(|(ip, p)| Target::Addr(SocketAddr::new(ip, p))),
         w => special.prop_map(Target::Addr),
         2 * w => (0usize..5).prop_map(Target::Index),
-        3 => (1usize..=2).prop_map(Target::Index),
+        // Numbers are never reused: peers that come and go take ever higher ones.
+        3 => (1usize..=12).prop_map(Target::Index),
         2 * w => peer_name().prop_map(Target::Name),
     ]
 }
@@ -707,7 +708,7 @@ fn send_text(busy: bool) -> impl Strategy<Value = String> {
 fn which() -> impl Strategy<Value = Which> {
     prop_oneof![
         Just(Which::All),
-        vec(0usize..6, 0..4).prop_map(Which::Indices),
+        vec(0usize..12, 0..4).prop_map(Which::Indices),
         (0usize..6).prop_map(Which::Candidate),
     ]
 }
@@ -803,6 +804,8 @@ struct Harness {
     /// so may still start, and the lowest id the quit itself handed out, if it sent any.
     quit_budget: Option<usize>,
     quit_floor: Option<SendId>,
+    /// Every number the list has given, and to whom: a number is never given twice.
+    numbers: HashMap<usize, SocketAddr>,
     log: Vec<String>,
 }
 
@@ -836,6 +839,7 @@ impl Harness {
             quit_called: false,
             quit_budget: None,
             quit_floor: None,
+            numbers: HashMap::new(),
             log: Vec::new(),
         }
     }
@@ -852,6 +856,38 @@ impl Harness {
             }
         }
         Ok(seen)
+    }
+
+    /// Peers are listed in number order; a peer keeps its number while listed, and a
+    /// number once given never names another peer (nor the same peer after it left).
+    fn check_numbers(
+        &mut self,
+        before: &HashMap<SocketAddr, PeerStatus>,
+    ) -> Result<(), TestCaseError> {
+        let highest = self.numbers.keys().max().copied().unwrap_or(0);
+        let mut last = 0;
+        for (key, peer) in self.table.peers() {
+            if peer.number <= last {
+                return Err(self.fail(format!("#{} listed after #{last}", peer.number)));
+            }
+            last = peer.number;
+            let new = !before.contains_key(&key.0);
+            match self.numbers.insert(peer.number, key.0) {
+                Some(k) if k != key.0 => {
+                    return Err(self.fail(format!("#{} was {k}, now {key}", peer.number)));
+                }
+                Some(_) if new => {
+                    return Err(
+                        self.fail(format!("{key} came back under its old #{}", peer.number))
+                    );
+                }
+                None if peer.number <= highest => {
+                    return Err(self.fail(format!("new #{} not above #{highest}", peer.number)));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Applies one input; for `handle_send_done`, returns what it reported.
@@ -985,6 +1021,7 @@ impl Harness {
             }
         }
         let after = self.statuses()?;
+        self.check_numbers(&before)?;
         for (key, status) in &after {
             match (before.get(key), status) {
                 (None, PeerStatus::Connected) => {

@@ -208,11 +208,12 @@ fn failed(to: PeerView, purpose: Purpose, text: &str, reason: SendFailure) -> Ef
 
 // ----- expected state -----------------------------------------------------------------
 
-fn peer(dial: &str, name: Option<&str>, status: PeerStatus) -> Peer {
+fn peer(number: usize, dial: &str, name: Option<&str>, status: PeerStatus) -> Peer {
     Peer {
         dial: sa(dial),
         name: name.map(str::to_owned),
         status,
+        number,
         mismatch_shown: false,
     }
 }
@@ -250,7 +251,7 @@ fn unknown_peer_text_adds_it_and_shows_new_peer_then_message() {
     assert_eq!(fx, [new_peer(alice.clone()), msg(alice, "hello there")]);
     assert_eq!(
         peer_list(&t),
-        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+        [(key(ALICE), peer(1, ALICE, Some("alice"), YetToConnect))]
     );
     assert_eq!(t.pending_sends(), 0);
     assert_eq!(t.poll_timeout(), None);
@@ -280,7 +281,7 @@ fn known_peer_text_shows_only_the_message_and_updates_the_name() {
     assert_eq!(fx, [msg(view(Some("alicia"), ALICE), "renamed")]);
     assert_eq!(
         peer_list(&t),
-        [(key(ALICE), peer(ALICE, Some("alicia"), YetToConnect))]
+        [(key(ALICE), peer(1, ALICE, Some("alicia"), YetToConnect))]
     );
 
     // A variant without a name (`CONNECT:<port>`) keeps the name.
@@ -410,7 +411,7 @@ fn every_local_address_with_one_port_is_one_peer() {
         peer_list(&t),
         [(
             key("127.0.0.1:9001"),
-            peer("127.0.0.1:9001", Some("bob"), YetToConnect)
+            peer(1, "127.0.0.1:9001", Some("bob"), YetToConnect)
         )]
     );
 
@@ -489,7 +490,7 @@ fn forged_exit_from_another_socket_does_not_remove_the_peer() {
     assert_eq!(fx, []);
     assert_eq!(
         peer_list(&t),
-        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+        [(key(ALICE), peer(1, ALICE, Some("alice"), YetToConnect))]
     );
 
     // A forged text is shown as coming from where it came from.
@@ -684,7 +685,7 @@ fn name_colon_text_without_a_port_is_shown_but_adds_and_removes_nobody() {
     );
     assert_eq!(
         peer_list(&t),
-        [(key(ALICE), peer(ALICE, Some("alice"), YetToConnect))]
+        [(key(ALICE), peer(1, ALICE, Some("alice"), YetToConnect))]
     );
 }
 
@@ -697,7 +698,7 @@ fn send_to_a_new_address_adds_the_peer_and_transmits_once() {
     assert_eq!(fx, [tx(0, ALICE, "hi", secs(t0, 20))]);
     assert_eq!(
         peer_list(&t),
-        [(key(ALICE), peer(ALICE, None, YetToConnect))]
+        [(key(ALICE), peer(1, ALICE, None, YetToConnect))]
     );
     assert_eq!(t.pending_sends(), 1);
     // The in-flight deadline is the reactor's; nothing is queued.
@@ -740,11 +741,11 @@ fn send_by_index_and_by_name() {
     );
     assert_eq!(
         send(&mut t, secs(t0, 1), Target::Index(4), "x"),
-        [refused("no peer #4: the list has 3 (see /peers)")]
+        [refused("no peer #4 (see /peers)")]
     );
     assert_eq!(
         send(&mut t, secs(t0, 1), Target::Index(0), "x"),
-        [refused("no peer #0: the list has 3 (see /peers)")]
+        [refused("no peer #0 (see /peers)")]
     );
     assert_eq!(
         send(&mut t, secs(t0, 1), Target::Name("zed".into()), "x"),
@@ -1187,8 +1188,8 @@ fn connect_by_indices_refuses_out_of_range_and_already_connected() {
         connect(&mut t, secs(t0, 2), Which::Indices(vec![1, 3, 7, 0])),
         [
             refused("alice [10.0.0.7:5000] is already connected"),
-            refused("no peer #7: the list has 3 (see /peers)"),
-            refused("no peer #0: the list has 3 (see /peers)"),
+            refused("no peer #7 (see /peers)"),
+            refused("no peer #0 (see /peers)"),
             tx(1, CAROL, "connect", secs(t0, 22)),
         ]
     );
@@ -1739,4 +1740,209 @@ fn to_this_machine_the_length_check_uses_the_real_header() {
     };
     assert!(why.contains("1025 bytes"), "{why}");
     t.check_invariants().unwrap();
+}
+
+// ----- stable numbers -------------------------------------------------------------------
+
+#[test]
+fn numbers_stay_with_their_peers_when_one_leaves() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    receive(&mut t, secs(t0, 1), "10.0.0.8", "10.0.0.8:5000 bob exit");
+    // carol is still #3: what the user saw is what the number means.
+    assert_eq!(
+        list(&mut t),
+        [show(Event::Peers(vec![
+            row(1, Some("alice"), ALICE, YetToConnect),
+            row(3, Some("carol"), CAROL, YetToConnect),
+        ]))]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 2), Target::Index(3), "to carol"),
+        [tx(0, CAROL, "to carol", secs(t0, 22))]
+    );
+    // bob's number reaches nobody else, and says why.
+    assert_eq!(
+        send(&mut t, secs(t0, 2), Target::Index(2), "to bob?"),
+        [refused("no peer #2: it left the list (see /peers)")]
+    );
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Indices(vec![2, 3])),
+        // carol's connect waits behind the text in flight to her.
+        [refused("no peer #2: it left the list (see /peers)")]
+    );
+    assert_eq!(t.pending_sends(), 2);
+    // Our own exit removes a peer too; its number is gone with it.
+    assert_eq!(
+        send(&mut t, secs(t0, 3), Target::Index(1), "exit"),
+        [tx(2, ALICE, "exit", secs(t0, 23))]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 4), 2, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 5), Target::Index(1), "x"),
+        [refused("no peer #1: it left the list (see /peers)")]
+    );
+    assert_eq!(t.peers().map(|(_, p)| p.number).collect::<Vec<_>>(), [3]);
+}
+
+#[test]
+fn numbers_are_never_given_again() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    receive(&mut t, secs(t0, 1), "10.0.0.8", "10.0.0.8:5000 bob exit");
+    // A newcomer and a returning peer both get new numbers.
+    with_peers(&mut t, secs(t0, 2), &[(CAROL, "carol"), (BOB, "bob")]);
+    assert_eq!(
+        list(&mut t),
+        [show(Event::Peers(vec![
+            row(1, Some("alice"), ALICE, YetToConnect),
+            row(3, Some("carol"), CAROL, YetToConnect),
+            row(4, Some("bob"), BOB, YetToConnect),
+        ]))]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 3), Target::Index(2), "x"),
+        [refused("no peer #2: it left the list (see /peers)")]
+    );
+    // A peer the user adds by address is numbered the same way.
+    assert_eq!(
+        send_to(&mut t, secs(t0, 4), "10.0.0.10:5000", "hi").len(),
+        1
+    );
+    assert_eq!(t.peer(&key("10.0.0.10:5000")).map(|p| p.number), Some(5));
+    // Numbers not given yet, and #0, name nobody.
+    assert_eq!(
+        send(&mut t, secs(t0, 5), Target::Index(6), "x"),
+        [refused("no peer #6 (see /peers)")]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 5), Target::Index(0), "x"),
+        [refused("no peer #0 (see /peers)")]
+    );
+    // Everyone gone: a number that was given still says the peer left.
+    for (source, addr) in [
+        ("10.0.0.7", ALICE),
+        ("10.0.0.9", CAROL),
+        ("10.0.0.8", BOB),
+        ("10.0.0.10", "10.0.0.10:5000"),
+    ] {
+        receive(&mut t, secs(t0, 6), source, &format!("{addr} x exit"));
+    }
+    assert_eq!(t.peers().len(), 0);
+    assert_eq!(
+        send(&mut t, secs(t0, 7), Target::Index(4), "x"),
+        [refused("no peer #4: it left the list (see /peers)")]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 7), Target::Index(9), "x"),
+        [refused("No active peers.")]
+    );
+}
+
+#[test]
+fn numbers_resolve_to_their_peer_whatever_the_list_order() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    // alice leaves and comes back: she is now last, as #4, and renames herself.
+    receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    with_peers(&mut t, secs(t0, 2), &[(ALICE, "alice")]);
+    receive(&mut t, secs(t0, 3), "10.0.0.7", "10.0.0.7:5000 alicia hi");
+    assert_eq!(
+        t.peers()
+            .map(|(_, p)| (p.number, p.dial))
+            .collect::<Vec<_>>(),
+        [(2, sa(BOB)), (3, sa(CAROL)), (4, sa(ALICE))]
+    );
+    let d = secs(t0, 24);
+    assert_eq!(
+        send(&mut t, secs(t0, 4), Target::Index(4), "a"),
+        [tx(0, ALICE, "a", d)]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 4), Target::Index(2), "b"),
+        [tx(1, BOB, "b", d)]
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 4), Target::Index(1), "x"),
+        [refused("no peer #1: it left the list (see /peers)")]
+    );
+    // Connecting changes the status, not the number.
+    make_connected(&mut t, secs(t0, 5), 3);
+    assert_eq!(t.peer(&key(CAROL)).map(|p| p.number), Some(3));
+    assert_eq!(
+        connect(&mut t, secs(t0, 6), Which::Indices(vec![3])),
+        [refused("carol [10.0.0.9:5000] is already connected")]
+    );
+}
+
+#[test]
+fn the_menus_index_names_the_candidate_shown_even_if_the_list_changed() {
+    let (mut t, t0) = setup();
+    with_peers(
+        &mut t,
+        t0,
+        &[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")],
+    );
+    assert_eq!(
+        list_candidates(&mut t),
+        [show(Event::ConnectCandidates(vec![
+            row(1, Some("alice"), ALICE, YetToConnect),
+            row(2, Some("bob"), BOB, YetToConnect),
+            row(3, Some("carol"), CAROL, YetToConnect),
+        ]))]
+    );
+    // While the user reads the list, alice leaves: "2" still means bob, not carol.
+    receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    assert_eq!(
+        connect(&mut t, secs(t0, 2), Which::Candidate(2)),
+        [tx(0, BOB, "connect", secs(t0, 22))]
+    );
+
+    // Shown again (now bob and carol); alice's old place is refused if it is gone.
+    with_peers(&mut t, secs(t0, 3), &[(ALICE, "alice")]);
+    assert_eq!(
+        list_candidates(&mut t),
+        [show(Event::ConnectCandidates(vec![
+            row(1, Some("bob"), BOB, YetToConnect),
+            row(2, Some("carol"), CAROL, YetToConnect),
+            row(3, Some("alice"), ALICE, YetToConnect),
+        ]))]
+    );
+    receive(&mut t, secs(t0, 4), "10.0.0.9", "10.0.0.9:5000 carol exit");
+    assert_eq!(
+        connect(&mut t, secs(t0, 5), Which::Candidate(2)),
+        [refused(
+            "no peer #2 among those remaining for connection: 10.0.0.9:5000 left the list \
+             since it was shown (see /peers)"
+        )]
+    );
+    // The answer used the list up: the next answer counts in the list as it is now.
+    assert_eq!(
+        done(&mut t, secs(t0, 6), 0, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(
+        connect(&mut t, secs(t0, 7), Which::Candidate(1)),
+        [tx(1, ALICE, "connect", secs(t0, 27))]
+    );
+
+    // A candidate connected since the list was shown is refused, not connected twice.
+    with_peers(&mut t, secs(t0, 8), &[(CAROL, "carol")]);
+    list_candidates(&mut t);
+    make_connected(&mut t, secs(t0, 9), 5);
+    assert_eq!(
+        connect(&mut t, secs(t0, 10), Which::Candidate(2)),
+        [refused("carol [10.0.0.9:5000] is already connected")]
+    );
 }
