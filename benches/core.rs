@@ -109,6 +109,8 @@ fn table() -> PeerTable {
         timeout: Duration::from_secs(20),
         local: LocalAddrs::new([]),
         max_peers: usize::MAX,
+        max_peers_per_host: 64,
+        limit_local: false,
     })
 }
 

@@ -58,17 +58,25 @@ pub struct Cli {
     /// Most inbound connections open at once from one source IP.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_inbound_per_ip: usize,
-    /// Most peers in the list; past it, messages from new peers are shown but not listed.
+    /// Most peers in the list. When it is full, a new peer takes the place of the one that
+    /// has only ever sent to us and was heard from longest ago; if every peer listed is one
+    /// we sent to, messages from new peers are shown but not listed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_peers: usize,
+    /// Most peers listed from one host (an IPv6 host: its /64) that have only ever sent to
+    /// us; past it, messages from that host's new peers are shown but not listed. This
+    /// machine's own addresses are exempt unless --limit-local.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_peers_per_host: usize,
     /// Messages per second allowed from one source IP on average (0: no limit).
     #[arg(long, default_value_t = 50.0, value_name = "PER_SEC")]
     pub rate: f64,
     /// Messages one source IP may send at once above the rate.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub burst: u32,
-    /// Apply the per-IP limits (--rate, --max-inbound-per-ip) to this machine's own
-    /// addresses too; by default local processes are limited only by --max-inbound.
+    /// Apply the per-IP limits (--rate, --max-inbound-per-ip, --max-peers-per-host) to this
+    /// machine's own addresses too; by default local processes are limited only by
+    /// --max-inbound and --max-peers.
     #[arg(long)]
     pub limit_local: bool,
     /// One JSON object per line on stdout, for scripts.
@@ -106,6 +114,7 @@ pub struct Config {
     pub max_inbound: usize,
     pub max_inbound_per_ip: usize,
     pub max_peers: usize,
+    pub max_peers_per_host: usize,
     pub rate: f64,
     pub burst: u32,
     pub limit_local: bool,
@@ -127,6 +136,7 @@ impl Config {
             max_inbound: 1024,
             max_inbound_per_ip: 256,
             max_peers: 10_000,
+            max_peers_per_host: 64,
             rate: 50.0,
             burst: 200,
             limit_local: false,
@@ -260,6 +270,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         max_inbound: cli.max_inbound.max(1),
         max_inbound_per_ip: cli.max_inbound_per_ip.max(1),
         max_peers: cli.max_peers,
+        max_peers_per_host: cli.max_peers_per_host,
         rate: cli.rate,
         burst: cli.burst,
         limit_local: cli.limit_local,
@@ -298,6 +309,9 @@ mod tests {
         let cfg = from_cli(c, None).unwrap();
         assert_eq!(cfg.listen.port(), 0);
         assert_eq!(cfg.name, "al");
+        assert_eq!(cfg.max_peers_per_host, 64);
+        let c = cli(&["--name", "al", "--port", "0", "--max-peers-per-host", "3"]).unwrap();
+        assert_eq!(from_cli(c, None).unwrap().max_peers_per_host, 3);
     }
 
     #[test]

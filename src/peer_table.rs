@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
-use crate::identity::{LocalAddrs, PeerKey};
+use crate::identity::{LocalAddrs, PeerKey, bucket_text, limit_bucket};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
 
@@ -122,8 +122,16 @@ pub struct TableConfig {
     pub advertise: Option<IpAddr>,
     pub timeout: Duration,
     pub local: LocalAddrs,
-    /// Most peers listed; past it, messages from new peers are shown but not listed.
+    /// Most peers listed. When full, a new peer takes the place of the stranger (a peer
+    /// that has only ever sent to us) heard from longest ago; with no stranger to drop,
+    /// messages from new peers are shown but not listed. A peer the user sends to is
+    /// always listed, past this if need be (the user's own doing, not the network's).
     pub max_peers: usize,
+    /// Most strangers listed from one host ([`limit_bucket`]: an IPv6 host's /64); past
+    /// it, that host's new peers are shown but not listed.
+    pub max_peers_per_host: usize,
+    /// Apply `max_peers_per_host` to this machine's own addresses too.
+    pub limit_local: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +173,10 @@ pub struct PeerTable {
     exited: bool,
     /// Messages from peers left out of a full list, logged at most every few seconds.
     full_log: RateLog,
+    /// The same for peers left out because their host has its share of strangers listed.
+    host_log: RateLog,
+    /// Strangers dropped to make room, logged at most every few seconds.
+    evict_log: RateLog,
 }
 
 impl PeerTable {
@@ -183,6 +195,12 @@ impl PeerTable {
             quit_deadline: None,
             exited: false,
             full_log: RateLog::new("messages from new peers shown but not listed (--max-peers)"),
+            host_log: RateLog::new(
+                "messages from new peers shown but not listed (--max-peers-per-host)",
+            ),
+            evict_log: RateLog::new(
+                "peers that only ever sent to us dropped from the full list (--max-peers)",
+            ),
         }
     }
 
@@ -193,6 +211,12 @@ impl PeerTable {
 
     pub fn peer(&self, key: &PeerKey) -> Option<&Peer> {
         self.peers.get(key)
+    }
+
+    /// Is `key` listed as a *stranger*: a peer that has only ever sent to us (nothing was
+    /// ever sent to it), and so may be dropped to make room in a full list?
+    pub fn is_stranger(&self, key: &PeerKey) -> bool {
+        self.peers.is_stranger(key)
     }
 
     /// Number of sends queued or in flight.
@@ -219,6 +243,8 @@ impl PeerTable {
             self.queued_deadlines.first().map(|(t, _)| *t),
             self.quit_deadline.filter(|_| !self.exited),
             self.full_log.due(),
+            self.host_log.due(),
+            self.evict_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -279,7 +305,6 @@ impl PeerTable {
             return;
         }
         let dial = SocketAddr::new(source, port);
-        let full = self.is_full();
         match self.peers.get_mut(&key) {
             Some(peer) => {
                 if msg.name.is_some() && peer.name != msg.name {
@@ -290,26 +315,22 @@ impl PeerTable {
                     );
                     peer.name = msg.name.take();
                 }
-            }
-            None if full => {
-                // Full: shown, not listed (memory stays bounded whatever peers claim).
-                let listed = self.peers.len();
-                self.full_log.hit(now, || {
-                    format!(
-                        "peer list full ({listed} peers, --max-peers): {key} is shown but not \
-                         listed, as are other new peers until one leaves"
-                    )
-                });
-                let from = PeerView::new(msg.name.take(), dial);
-                match msg.body {
-                    Body::Connect => self.show(Event::ConnectedWithYou(from)),
-                    Body::Text(text) => self.show(Event::Message { from, text }),
-                    Body::Exit => unreachable!("handled above"),
-                }
-                return;
+                self.peers.heard(&key, now);
             }
             None => {
-                self.peers.insert(key, Peer::new(dial, msg.name.take()));
+                if !self.room_for_stranger(now, &key) {
+                    // Shown, not listed (memory stays bounded whatever peers claim).
+                    let from = PeerView::new(msg.name.take(), dial);
+                    match msg.body {
+                        Body::Connect => self.show(Event::ConnectedWithYou(from)),
+                        Body::Text(text) => self.show(Event::Message { from, text }),
+                        Body::Exit => unreachable!("handled above"),
+                    }
+                    return;
+                }
+                let stranger = (now, limit_bucket(key.0.ip()));
+                self.peers
+                    .insert(key, Peer::new(dial, msg.name.take()), Some(stranger));
                 let view = self.view(&key);
                 self.show(Event::NewPeer(view));
             }
@@ -323,8 +344,57 @@ impl PeerTable {
         }
     }
 
-    fn is_full(&self) -> bool {
-        self.peers.len() >= self.cfg.max_peers
+    /// Can a new peer the network told us of (`key`, not listed) be listed? Its host must
+    /// be under its share of strangers, and the list must have room, made if need be by
+    /// dropping the stranger heard from longest ago. Logs why not (rate-limited).
+    fn room_for_stranger(&mut self, now: Instant, key: &PeerKey) -> bool {
+        let ip = key.0.ip();
+        let bucket = limit_bucket(ip);
+        let cap = self.cfg.max_peers_per_host;
+        let capped = self.cfg.limit_local || !self.cfg.local.is_local(ip);
+        if capped && self.peers.strangers_in(bucket) >= cap {
+            self.host_log.hit(now, || {
+                format!(
+                    "{}: {cap} peers from that host that only ever sent to us are listed \
+                     (--max-peers-per-host): {key} is shown but not listed, as are its other \
+                     new peers until one leaves or is sent to",
+                    bucket_text(bucket)
+                )
+            });
+            return false;
+        }
+        if self.make_room(now, key) {
+            return true;
+        }
+        let listed = self.peers.len();
+        self.full_log.hit(now, || {
+            format!(
+                "peer list full ({listed} peers, --max-peers), all of them peers we sent to: \
+                 {key} is shown but not listed, as are other new peers until one leaves"
+            )
+        });
+        false
+    }
+
+    /// Makes room in a full list for `key` by dropping the stranger heard from longest
+    /// ago. `false` if the list is full and holds no stranger.
+    fn make_room(&mut self, now: Instant, key: &PeerKey) -> bool {
+        if self.peers.len() < self.cfg.max_peers {
+            return true;
+        }
+        let Some((victim, heard)) = self.peers.quietest_stranger() else {
+            return false;
+        };
+        let quiet = now.saturating_duration_since(heard).as_secs_f64();
+        self.peers.remove(&victim);
+        let max = self.cfg.max_peers;
+        self.evict_log.hit(now, || {
+            format!(
+                "peer list full ({max} peers, --max-peers): {victim}, which only ever sent to us \
+                 and was quiet longest ({quiet:.0} s), dropped to list {key}"
+            )
+        });
+        true
     }
 
     /// Shows, once per peer, that the header claims another host than the socket.
@@ -386,18 +456,7 @@ impl PeerTable {
                     return None;
                 }
                 let key = self.cfg.local.key(addr.ip(), addr.port());
-                let dial = match self.peers.get(&key) {
-                    Some(p) => p.dial,
-                    None if self.is_full() => {
-                        self.refuse(format!(
-                            "the peer list is full ({} peers, --max-peers): {addr} cannot be \
-                             added",
-                            self.peers.len()
-                        ));
-                        return None;
-                    }
-                    None => *addr,
-                };
+                let dial = self.peers.get(&key).map_or(*addr, |p| p.dial);
                 Some((key, dial))
             }
             Target::Index(n) => self.by_number(*n),
@@ -476,8 +535,13 @@ impl PeerTable {
             return;
         }
         if !self.peers.contains(&key) {
-            self.peers.insert(key, Peer::new(dial, None));
+            // Never refused for want of room: strangers make way for it, and a list full of
+            // peers we sent to grows past --max-peers by what the user typed.
+            self.make_room(now, &key);
+            self.peers.insert(key, Peer::new(dial, None), None);
         }
+        // Sent to: no longer a stranger, so never dropped to make room.
+        self.peers.engage(&key);
         let id = SendId(self.next_id);
         self.next_id += 1;
         let out = Outgoing {
@@ -754,6 +818,8 @@ impl PeerTable {
     /// passed ends the node, and a due summary of the full-list warning is logged.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.full_log.report(now);
+        self.host_log.report(now);
+        self.evict_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
         while let Some(&(at, id)) = self.queued_deadlines.first() {
             // What is due no earlier than the quit deadline (the `exit`s queued by `quit`

@@ -574,6 +574,8 @@ proptest! {
 const TIMEOUT: Duration = Duration::from_secs(20);
 const LAN: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5));
 const OWN_PORT: u16 = 9000;
+/// Small, so that the generated peers fill the list and strangers are dropped.
+const MAX_PEERS: usize = 5;
 
 fn local() -> LocalAddrs {
     LocalAddrs::new([LAN])
@@ -826,7 +828,9 @@ impl Harness {
             advertise: None,
             timeout: TIMEOUT,
             local: local(),
-            max_peers: 64,
+            max_peers: MAX_PEERS,
+            max_peers_per_host: 2,
+            limit_local: false,
         });
         Harness {
             table,
@@ -993,6 +997,14 @@ impl Harness {
                     }
                 }
                 Effect::Transmit(t) => {
+                    let listed = self.table.peer(&self.local.key(t.to.ip(), t.to.port()));
+                    if listed.is_some()
+                        && self
+                            .table
+                            .is_stranger(&self.local.key(t.to.ip(), t.to.port()))
+                    {
+                        return Err(self.fail(format!("{t:?}: a peer we send to is a stranger")));
+                    }
                     if t.deadline <= now {
                         return Err(self.fail(format!("{t:?} is already due at emission")));
                     }
@@ -1022,6 +1034,11 @@ impl Harness {
         }
         let after = self.statuses()?;
         self.check_numbers(&before)?;
+        // The network never grows the list past --max-peers (the user's sends may).
+        let from_network = matches!(op, Op::Raw(..) | Op::Msg(..));
+        if from_network && after.len() > before.len().max(MAX_PEERS) {
+            return Err(self.fail(format!("a message grew the list to {}", after.len())));
+        }
         for (key, status) in &after {
             match (before.get(key), status) {
                 (None, PeerStatus::Connected) => {

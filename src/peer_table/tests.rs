@@ -35,6 +35,8 @@ fn cfg() -> TableConfig {
         timeout: TIMEOUT,
         local: local(),
         max_peers: 10_000,
+        max_peers_per_host: 64,
+        limit_local: false,
     }
 }
 
@@ -433,12 +435,17 @@ fn every_local_address_with_one_port_is_one_peer() {
 }
 
 #[test]
-fn a_full_list_shows_new_peers_messages_without_listing_them() {
+fn a_list_full_of_peers_we_sent_to_shows_new_peers_without_listing_them() {
     let (mut t, t0) = setup_with(TableConfig {
         max_peers: 2,
         ..cfg()
     });
     with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    for (id, target) in [(0, 1), (1, 2)] {
+        assert_eq!(send(&mut t, t0, Target::Index(target), "hi").len(), 1);
+        assert_eq!(done(&mut t, t0, id, SendOutcome::Delivered).len(), 1);
+    }
+    assert!(!t.is_stranger(&key(ALICE)) && !t.is_stranger(&key(BOB)));
     // carol is shown, not listed, and nothing grows.
     assert_eq!(
         receive(&mut t, t0, "10.0.0.9", "10.0.0.9:5000 carol hi all"),
@@ -458,13 +465,6 @@ fn a_full_list_shows_new_peers_messages_without_listing_them() {
         receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 alice still here"),
         [msg(view(Some("alice"), ALICE), "still here")]
     );
-    // The user cannot add one either: told why.
-    assert_eq!(
-        send_to(&mut t, t0, CAROL, "hello?"),
-        [refused(
-            "the peer list is full (2 peers, --max-peers): 10.0.0.9:5000 cannot be added"
-        )]
-    );
     // One leaving makes room again.
     receive(&mut t, t0, "10.0.0.8", "10.0.0.8:5000 bob exit");
     assert_eq!(
@@ -475,6 +475,187 @@ fn a_full_list_shows_new_peers_messages_without_listing_them() {
         ]
     );
     t.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_list_drops_the_peer_that_only_sent_to_us_and_was_quiet_longest() {
+    let (mut t, t0) = setup_with(TableConfig {
+        max_peers: 3,
+        ..cfg()
+    });
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    with_peers(&mut t, secs(t0, 1), &[(BOB, "bob")]);
+    with_peers(&mut t, secs(t0, 2), &[(CAROL, "carol")]);
+    assert!(t.is_stranger(&key(ALICE)));
+    // alice speaks again (a `connect` of theirs counts as being heard, nothing more):
+    // bob is now the one quiet longest.
+    receive(
+        &mut t,
+        secs(t0, 3),
+        "10.0.0.7",
+        "10.0.0.7:5000 alice connect",
+    );
+    assert!(t.is_stranger(&key(ALICE)));
+    let dave = "10.0.0.10:5000";
+    assert_eq!(
+        receive(&mut t, secs(t0, 4), "10.0.0.10", "10.0.0.10:5000 dave hi"),
+        [
+            new_peer(view(Some("dave"), dave)),
+            msg(view(Some("dave"), dave), "hi")
+        ]
+    );
+    assert_eq!(dials(&t), [sa(ALICE), sa(CAROL), sa(dave)]);
+    assert_eq!(
+        send(&mut t, secs(t0, 5), Target::Index(2), "x"),
+        [refused("no peer #2: it left the list (see /peers)")]
+    );
+    // The dropping is logged once, then summed up.
+    assert_eq!(t.poll_timeout(), None);
+
+    // A peer we sent to is never dropped: carol (quiet since 2 s) stays, alice goes.
+    assert_eq!(
+        send(&mut t, secs(t0, 5), Target::Index(3), "hello carol"),
+        [tx(0, CAROL, "hello carol", secs(t0, 25))]
+    );
+    assert!(!t.is_stranger(&key(CAROL)));
+    with_peers(&mut t, secs(t0, 6), &[("10.0.0.11:5000", "erin")]);
+    assert_eq!(dials(&t), [sa(CAROL), sa(dave), sa("10.0.0.11:5000")]);
+    // It stays so after the send (failed or not).
+    assert_eq!(
+        done(
+            &mut t,
+            secs(t0, 7),
+            0,
+            SendOutcome::Failed(SendFailure::Refused)
+        )
+        .len(),
+        1
+    );
+    with_peers(&mut t, secs(t0, 8), &[("10.0.0.12:5000", "fred")]);
+    assert_eq!(
+        dials(&t),
+        [sa(CAROL), sa("10.0.0.11:5000"), sa("10.0.0.12:5000")]
+    );
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 9)));
+    assert_eq!(timeout(&mut t, secs(t0, 9)), []);
+    t.check_invariants().unwrap();
+}
+
+#[test]
+fn a_send_to_a_new_address_is_never_refused_because_the_list_is_full() {
+    let (mut t, t0) = setup_with(TableConfig {
+        max_peers: 2,
+        ..cfg()
+    });
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    with_peers(&mut t, secs(t0, 1), &[(BOB, "bob")]);
+    // Strangers fill the list: the one quiet longest makes way.
+    assert_eq!(
+        send_to(&mut t, secs(t0, 2), CAROL, "hi carol"),
+        [tx(0, CAROL, "hi carol", secs(t0, 22))]
+    );
+    assert_eq!(dials(&t), [sa(BOB), sa(CAROL)]);
+    assert!(!t.is_stranger(&key(CAROL)));
+    // The menu's way of typing an address, and a --peer greeting, are the same send.
+    assert_eq!(
+        send_to(&mut t, secs(t0, 3), ALICE, "hi alice"),
+        [tx(1, ALICE, "hi alice", secs(t0, 23))]
+    );
+    assert_eq!(dials(&t), [sa(CAROL), sa(ALICE)]);
+    // Full of peers we sent to: the user's peer is listed past --max-peers.
+    let dave = "10.0.0.10:5000";
+    assert_eq!(
+        send_to(&mut t, secs(t0, 4), dave, "hi dave"),
+        [tx(2, dave, "hi dave", secs(t0, 24))]
+    );
+    assert_eq!(dials(&t), [sa(CAROL), sa(ALICE), sa(dave)]);
+    // ...while the network still cannot add one.
+    assert_eq!(
+        receive(&mut t, secs(t0, 5), "10.0.0.11", "10.0.0.11:5000 erin hi"),
+        [msg(view(Some("erin"), "10.0.0.11:5000"), "hi")]
+    );
+    assert_eq!(t.peers().len(), 3);
+    t.check_invariants().unwrap();
+}
+
+#[test]
+fn one_host_lists_at_most_its_share_of_peers_that_only_sent_to_us() {
+    let (mut t, t0) = setup_with(TableConfig {
+        max_peers_per_host: 2,
+        ..cfg()
+    });
+    with_peers(
+        &mut t,
+        t0,
+        &[("10.0.0.7:5000", "a0"), ("10.0.0.7:5001", "a1")],
+    );
+    // The host's third is shown, not listed; other hosts are not affected.
+    assert_eq!(
+        receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5002 a2 hi"),
+        [msg(view(Some("a2"), "10.0.0.7:5002"), "hi")]
+    );
+    with_peers(&mut t, secs(t0, 1), &[(BOB, "bob")]);
+    assert_eq!(t.peers().len(), 3);
+    // Logged once, summed up 5 s later.
+    assert_eq!(t.poll_timeout(), None);
+    receive(&mut t, secs(t0, 2), "10.0.0.7", "10.0.0.7:5003 a3 hi");
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 6)));
+    assert_eq!(timeout(&mut t, secs(t0, 6)), []);
+
+    // The user sending to one of them frees its place; the user may add more anyway.
+    assert_eq!(send_to(&mut t, secs(t0, 7), "10.0.0.7:5000", "hi").len(), 1);
+    assert_eq!(send_to(&mut t, secs(t0, 7), "10.0.0.7:6000", "hi").len(), 1);
+    with_peers(&mut t, secs(t0, 8), &[("10.0.0.7:5002", "a2")]);
+    assert_eq!(
+        receive(&mut t, secs(t0, 9), "10.0.0.7", "10.0.0.7:5003 a3 hi"),
+        [msg(view(Some("a3"), "10.0.0.7:5003"), "hi")]
+    );
+    // One leaving frees its place too.
+    receive(&mut t, secs(t0, 10), "10.0.0.7", "10.0.0.7:5001 a1 exit");
+    with_peers(&mut t, secs(t0, 10), &[("10.0.0.7:5003", "a3")]);
+
+    // An IPv6 host is its /64: any address in it counts against one share.
+    let v6 = |i: u16, port: u16| format!("[2001:db8:1:2::{i:x}]:{port}");
+    with_peers(&mut t, secs(t0, 11), &[(&v6(1, 5000), "s1")]);
+    with_peers(&mut t, secs(t0, 11), &[(&v6(0xbeef, 5000), "s2")]);
+    let third = v6(0xcafe, 5000);
+    assert_eq!(
+        receive(
+            &mut t,
+            secs(t0, 12),
+            "2001:db8:1:2::cafe",
+            &format!("{third} s3 hi")
+        ),
+        [msg(view(Some("s3"), &third), "hi")]
+    );
+    with_peers(
+        &mut t,
+        secs(t0, 12),
+        &[("[2001:db8:1:3::1]:5000", "other64")],
+    );
+    t.check_invariants().unwrap();
+}
+
+#[test]
+fn this_machine_is_exempt_from_the_per_host_share_unless_limit_local() {
+    for limit_local in [false, true] {
+        let (mut t, t0) = setup_with(TableConfig {
+            max_peers_per_host: 2,
+            limit_local,
+            ..cfg()
+        });
+        for port in 7000..7005 {
+            receive(
+                &mut t,
+                t0,
+                "127.0.0.1",
+                &format!("127.0.0.1:{port} p{port} hi"),
+            );
+        }
+        let want = if limit_local { 2 } else { 5 };
+        assert_eq!(t.peers().len(), want, "--limit-local {limit_local}");
+        t.check_invariants().unwrap();
+    }
 }
 
 #[test]

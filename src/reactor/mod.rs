@@ -34,7 +34,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
 use crate::event::{Event, SendFailure, SendOutcome};
-use crate::identity::LocalAddrs;
+use crate::identity::{LocalAddrs, bucket_text, limit_bucket};
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
 use crate::rate::RateLimiter;
@@ -218,6 +218,8 @@ impl Node {
             timeout: cfg.timeout,
             local: LocalAddrs::new(os::local_addrs()),
             max_peers: cfg.max_peers,
+            max_peers_per_host: cfg.max_peers_per_host,
+            limit_local: cfg.limit_local,
         });
         Ok(Node {
             stdout,
@@ -920,25 +922,6 @@ impl Node {
     }
 }
 
-/// What the per-source limits count: an IPv4 address, or an IPv6 /64 (one site's
-/// allocation: a host there can take any address in it).
-fn limit_bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if !v6.is_loopback() => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(net))
-        }
-        other => other,
-    }
-}
-
-fn bucket_text(bucket: IpAddr) -> String {
-    match bucket {
-        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
-        other => other.to_string(),
-    }
-}
-
 fn log_too_large(source: IpAddr, cap: usize) {
     log::warn!(
         "{source}: message longer than {cap} bytes (--max-message): dropped, connection closed"
@@ -950,26 +933,5 @@ fn log_failed(source: IpAddr, e: &io::Error, buffered: usize) {
         log::warn!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped");
     } else {
         log::debug!("{source}: connection failed before any data ({e})");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn per_source_limits_count_ipv4_hosts_and_ipv6_slash_64s() {
-        assert_eq!(limit_bucket(ip("10.1.2.3")), ip("10.1.2.3"));
-        assert_eq!(limit_bucket(ip("::1")), ip("::1"));
-        let a = limit_bucket(ip("2001:db8:1:2:aaaa::1"));
-        assert_eq!(a, ip("2001:db8:1:2::"));
-        assert_eq!(limit_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), a);
-        assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
-        assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
-        assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
     }
 }
