@@ -6,9 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use divan::{Bencher, counter::ItemsCount};
-use p2pchat::event::SendOutcome;
 use p2pchat::identity::LocalAddrs;
-use p2pchat::peer_table::{Effect, PeerTable, TableConfig, Target};
+use p2pchat::peer_table::{Effect, PeerTable, SendId, TableConfig, Target};
 use p2pchat::{render, sanitize, wire};
 
 fn main() {
@@ -127,6 +126,14 @@ fn drain(t: &mut PeerTable) -> usize {
     n
 }
 
+/// The reactor's reports for a send that goes well: connected, written, closed.
+fn deliver(t: &mut PeerTable, now: Instant, id: SendId) {
+    let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000);
+    t.handle_send_connected(now, id, local);
+    t.handle_send_written(now, id);
+    t.handle_send_closed(now, id);
+}
+
 /// A table that already knows 10,000 peers.
 fn full_table(now: Instant) -> PeerTable {
     let mut t = table();
@@ -193,7 +200,7 @@ fn table_connect_all_10k(b: Bencher) {
                 }
             }
             for id in ids {
-                t.handle_send_done(now, id, SendOutcome::Delivered);
+                deliver(&mut t, now, id);
             }
             drain(&mut t)
         });
@@ -215,7 +222,7 @@ fn table_send_by_index_10k(b: Bencher) {
             }
         }
         if let Some(id) = id {
-            t.handle_send_done(now, id, SendOutcome::Delivered);
+            deliver(&mut t, now, id);
         }
         drain(&mut t)
     });

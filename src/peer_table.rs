@@ -1,27 +1,35 @@
 //! The peer table: the protocol state machine, with no IO and no clock.
 //!
 //! Inputs are method calls that take `now`; outputs are [`Effect`]s pulled with
-//! [`PeerTable::poll_effect`] (show an event, transmit a message, exit), and the next
-//! instant the table wants to be woken at, from [`PeerTable::poll_timeout`]. The reactor
-//! calls [`PeerTable::handle_timeout`] once that instant has passed (extra calls are
-//! harmless). PROTOCOL.md has the same rules as a table of states and transitions.
+//! [`PeerTable::poll_effect`] (show an event; open, write or drop a send's connection;
+//! exit), and the next instant the table wants to be woken at, from
+//! [`PeerTable::poll_timeout`]. The reactor calls [`PeerTable::handle_timeout`] once that
+//! instant has passed (extra calls are harmless). PROTOCOL.md has the same rules as a table
+//! of states and transitions.
 //!
 //! Per peer, at most one send is in flight; later ones wait in order, so messages to one
 //! peer arrive in the order they were typed, while sends to different peers all run at once.
 //! Every send has a deadline of `timeout` from when it was asked for, whether it is waiting
-//! or in flight (the reactor enforces the in-flight part).
+//! or in flight, kept here: the reactor only reports the socket's progress
+//! (`handle_send_connected`, `handle_send_written`, `handle_send_closed`,
+//! `handle_send_talked_back`, `handle_send_error`) and the table decides the outcome and
+//! encodes the bytes (see `send.rs`).
+//!
+//! The peer list and its numbers (`#N`) and strangers are in `list.rs`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
+use crate::event::{Event, PeerRow, PeerView, Purpose};
 use crate::identity::{LocalAddrs, PeerKey, bucket_text, limit_bucket};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
+use bytes::Bytes;
 
 use list::PeerList;
+use send::Outbox;
+pub use send::{PendingSend, SendStage};
 
 /// A peer's status, spelt as the original spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +76,7 @@ impl Peer {
     }
 }
 
-/// Identifies one send, from [`Effect::Transmit`] to [`PeerTable::handle_send_done`].
+/// Identifies one send, from [`Effect::Transmit`] to its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SendId(pub u64);
 
@@ -94,21 +102,31 @@ pub enum Which {
     Candidate(usize),
 }
 
-/// A message for the reactor to deliver: connect to `to`, write the encoded message,
-/// confirm, and report with [`PeerTable::handle_send_done`] before `deadline`.
+/// Start send `id`: open a connection to `to` (non-blocking) and report how it goes with
+/// [`PeerTable::handle_send_connected`] or [`PeerTable::handle_send_error`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub id: SendId,
     pub to: SocketAddr,
-    pub text: Arc<str>,
-    pub deadline: Instant,
 }
 
 /// What the table asks of the outside world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Show(Event),
+    /// Open a connection for a send (see [`Transmit`]).
     Transmit(Transmit),
+    /// Send `id` is connected: write `payload` whole, shut down the sending side, then
+    /// read until the peer closes, reporting [`PeerTable::handle_send_written`], then
+    /// [`PeerTable::handle_send_closed`] (or [`PeerTable::handle_send_talked_back`] past
+    /// a few hundred bytes read back), or [`PeerTable::handle_send_error`].
+    Write {
+        id: SendId,
+        payload: Bytes,
+    },
+    /// The table has ended send `id` (its deadline, the node leaving...): drop its socket
+    /// and report nothing more about it. Unknown ids are ignored.
+    Abort(SendId),
     /// Quitting is complete (or its deadline passed): the node should leave.
     Exit,
 }
@@ -134,24 +152,6 @@ pub struct TableConfig {
     pub limit_local: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Outgoing {
-    id: SendId,
-    key: PeerKey,
-    dial: SocketAddr,
-    /// The name the peer had when the send was asked for (it may leave meanwhile).
-    name: Option<String>,
-    text: Arc<str>,
-    purpose: Purpose,
-    deadline: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Outbox {
-    in_flight: Option<Outgoing>,
-    queue: VecDeque<Outgoing>,
-}
-
 /// The protocol state machine. See the module documentation.
 #[derive(Debug)]
 pub struct PeerTable {
@@ -164,8 +164,8 @@ pub struct PeerTable {
     outboxes: HashMap<PeerKey, Outbox>,
     /// Which outbox each send (queued or in flight) is in.
     sends: HashMap<SendId, PeerKey>,
-    /// Deadlines of *queued* sends; in-flight deadlines are the reactor's.
-    queued_deadlines: BTreeSet<(Instant, SendId)>,
+    /// Every send's deadline, queued or in flight.
+    deadlines: BTreeSet<(Instant, SendId)>,
     effects: VecDeque<Effect>,
     next_id: u64,
     /// Set by [`PeerTable::quit`]: the instant by which the node leaves regardless.
@@ -189,7 +189,7 @@ impl PeerTable {
             shown_candidates: Vec::new(),
             outboxes: HashMap::new(),
             sends: HashMap::new(),
-            queued_deadlines: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
             effects: VecDeque::new(),
             next_id: 0,
             quit_deadline: None,
@@ -240,7 +240,7 @@ impl PeerTable {
     /// The earliest instant at which [`PeerTable::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.queued_deadlines.first().map(|(t, _)| *t),
+            self.deadlines.first().map(|(t, _)| *t),
             self.quit_deadline.filter(|_| !self.exited),
             self.full_log.due(),
             self.host_log.due(),
@@ -516,64 +516,6 @@ impl PeerTable {
         Some((k, p.dial))
     }
 
-    fn enqueue(&mut self, now: Instant, key: PeerKey, dial: SocketAddr, text: &str, p: Purpose) {
-        if self.exited || (self.quit_deadline.is_some() && p != Purpose::Exit) {
-            self.refuse("the node is quitting: message not sent".to_owned());
-            return;
-        }
-        // The header carries the connection's local address unless --advertise fixes it.
-        // To this machine that is the address dialled (127.0.0.1 for loopback); to another
-        // host it is not known before connecting, so assume the longest of the family.
-        let ip_len = match self.cfg.advertise {
-            Some(ip) => ip_text_len(ip),
-            None if dial.ip().is_loopback() => ip_text_len(dial.ip()).max(9),
-            None if self.cfg.local.is_local(dial.ip()) => ip_text_len(dial.ip()),
-            None => wire::max_ip_text_len(dial.is_ipv6()),
-        };
-        if let Err(e) = wire::check_len(ip_len, self.cfg.port, &self.cfg.name, text) {
-            self.refuse(format!("not sent to {dial}: {e}"));
-            return;
-        }
-        if !self.peers.contains(&key) {
-            // Never refused for want of room: strangers make way for it, and a list full of
-            // peers we sent to grows past --max-peers by what the user typed.
-            self.make_room(now, &key);
-            self.peers.insert(key, Peer::new(dial, None), None);
-        }
-        // Sent to: no longer a stranger, so never dropped to make room.
-        self.peers.engage(&key);
-        let id = SendId(self.next_id);
-        self.next_id += 1;
-        let out = Outgoing {
-            id,
-            key,
-            dial,
-            name: self.peers.get(&key).and_then(|p| p.name.clone()),
-            text: Arc::from(text),
-            purpose: p,
-            deadline: now + self.cfg.timeout,
-        };
-        self.sends.insert(id, key);
-        let outbox = self.outboxes.entry(key).or_default();
-        if outbox.in_flight.is_none() {
-            self.start(out);
-        } else {
-            self.queued_deadlines.insert((out.deadline, id));
-            outbox.queue.push_back(out);
-        }
-    }
-
-    fn start(&mut self, out: Outgoing) {
-        self.effects.push_back(Effect::Transmit(Transmit {
-            id: out.id,
-            to: out.dial,
-            text: out.text.clone(),
-            deadline: out.deadline,
-        }));
-        let key = out.key;
-        self.outboxes.entry(key).or_default().in_flight = Some(out);
-    }
-
     /// "Connect to active peers".
     pub fn connect(&mut self, now: Instant, which: Which) {
         if self.quit_deadline.is_some() {
@@ -669,12 +611,9 @@ impl PeerTable {
     }
 
     fn connect_pending(&self, key: &PeerKey) -> bool {
-        self.outboxes.get(key).is_some_and(|o| {
-            o.in_flight
-                .iter()
-                .chain(o.queue.iter())
-                .any(|m| m.purpose == Purpose::Connect)
-        })
+        self.outboxes
+            .get(key)
+            .is_some_and(|o| o.all().any(|m| m.purpose == Purpose::Connect))
     }
 
     fn row(&self, index: usize, key: &PeerKey, peer: &Peer) -> PeerRow {
@@ -725,166 +664,45 @@ impl PeerTable {
         }
     }
 
-    // ----- inputs from the reactor -------------------------------------------------------
-
-    /// A send started by [`Effect::Transmit`] has finished.
-    pub fn handle_send_done(&mut self, now: Instant, id: SendId, outcome: SendOutcome) {
-        let Some(&key) = self.sends.get(&id) else {
-            log::debug!("outcome for unknown send {id:?}: ignored");
-            return;
-        };
-        let Some(out) = self
-            .outboxes
-            .get_mut(&key)
-            .and_then(|o| o.in_flight.take_if(|m| m.id == id))
-        else {
-            // Still queued: forgetting it here would leave it queued but unindexed.
-            log::error!("send {id:?} finished but was not in flight: ignored");
-            return;
-        };
-        self.sends.remove(&id);
-        self.finish(out, outcome);
-        self.start_next(now, key);
-        self.check_done();
-    }
-
-    /// Applies a finished send to the table and tells the user.
-    fn finish(&mut self, out: Outgoing, outcome: SendOutcome) {
-        let name = self
-            .peers
-            .get(&out.key)
-            .and_then(|p| p.name.clone())
-            .or(out.name);
-        let to = PeerView::new(name, out.dial);
-        let ok = !matches!(outcome, SendOutcome::Failed(_));
-        match out.purpose {
-            Purpose::Connect if ok => {
-                if let Some(p) = self.peers.get_mut(&out.key) {
-                    p.status = PeerStatus::Connected;
-                }
-            }
-            Purpose::Exit => {
-                self.peers.remove(&out.key);
-            }
-            _ => {}
-        }
-        let text = out.text.to_string();
-        let event = match outcome {
-            SendOutcome::Delivered | SendOutcome::Unconfirmed => Event::Sent {
-                to,
-                purpose: out.purpose,
-                text,
-                confirmed: outcome == SendOutcome::Delivered,
-            },
-            SendOutcome::Failed(reason) => Event::SendFailed {
-                to,
-                purpose: out.purpose,
-                text,
-                reason,
-            },
-        };
-        self.show(event);
-    }
-
-    /// Starts the next queued send to `key`, failing those whose deadline has passed.
-    fn start_next(&mut self, now: Instant, key: PeerKey) {
-        loop {
-            let Some(outbox) = self.outboxes.get_mut(&key) else {
-                return;
-            };
-            let Some(next) = outbox.queue.pop_front() else {
-                if outbox.in_flight.is_none() {
-                    self.outboxes.remove(&key);
-                }
-                return;
-            };
-            self.queued_deadlines.remove(&(next.deadline, next.id));
-            let late = match () {
-                _ if self.exited => Some(SendFailure::Quit),
-                _ if next.deadline <= now => Some(SendFailure::QueueTimedOut),
-                _ => None,
-            };
-            if let Some(reason) = late {
-                self.sends.remove(&next.id);
-                self.finish(next, SendOutcome::Failed(reason));
-                continue;
-            }
-            self.start(next);
-            return;
-        }
-    }
-
-    /// Fires every deadline that has passed: queued sends time out, a quit whose deadline
-    /// passed ends the node, and a due summary of the full-list warning is logged.
+    /// Fires every deadline that has passed: sends time out (one in flight with its
+    /// stage's outcome, and [`Effect::Abort`]), a quit whose deadline passed ends the node
+    /// (what is left fails as [`crate::event::SendFailure::Quit`]), and due log summaries are written.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.full_log.report(now);
         self.host_log.report(now);
         self.evict_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
-        while let Some(&(at, id)) = self.queued_deadlines.first() {
-            // What is due no earlier than the quit deadline (the `exit`s queued by `quit`
-            // share it) fails below because the node quits, not as a queue timeout.
-            if at > now || quit_due.is_some_and(|d| at >= d) {
-                break;
-            }
-            self.queued_deadlines.pop_first();
-            self.fail_queued(id, SendFailure::QueueTimedOut);
-        }
-        if quit_due.is_some() {
+        self.fire_send_deadlines(now, quit_due);
+        // (Ending the last sends above may have ended the quit already.)
+        if quit_due.is_some() && !self.exited {
             self.abandon();
             self.effects.push_back(Effect::Exit);
         }
         self.check_done();
     }
 
-    /// The node leaves now (a second signal): every send still queued fails because the
-    /// node quit, and nothing more starts; sends in flight are reported by their owner.
-    pub fn abandon(&mut self) {
-        let queued: Vec<SendId> = self.queued_deadlines.iter().map(|(_, id)| *id).collect();
-        self.queued_deadlines.clear();
-        for id in queued {
-            self.fail_queued(id, SendFailure::Quit);
-        }
-        self.exited = true;
-    }
-
-    fn fail_queued(&mut self, id: SendId, reason: SendFailure) {
-        let Some(key) = self.sends.remove(&id) else {
-            return;
-        };
-        let Some(outbox) = self.outboxes.get_mut(&key) else {
-            return;
-        };
-        let Some(pos) = outbox.queue.iter().position(|m| m.id == id) else {
-            return;
-        };
-        let out = outbox.queue.remove(pos).expect("position is in range");
-        self.finish(out, SendOutcome::Failed(reason));
-    }
-
     /// Checks the table's invariants; used by tests and property tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut counted = 0;
         for (key, outbox) in &self.outboxes {
-            if outbox.in_flight.is_none() && !outbox.queue.is_empty() {
-                return Err(format!("{key}: queued sends but none in flight"));
+            if outbox.in_flight.is_none() {
+                return Err(format!("{key}: an outbox with nothing in flight"));
             }
-            for m in outbox.in_flight.iter().chain(outbox.queue.iter()) {
+            for m in outbox.all() {
                 counted += 1;
                 if self.sends.get(&m.id) != Some(key) {
                     return Err(format!("send {:?} not indexed under {key}", m.id));
                 }
-            }
-            for m in &outbox.queue {
-                if !self.queued_deadlines.contains(&(m.deadline, m.id)) {
-                    return Err(format!("queued send {:?} has no deadline", m.id));
+                if !self.deadlines.contains(&(m.deadline, m.id)) {
+                    return Err(format!("send {:?} has no deadline", m.id));
                 }
             }
         }
-        if counted != self.sends.len() {
+        if counted != self.sends.len() || counted != self.deadlines.len() {
             return Err(format!(
-                "{} sends indexed, {counted} found",
-                self.sends.len()
+                "{} sends indexed, {} deadlines, {counted} found",
+                self.sends.len(),
+                self.deadlines.len()
             ));
         }
         self.peers.check()?;
@@ -900,13 +718,7 @@ impl PeerTable {
     }
 }
 
-fn ip_text_len(ip: IpAddr) -> usize {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string().len(),
-        IpAddr::V6(v6) => v6.to_string().len() + 2,
-    }
-}
-
 mod list;
+mod send;
 #[cfg(test)]
 mod tests;

@@ -122,13 +122,8 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Longest text form of an IP address of this family in a header (`[` `]` included for v6).
-pub fn max_ip_text_len(v6: bool) -> usize {
-    if v6 { 41 } else { 15 }
-}
-
 /// Number of bytes [`encode`] would produce for an address of `ip_len` characters.
-pub fn encoded_len(ip_len: usize, port: u16, name: &str, text: &str) -> usize {
+fn encoded_len(ip_len: usize, port: u16, name: &str, text: &str) -> usize {
     ip_len + 1 + digits(port) + 1 + name.len() + 1 + text.len()
 }
 
@@ -143,8 +138,9 @@ fn digits(port: u16) -> usize {
 }
 
 /// Checks that `text` can be sent by a node called `name` on `port` whose header IP is at
-/// most `ip_len` characters long.
-pub fn check_len(ip_len: usize, port: u16, name: &str, text: &str) -> Result<(), EncodeError> {
+/// most `ip_len` characters long. [`encode`] is the one way in: the peer table checks a
+/// message when it is asked for by encoding it with the longest header it can carry.
+fn check_len(ip_len: usize, port: u16, name: &str, text: &str) -> Result<(), EncodeError> {
     if text.is_empty() {
         return Err(EncodeError::EmptyText);
     }

@@ -33,16 +33,16 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
-use crate::event::{Event, SendFailure, SendOutcome};
+use crate::event::Event;
 use crate::identity::{LocalAddrs, bucket_text, limit_bucket};
 use crate::os;
-use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
+use crate::peer_table::{Effect, PeerStatus, PeerTable, SendId, TableConfig, Target, Transmit};
 use crate::rate::RateLimiter;
 use crate::rate_log::{RateLog, WARN_INTERVAL};
 use crate::wire;
 
 use inbound::{FirstRead, Inbound, Piece, ReadState};
-use outbound::{Outbound, Sender};
+use outbound::{Outbound, Progress};
 
 const LISTENER: Token = Token(usize::MAX);
 const STDIN: Token = Token(usize::MAX - 1);
@@ -110,7 +110,8 @@ enum Conn {
 struct Slot {
     conn: Conn,
     generation: u32,
-    deadline: Instant,
+    /// Inbound connections only: outbound sends are timed by the peer table.
+    deadline: Option<Instant>,
 }
 
 fn conn_token(key: usize, generation: u32) -> Token {
@@ -132,6 +133,8 @@ pub struct Node {
     deadlines: BTreeSet<(Instant, usize, u32)>,
     next_generation: u32,
     table: PeerTable,
+    /// The slab key of each send's connection, for the table's `Write` and `Abort`.
+    sending: HashMap<SendId, usize>,
     console: Console,
     stdin: stdin::Stdin,
     stdout: stdout::Stdout,
@@ -235,6 +238,7 @@ impl Node {
             deadlines: BTreeSet::new(),
             next_generation: 0,
             table,
+            sending: HashMap::new(),
             console: Console::new(),
             stdin,
             signals,
@@ -316,7 +320,7 @@ impl Node {
                 );
             }
         }
-        self.finish(Instant::now());
+        self.finish();
         match self.output_error.take() {
             Some(e) => Err(RunError::Output(e)),
             None => Ok(()),
@@ -363,35 +367,43 @@ impl Node {
             match effect {
                 Effect::Show(event) => self.stdout.event(&event),
                 Effect::Transmit(t) => self.transmit(now, t),
+                Effect::Write { id, payload } => {
+                    if let Some(&key) = self.sending.get(&id)
+                        && let Conn::Out(conn) = &mut self.conns[key].conn
+                    {
+                        conn.set_payload(payload);
+                        // Edge-triggered: the socket said writable already; write now.
+                        self.drive_outbound(now, key);
+                    }
+                }
+                Effect::Abort(id) => {
+                    if let Some(&key) = self.sending.get(&id) {
+                        self.close(key);
+                    }
+                }
                 Effect::Exit => self.exit = true,
             }
         }
     }
 
     fn transmit(&mut self, now: Instant, t: Transmit) {
-        if t.deadline <= now {
-            let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);
-            self.table.handle_send_done(now, t.id, outcome);
-            return;
-        }
         let mut stream = match TcpStream::connect(t.to) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("connect to {} failed at once: {e}", t.to);
-                let outcome = outbound::failure(&e, outbound::Stage::Connecting);
-                self.table.handle_send_done(now, t.id, outcome);
+                self.table.handle_send_error(now, t.id, e);
                 return;
             }
         };
         let (key, token) = self.vacant_token();
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-            let outcome = SendOutcome::Failed(SendFailure::Io(e.to_string()));
-            self.table.handle_send_done(now, t.id, outcome);
+            self.table.handle_send_error(now, t.id, e);
             return;
         }
-        let conn = Conn::Out(Outbound::new(stream, t.id, t.to, t.text));
-        self.insert(key, token, conn, t.deadline);
+        let conn = Conn::Out(Outbound::new(stream, t.id, t.to));
+        self.insert(key, token, conn, None);
+        self.sending.insert(t.id, key);
     }
 
     // ----- connections ------------------------------------------------------------------
@@ -402,7 +414,7 @@ impl Node {
         (key, conn_token(key, self.next_generation))
     }
 
-    fn insert(&mut self, key: usize, token: Token, conn: Conn, deadline: Instant) {
+    fn insert(&mut self, key: usize, token: Token, conn: Conn, deadline: Option<Instant>) {
         let (_, generation) = split_token(token);
         let got = self.conns.insert(Slot {
             conn,
@@ -410,14 +422,17 @@ impl Node {
             deadline,
         });
         debug_assert_eq!(got, key);
-        self.deadlines.insert((deadline, key, generation));
+        if let Some(at) = deadline {
+            self.deadlines.insert((at, key, generation));
+        }
     }
 
     /// Frees a connection's slot. The caller has already told the table its outcome.
     fn close(&mut self, key: usize) {
         let slot = self.conns.remove(key);
-        self.deadlines
-            .remove(&(slot.deadline, key, slot.generation));
+        if let Some(at) = slot.deadline {
+            self.deadlines.remove(&(at, key, slot.generation));
+        }
         let stream = match slot.conn {
             Conn::In(i) => {
                 self.inbound_open -= 1;
@@ -430,7 +445,10 @@ impl Node {
                 }
                 i.stream
             }
-            Conn::Out(o) => o.stream,
+            Conn::Out(o) => {
+                self.sending.remove(&o.id);
+                o.stream
+            }
         };
         // No `deregister`: the descriptor is never duplicated, so closing it takes it out of
         // the epoll set (one system call per message saved). An event for it still in this
@@ -544,7 +562,7 @@ impl Node {
             conn.flush_at = Some(now + IDLE_FLUSH);
         }
         let deadline = conn.next_deadline();
-        self.insert(key, token, Conn::In(conn), deadline);
+        self.insert(key, token, Conn::In(conn), Some(deadline));
     }
 
     fn connection_ready(&mut self, now: Instant, token: Token) {
@@ -613,10 +631,11 @@ impl Node {
             return;
         };
         let at = conn.next_deadline();
-        if at != slot.deadline {
-            self.deadlines
-                .remove(&(slot.deadline, key, slot.generation));
-            slot.deadline = at;
+        if Some(at) != slot.deadline {
+            if let Some(old) = slot.deadline {
+                self.deadlines.remove(&(old, key, slot.generation));
+            }
+            slot.deadline = Some(at);
             self.deadlines.insert((at, key, slot.generation));
         }
     }
@@ -732,19 +751,36 @@ impl Node {
         }
     }
 
+    /// Drives a send's socket and reports its progress to the table; a report that ends
+    /// the send closes the socket first.
     fn drive_outbound(&mut self, now: Instant, key: usize) {
-        let me = Sender {
-            name: &self.cfg.name,
-            port: self.local.port(),
-            advertise: self.cfg.advertise,
-        };
-        let Conn::Out(conn) = &mut self.conns[key].conn else {
-            return;
-        };
-        if let Some(outcome) = conn.drive(&me, &mut self.scratch) {
+        loop {
+            let Conn::Out(conn) = &mut self.conns[key].conn else {
+                return;
+            };
             let id = conn.id;
-            self.close(key);
-            self.table.handle_send_done(now, id, outcome);
+            let Some(progress) = conn.drive(&mut self.scratch) else {
+                return;
+            };
+            match progress {
+                Progress::Connected(local) => self.table.handle_send_connected(now, id, local),
+                Progress::Written => self.table.handle_send_written(now, id),
+                Progress::Closed => {
+                    self.close(key);
+                    self.table.handle_send_closed(now, id);
+                    return;
+                }
+                Progress::TalkedBack => {
+                    self.close(key);
+                    self.table.handle_send_talked_back(now, id);
+                    return;
+                }
+                Progress::Failed(e) => {
+                    self.close(key);
+                    self.table.handle_send_error(now, id, e);
+                    return;
+                }
+            }
         }
     }
 
@@ -784,11 +820,8 @@ impl Node {
                     );
                     self.end_inbound(now, key);
                 }
-                Conn::Out(conn) => {
-                    let (id, outcome) = (conn.id, conn.timed_out());
-                    self.close(key);
-                    self.table.handle_send_done(now, id, outcome);
-                }
+                // Sends have no entry here: the peer table times them out (Effect::Abort).
+                Conn::Out(_) => {}
             }
         }
     }
@@ -876,20 +909,12 @@ impl Node {
         self.update_pause(now);
     }
 
-    /// Leaves: every send still open is reported as cut short by the quit.
-    fn finish(&mut self, now: Instant) {
+    /// Leaves: the table reports every send still open as cut short by the quit.
+    fn finish(&mut self) {
         self.table.abandon();
         let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in open {
-            let id = match &self.conns[key].conn {
-                Conn::Out(o) => Some(o.id),
-                Conn::In(_) => None,
-            };
             self.close(key);
-            if let Some(id) = id {
-                self.table
-                    .handle_send_done(now, id, SendOutcome::Failed(SendFailure::Quit));
-            }
         }
         while let Some(effect) = self.table.poll_effect() {
             if let Effect::Show(event) = effect {
