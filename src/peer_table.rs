@@ -328,9 +328,12 @@ impl PeerTable {
                     }
                     return;
                 }
-                let stranger = (now, limit_bucket(key.0.ip()));
+                // A peer that left and came back while a send of ours to it is pending
+                // (our `exit` at quit...) is not a stranger.
+                let sending = self.outboxes.contains_key(&key);
+                let stranger = (!sending).then(|| (now, limit_bucket(key.0.ip())));
                 self.peers
-                    .insert(key, Peer::new(dial, msg.name.take()), Some(stranger));
+                    .insert(key, Peer::new(dial, msg.name.take()), stranger);
                 let view = self.view(&key);
                 self.show(Event::NewPeer(view));
             }

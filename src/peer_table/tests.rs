@@ -2458,3 +2458,14 @@ fn news_out_of_order_is_ignored() {
     assert_eq!(t.pending_sends(), 2);
     assert_eq!(t.send_stage(SendId(1)), None);
 }
+
+#[test]
+fn a_peer_back_while_a_send_to_it_is_pending_is_no_stranger() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice")]);
+    assert_eq!(send(&mut t, t0, Target::Index(1), "hi").len(), 1);
+    // She leaves and comes back while our message is still on its way.
+    receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice exit");
+    with_peers(&mut t, secs(t0, 2), &[(ALICE, "alice")]);
+    assert!(!t.is_stranger(&key(ALICE)));
+}
