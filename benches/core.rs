@@ -139,7 +139,7 @@ fn full_table(now: Instant) -> PeerTable {
     let mut t = table();
     for i in 0..PEERS {
         let msg = wire::parse(format!("{} p{i} hi", peer_addr(i)).as_bytes()).unwrap();
-        t.handle_message(now, peer_addr(i).ip(), msg);
+        t.handle_message(now, peer_addr(i), msg);
     }
     drain(&mut t);
     t
@@ -150,10 +150,10 @@ fn full_table(now: Instant) -> PeerTable {
 fn table_message_from_known_peer_10k(b: Bencher) {
     let now = Instant::now();
     let mut t = full_table(now);
-    let msgs: Vec<(IpAddr, wire::Message)> = (0..PEERS)
+    let msgs: Vec<(SocketAddr, wire::Message)> = (0..PEERS)
         .map(|i| {
             let m = wire::parse(format!("{} p{i} hello again", peer_addr(i)).as_bytes());
-            (peer_addr(i).ip(), m.unwrap())
+            (peer_addr(i), m.unwrap())
         })
         .collect();
     let mut i = 0;
@@ -169,10 +169,10 @@ fn table_message_from_known_peer_10k(b: Bencher) {
 #[divan::bench(sample_count = 20)]
 fn table_learn_10k_peers(b: Bencher) {
     let now = Instant::now();
-    let msgs: Vec<(IpAddr, wire::Message)> = (0..PEERS)
+    let msgs: Vec<(SocketAddr, wire::Message)> = (0..PEERS)
         .map(|i| {
             let m = wire::parse(format!("{} p{i} hi", peer_addr(i)).as_bytes()).unwrap();
-            (peer_addr(i).ip(), m)
+            (peer_addr(i), m)
         })
         .collect();
     b.counter(ItemsCount::new(PEERS as usize))

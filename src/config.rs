@@ -36,8 +36,9 @@ pub struct Cli {
     /// connection, i.e. the address the peer sees us at].
     #[arg(long, value_name = "IP")]
     pub advertise: Option<IpAddr>,
-    /// A mandatory peer, greeted at start-up (repeatable).
-    #[arg(long = "peer", value_name = "IP:PORT")]
+    /// A mandatory peer, greeted at start-up (repeatable). A link-local IPv6 address takes
+    /// its interface: [fe80::1%eth0]:9000.
+    #[arg(long = "peer", value_name = "IP:PORT", value_parser = crate::address::parse_socket_addr)]
     pub peers: Vec<SocketAddr>,
     /// Text sent to each --peer at start-up.
     #[arg(long, default_value = "hello", value_name = "TEXT")]
@@ -304,6 +305,13 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.peers.len(), 2);
+        // A link-local peer takes its interface, by name or index.
+        let c2 = cli(&["--peer", "[fe80::1%lo]:9", "--peer", "[fe80::1%3]:9"]).unwrap();
+        assert!(
+            c2.peers
+                .iter()
+                .all(|p| matches!(p, SocketAddr::V6(v6) if v6.scope_id() != 0))
+        );
         assert_eq!(c.timeout, Duration::from_millis(1500));
         assert_eq!(c.verbose, 2);
         let cfg = from_cli(c, None).unwrap();
@@ -319,6 +327,7 @@ mod tests {
         assert!(cli(&["--port", "65536"]).is_err());
         assert!(cli(&["--port", "abc"]).is_err());
         assert!(cli(&["--peer", "1.2.3.4"]).is_err());
+        assert!(cli(&["--peer", "[fe80::1%nosuchif0]:9"]).is_err());
         assert!(cli(&["--bind", "nonsense"]).is_err());
         assert!(cli(&["--timeout", "0"]).is_err());
         assert!(cli(&["--timeout", "-3"]).is_err());

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// The canonical identity of a peer: host (canonicalised) and listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +54,16 @@ impl LocalAddrs {
     /// The key of the peer listening on `port` at `ip`.
     pub fn key(&self, ip: IpAddr, port: u16) -> PeerKey {
         PeerKey(SocketAddr::new(self.canonical(ip), port))
+    }
+}
+
+/// The address to reach a peer that wrote to us from `source` and listens on `port`: the
+/// source's host, with its scope id (an IPv6 link-local address names a host only
+/// together with the interface it is reached through; the key leaves it out).
+pub fn dial_addr(source: SocketAddr, port: u16) -> SocketAddr {
+    match source {
+        SocketAddr::V6(v6) => SocketAddrV6::new(*v6.ip(), port, 0, v6.scope_id()).into(),
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V4(*v4.ip()), port),
     }
 }
 
@@ -121,6 +131,24 @@ mod tests {
         assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
         assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
         assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
+    }
+
+    #[test]
+    fn a_link_local_peer_is_dialled_through_the_interface_it_came_from() {
+        let source: SocketAddr = "[fe80::7%3]:51000".parse().unwrap();
+        let dial = dial_addr(source, 9000);
+        assert_eq!(dial, "[fe80::7%3]:9000".parse::<SocketAddr>().unwrap());
+        // One host whatever the interface: the key has no scope.
+        let local = LocalAddrs::new([]);
+        assert_eq!(
+            local.key(dial.ip(), 9000),
+            local.key("fe80::7".parse().unwrap(), 9000)
+        );
+        let v4: SocketAddr = "10.0.0.7:51000".parse().unwrap();
+        assert_eq!(
+            dial_addr(v4, 9000),
+            "10.0.0.7:9000".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]

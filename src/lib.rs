@@ -14,7 +14,8 @@
 //!   `poll_timeout`. Every deadline of a send, its bytes and its outcome are decided there.
 //!   No sockets, no clock.
 //! * [`rate`]: per-source-IP token buckets, time passed in.
-//! * [`console`]: what the user types (the original's menu and `/` commands), pure.
+//! * [`console`]: what the user types (the original's menu and `/` commands), pure;
+//!   [`address`]: the addresses typed there (and in `--peer`), IPv6 zones included.
 //! * [`render`] and [`sanitize`]: events to human lines (terminal-safe) or JSON lines.
 //! * [`reactor`]: the only IO. One `mio::Poll` over the listener, every connection (one
 //!   `Slab`), stdin and signals. Each turn: carry out the table's effects, write stdout
@@ -31,6 +32,7 @@
 //! `handle_send_error` at any point. Reports that end a send come after its socket is
 //! dropped; [`peer_table::Effect::Abort`] asks for that when the table ends a send itself.
 
+pub mod address;
 pub mod config;
 pub mod console;
 pub mod event;

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, PeerRow, PeerView, Purpose};
-use crate::identity::{LocalAddrs, PeerKey, bucket_text, limit_bucket};
+use crate::identity::{LocalAddrs, PeerKey, bucket_text, dial_addr, limit_bucket};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
 use bytes::Bytes;
@@ -268,10 +268,14 @@ impl PeerTable {
 
     // ----- inputs from the network -------------------------------------------------------
 
-    /// A message arrived on a connection from `source` (the socket's peer IP).
-    pub fn handle_message(&mut self, now: Instant, source: IpAddr, mut msg: Message) {
+    /// A message arrived on a connection from `from`, the socket's peer address as
+    /// accepted: its IP is the evidence of who sent it, and for an IPv6 link-local source
+    /// its scope id is the interface to reach the sender through (the port, the sender's
+    /// ephemeral one, means nothing).
+    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, mut msg: Message) {
+        let source = from.ip();
         let Some(port) = msg.port else {
-            self.handle_unaddressed(source, msg);
+            self.handle_unaddressed(from, msg);
             return;
         };
         let key = self.cfg.local.key(source, port);
@@ -304,7 +308,7 @@ impl PeerTable {
             }
             return;
         }
-        let dial = SocketAddr::new(source, port);
+        let dial = dial_addr(from, port);
         match self.peers.get_mut(&key) {
             Some(peer) => {
                 if msg.name.is_some() && peer.name != msg.name {
@@ -423,15 +427,14 @@ impl PeerTable {
     }
 
     /// `NAME: TEXT` carries no listening port: show it, but nobody can be added or removed.
-    fn handle_unaddressed(&mut self, source: IpAddr, msg: Message) {
-        let from = PeerView {
-            name: msg.name,
-            ip: source,
-            port: None,
-        };
+    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message) {
+        let from = PeerView::host_only(msg.name, source);
         match msg.body {
             Body::Text(text) => self.show(Event::Message { from, text }),
-            other => log::info!("{other:?} from {source} without a listening port: ignored"),
+            other => log::info!(
+                "{other:?} from {} without a listening port: ignored",
+                source.ip()
+            ),
         }
     }
 
@@ -460,6 +463,19 @@ impl PeerTable {
                 }
                 let key = self.cfg.local.key(addr.ip(), addr.port());
                 let dial = self.peers.get(&key).map_or(*addr, |p| p.dial);
+                if let SocketAddr::V6(v6) = dial
+                    && v6.ip().is_unicast_link_local()
+                    && v6.scope_id() == 0
+                {
+                    // The OS cannot tell which link it is on ("Invalid argument").
+                    self.refuse(format!(
+                        "{dial} is a link-local address: add its interface, as in \
+                         [{}%eth0]:{} (see `ip link`)",
+                        v6.ip(),
+                        v6.port()
+                    ));
+                    return None;
+                }
                 Some((key, dial))
             }
             Target::Index(n) => self.by_number(*n),

@@ -118,7 +118,7 @@ fn purpose(p: Purpose) -> &'static str {
 }
 
 fn peer_json(p: &PeerView) -> Value {
-    json!({"name": p.name, "ip": p.ip.to_string(), "port": p.port})
+    json!({"name": p.name, "ip": p.host().to_string(), "port": p.port})
 }
 
 fn with_peer(kind: &str, p: &PeerView, extra: Value) -> Value {
@@ -192,7 +192,7 @@ pub fn json_value(event: &Event) -> Value {
 struct MessageLine<'a> {
     event: &'static str,
     name: Option<&'a str>,
-    ip: std::net::IpAddr,
+    ip: crate::event::PeerHost,
     port: Option<u16>,
     text: &'a str,
 }
@@ -204,7 +204,7 @@ pub fn json(event: &Event, out: &mut Vec<u8>) {
             &MessageLine {
                 event: "message",
                 name: from.name.as_deref(),
-                ip: from.ip,
+                ip: from.host(),
                 port: from.port,
                 text,
             },
@@ -304,6 +304,31 @@ mod tests {
         json(&Event::Refused(text.to_owned()), &mut out);
         let body = String::from_utf8(out).unwrap();
         assert!(!body.trim_end().chars().any(crate::sanitize::needs_escape));
+    }
+
+    #[test]
+    fn a_link_local_peer_is_shown_with_its_interface() {
+        let linky = PeerView::new(Some("linky".into()), "[fe80::7%3]:5000".parse().unwrap());
+        assert_eq!(
+            line(&Event::NewPeer(linky.clone())),
+            "New peer found: linky [[fe80::7%3]:5000]\n"
+        );
+        for e in [
+            Event::NewPeer(linky.clone()),
+            Event::Message {
+                from: linky.clone(),
+                text: "hi".into(),
+            },
+        ] {
+            let mut out = Vec::new();
+            json(&e, &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!((&v["ip"], &v["port"]), (&json!("fe80::7%3"), &json!(5000)));
+        }
+        // Without a port, the host alone; without a zone, as ever.
+        let host = PeerView::host_only(None, "[fe80::7%3]:1".parse().unwrap());
+        assert_eq!(host.addr_text(), "fe80::7%3");
+        assert_eq!(peer(None).addr_text(), "127.0.0.1:9001");
     }
 
     #[test]

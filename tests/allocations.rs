@@ -63,7 +63,7 @@ fn per_message(json: bool) -> u64 {
         let payload = format!("{} p{i} {text}", peer(i));
         let before = allocations();
         let msg = wire::parse(payload.as_bytes()).unwrap();
-        table.handle_message(now, peer(i).ip(), msg);
+        table.handle_message(now, peer(i), msg);
         while let Some(effect) = table.poll_effect() {
             if let Effect::Show(e) = effect {
                 if json {

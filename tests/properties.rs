@@ -429,11 +429,19 @@ fn opt_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn peer_view() -> impl Strategy<Value = PeerView> {
-    (opt_string(), ip(), proptest::option::of(any::<u16>())).prop_map(|(name, ip, port)| PeerView {
-        name,
-        ip,
-        port,
-    })
+    let scope = prop_oneof![3 => Just(0u32), 1 => any::<u32>()];
+    (
+        opt_string(),
+        ip(),
+        scope,
+        proptest::option::of(any::<u16>()),
+    )
+        .prop_map(|(name, ip, scope_id, port)| PeerView {
+            name,
+            scope_id: if ip.is_ipv6() { scope_id } else { 0 },
+            ip,
+            port,
+        })
 }
 
 fn purpose() -> impl Strategy<Value = Purpose> {
@@ -596,6 +604,17 @@ fn source() -> impl Strategy<Value = IpAddr> {
         "fe80::1",
     ])
     .prop_map(|s| s.parse::<IpAddr>().expect("source IP"))
+}
+
+/// The socket address a message from `ip` comes from: an ephemeral port, and for the
+/// link-local source the interface (scope) it arrived on.
+fn from(ip: IpAddr) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            std::net::SocketAddrV6::new(v6, 51000, 0, 2).into()
+        }
+        ip => SocketAddr::new(ip, 51000),
+    }
 }
 
 /// Few ports, so that peers collide; 9000 is this node's own.
@@ -936,10 +955,10 @@ impl Harness {
         match op.clone() {
             Op::Raw(src, bytes) => {
                 if let Ok(msg) = wire::parse(&bytes) {
-                    self.table.handle_message(now, src, msg);
+                    self.table.handle_message(now, from(src), msg);
                 }
             }
-            Op::Msg(src, msg) => self.table.handle_message(now, src, msg),
+            Op::Msg(src, msg) => self.table.handle_message(now, from(src), msg),
             Op::Send(target, text) => self.table.send(now, target, &text),
             Op::Connect(which) => self.table.connect(now, which),
             Op::List => self.table.list(),

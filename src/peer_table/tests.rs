@@ -124,10 +124,16 @@ fn drain(t: &mut PeerTable) -> Vec<Fx> {
         .collect()
 }
 
+/// A message from the host `source` (an IP), on a connection from an ephemeral port.
 #[track_caller]
 fn receive(t: &mut PeerTable, now: Instant, source: &str, payload: &str) -> Vec<Fx> {
+    receive_from(t, now, SocketAddr::new(ip(source), 51000), payload)
+}
+
+#[track_caller]
+fn receive_from(t: &mut PeerTable, now: Instant, from: SocketAddr, payload: &str) -> Vec<Fx> {
     let msg = wire::parse(payload.as_bytes()).expect("test payload parses");
-    t.handle_message(now, ip(source), msg);
+    t.handle_message(now, from, msg);
     drain(t)
 }
 
@@ -936,6 +942,7 @@ fn name_colon_text_without_a_port_is_shown_but_adds_and_removes_nobody() {
     let team = PeerView {
         name: Some("team".to_owned()),
         ip: ip("10.0.0.7"),
+        scope_id: 0,
         port: None,
     };
     assert_eq!(fx, [msg(team, "hello all")]);
@@ -2468,4 +2475,68 @@ fn a_peer_back_while_a_send_to_it_is_pending_is_no_stranger() {
     receive(&mut t, secs(t0, 1), "10.0.0.7", "10.0.0.7:5000 alice exit");
     with_peers(&mut t, secs(t0, 2), &[(ALICE, "alice")]);
     assert!(!t.is_stranger(&key(ALICE)));
+}
+
+// ----- IPv6 link-local peers --------------------------------------------------------------
+
+#[test]
+fn a_peer_learnt_from_a_link_local_source_is_dialled_through_its_interface() {
+    let (mut t, t0) = setup();
+    let from: SocketAddr = "[fe80::7%3]:51000".parse().unwrap();
+    let linky = view(Some("linky"), "[fe80::7%3]:5000");
+    assert_eq!(linky.addr_text(), "[fe80::7%3]:5000");
+    // The header's address carries no zone (it could not mean anything here).
+    assert_eq!(
+        receive_from(&mut t, t0, from, "[fe80::7]:5000 linky hi"),
+        [new_peer(linky.clone()), msg(linky.clone(), "hi")]
+    );
+    assert_eq!(dials(&t), [sa("[fe80::7%3]:5000")]);
+    // By number, by name, and typed without the zone: through interface 3.
+    let d = secs(t0, 21);
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Index(1), "a"),
+        [tx(0, "[fe80::7%3]:5000", "a", d)]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(
+        send(&mut t, secs(t0, 1), Target::Name("linky".into()), "b"),
+        [tx(1, "[fe80::7%3]:5000", "b", d)]
+    );
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 1, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(
+        send_to(&mut t, secs(t0, 1), "[fe80::7]:5000", "c"),
+        [tx(2, "[fe80::7%3]:5000", "c", d)]
+    );
+    // One peer whatever the interface a message comes in on (the key has no zone).
+    let other_if: SocketAddr = "[fe80::7%4]:51001".parse().unwrap();
+    assert_eq!(
+        receive_from(&mut t, secs(t0, 2), other_if, "[fe80::7]:5000 linky again"),
+        [msg(linky, "again")]
+    );
+    assert_eq!(t.peers().len(), 1);
+}
+
+#[test]
+fn a_link_local_address_without_its_interface_is_refused_with_the_fix() {
+    let (mut t, t0) = setup();
+    assert_eq!(
+        send_to(&mut t, t0, "[fe80::9]:5000", "hi"),
+        [refused(
+            "[fe80::9]:5000 is a link-local address: add its interface, as in \
+             [fe80::9%eth0]:5000 (see `ip link`)"
+        )]
+    );
+    assert_eq!(t.peers().len(), 0);
+    // With it, the send goes out through that interface.
+    assert_eq!(
+        send_to(&mut t, t0, "[fe80::9%2]:5000", "hi"),
+        [tx(0, "[fe80::9%2]:5000", "hi", secs(t0, 20))]
+    );
+    assert_eq!(dials(&t), [sa("[fe80::9%2]:5000")]);
 }

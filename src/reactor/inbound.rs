@@ -8,7 +8,7 @@
 //! are shown as a further message from it (always as text), not dropped.
 
 use std::io::{self, Read};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -36,8 +36,9 @@ pub enum ReadState {
 #[derive(Debug)]
 pub struct Inbound {
     pub stream: TcpStream,
-    /// The socket's peer address: the evidence of who sent the bytes.
-    pub source: IpAddr,
+    /// The socket's peer address: its IP is the evidence of who sent the bytes (its scope
+    /// id, for an IPv6 link-local peer, the interface to answer through).
+    pub source: SocketAddr,
     buf: BytesMut,
     /// Offsets in `buf` where bytes arrived after a quiet moment (a new read pass), not yet
     /// known to start a new message or not.
@@ -106,7 +107,7 @@ impl Inbound {
     /// A connection whose first `data` bytes were already read.
     pub fn new(
         stream: TcpStream,
-        source: IpAddr,
+        source: SocketAddr,
         data: &[u8],
         now: Instant,
         read_deadline: Instant,

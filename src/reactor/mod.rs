@@ -436,7 +436,7 @@ impl Node {
         let stream = match slot.conn {
             Conn::In(i) => {
                 self.inbound_open -= 1;
-                let bucket = limit_bucket(i.source);
+                let bucket = limit_bucket(i.source.ip());
                 if let Some(n) = self.inbound_per_ip.get_mut(&bucket) {
                     *n -= 1;
                     if *n == 0 {
@@ -468,8 +468,15 @@ impl Node {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
                     // On the dual-stack listener IPv4 peers come as ::ffff:a.b.c.d: one
-                    // host, one form, for the limits, the logs and the peer table.
-                    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                    // host, one form, for the limits, the logs and the peer table. An
+                    // IPv6 source keeps its scope id: a link-local peer is answered
+                    // through the interface it came from.
+                    let addr = match addr {
+                        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => {
+                            SocketAddr::new(addr.ip().to_canonical(), addr.port())
+                        }
+                        other => other,
+                    };
                     self.admit(now, stream, addr)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -524,7 +531,7 @@ impl Node {
         match inbound::first_read(&mut stream, &mut scratch, cap) {
             // One connection, one arrival: one message (a text quoting its own header
             // is not split).
-            FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], None, 0),
+            FirstRead::Whole(n) => self.deliver(now, addr, &scratch[..n], None, 0),
             FirstRead::TooLarge => log_too_large(ip, cap),
             FirstRead::Failed(e, n) => log_failed(ip, &e, n),
             FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
@@ -557,7 +564,7 @@ impl Node {
         self.inbound_open += 1;
         *self.inbound_per_ip.entry(limit_bucket(ip)).or_insert(0) += 1;
         let deadline = now + self.cfg.read_timeout;
-        let mut conn = Inbound::new(stream, ip, data, now, deadline);
+        let mut conn = Inbound::new(stream, addr, data, now, deadline);
         if !data.is_empty() {
             conn.flush_at = Some(now + IDLE_FLUSH);
         }
@@ -608,11 +615,11 @@ impl Node {
                 true
             }
             ReadState::TooLarge => {
-                log_too_large(source, cap);
+                log_too_large(source.ip(), cap);
                 true
             }
             ReadState::Failed(e) => {
-                log_failed(source, &e, conn.buffered());
+                log_failed(source.ip(), &e, conn.buffered());
                 true
             }
         };
@@ -651,7 +658,7 @@ impl Node {
         let _ = conn.read(cap, &mut self.scratch);
         let mut messages = conn.complete();
         if conn.over(cap) {
-            log_too_large(source, cap);
+            log_too_large(source.ip(), cap);
         } else {
             messages.push(conn.take_rest());
         }
@@ -673,7 +680,7 @@ impl Node {
             return;
         };
         if let Conn::In(conn) = &self.conns[key].conn {
-            let (source, bytes, max) = (conn.source, conn.buffered(), self.cfg.max_inbound);
+            let (source, bytes, max) = (conn.source.ip(), conn.buffered(), self.cfg.max_inbound);
             let quiet = now.saturating_duration_since(conn.last_arrival);
             log::debug!("{source}: connection quiet for {quiet:?} evicted for a new one");
             self.evicted.hit(now, || {
@@ -689,7 +696,7 @@ impl Node {
 
     /// Delivers messages read from the connection at `key`; every message after the
     /// connection's first costs a rate-limit token.
-    fn deliver_all(&mut self, now: Instant, key: usize, source: IpAddr, messages: Vec<Piece>) {
+    fn deliver_all(&mut self, now: Instant, key: usize, source: SocketAddr, messages: Vec<Piece>) {
         for m in messages {
             if m.bytes.is_empty() {
                 continue;
@@ -732,11 +739,12 @@ impl Node {
     fn deliver(
         &mut self,
         now: Instant,
-        source: IpAddr,
+        from: SocketAddr,
         payload: &[u8],
         continues: Option<&[u8]>,
         index: usize,
     ) {
+        let source = from.ip();
         if index > 0 && self.limited(source) && !self.rate.allow(limit_bucket(source), now) {
             return; // counted by the limiter, reported once per interval
         }
@@ -745,7 +753,7 @@ impl Node {
             None => wire::parse(payload),
         };
         match parsed {
-            Ok(msg) => self.table.handle_message(now, source, msg),
+            Ok(msg) => self.table.handle_message(now, from, msg),
             Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
             Err(e) => log::warn!("{source}: dropped {} bytes: {e}", payload.len()),
         }
@@ -814,7 +822,7 @@ impl Node {
                     log::info!(
                         "{}: connection still open after {:?} (--read-timeout): closing; {} \
                          bytes pending",
-                        conn.source,
+                        conn.source.ip(),
                         self.cfg.read_timeout,
                         conn.buffered()
                     );
