@@ -294,24 +294,36 @@ impl PeerTable {
     /// Ends the send in flight `id` with `outcome`, then starts the next one to that peer.
     /// `abort`: the reactor still holds its socket and is told to drop it.
     fn end_in_flight(&mut self, now: Instant, id: SendId, outcome: SendOutcome, abort: bool) {
-        let Some(&key) = self.sends.get(&id) else {
+        let Some((key, out)) = self.take_in_flight(id) else {
             return;
         };
-        let Some(f) = self
-            .outboxes
-            .get_mut(&key)
-            .and_then(|o| o.in_flight.take_if(|f| f.out.id == id))
-        else {
-            return;
-        };
-        self.sends.remove(&id);
-        self.deadlines.remove(&(f.out.deadline, id));
         if abort {
             self.effects.push_back(Effect::Abort(id));
         }
-        self.finish(f.out, outcome);
+        self.finish(out, outcome);
         self.start_next(now, key);
         self.check_done();
+    }
+
+    /// Takes send `id` out of flight, out of the index and out of the deadlines.
+    fn take_in_flight(&mut self, id: SendId) -> Option<(PeerKey, Outgoing)> {
+        let key = *self.sends.get(&id)?;
+        let outbox = self.outboxes.get_mut(&key)?;
+        let f = outbox.in_flight.take_if(|f| f.out.id == id)?;
+        self.sends.remove(&id);
+        self.deadlines.remove(&(f.out.deadline, id));
+        Some((key, f.out))
+    }
+
+    /// Forgets `key`'s outbox once nothing is in flight or queued in it.
+    fn drop_outbox_if_idle(&mut self, key: PeerKey) {
+        if self
+            .outboxes
+            .get(&key)
+            .is_some_and(|o| o.in_flight.is_none() && o.queue.is_empty())
+        {
+            self.outboxes.remove(&key);
+        }
     }
 
     /// Applies a finished send to the table and tells the user.
@@ -424,37 +436,17 @@ impl PeerTable {
         self.exited = true;
         let mut open: Vec<SendId> = self.sends.keys().copied().collect();
         open.sort_unstable();
+        // A peer's send in flight was asked for before those queued behind it: its lower
+        // id comes first, and nothing starts after it (the node has left).
         for id in open {
-            if self.send_stage(id).is_some() {
-                let outcome = SendOutcome::Failed(SendFailure::Quit);
-                self.end_in_flight_quietly(id, outcome);
-            } else {
-                self.fail_queued(id, SendFailure::Quit);
+            match self.take_in_flight(id) {
+                Some((key, out)) => {
+                    self.effects.push_back(Effect::Abort(id));
+                    self.finish(out, SendOutcome::Failed(SendFailure::Quit));
+                    self.drop_outbox_if_idle(key);
+                }
+                None => self.fail_queued(id, SendFailure::Quit),
             }
-        }
-    }
-
-    /// Ends an in-flight send (and aborts its socket) without starting the next: the node
-    /// is leaving.
-    fn end_in_flight_quietly(&mut self, id: SendId, outcome: SendOutcome) {
-        let Some(key) = self.sends.remove(&id) else {
-            return;
-        };
-        let Some(f) = self
-            .outboxes
-            .get_mut(&key)
-            .and_then(|o| o.in_flight.take_if(|f| f.out.id == id))
-        else {
-            return;
-        };
-        self.deadlines.remove(&(f.out.deadline, id));
-        self.effects.push_back(Effect::Abort(id));
-        self.finish(f.out, outcome);
-        if let Some(o) = self.outboxes.get(&key)
-            && o.in_flight.is_none()
-            && o.queue.is_empty()
-        {
-            self.outboxes.remove(&key);
         }
     }
 
@@ -471,9 +463,7 @@ impl PeerTable {
         let Some(out) = outbox.queue.remove(pos) else {
             return;
         };
-        if outbox.in_flight.is_none() && outbox.queue.is_empty() {
-            self.outboxes.remove(&key);
-        }
+        self.drop_outbox_if_idle(key);
         self.sends.remove(&id);
         self.deadlines.remove(&(out.deadline, id));
         self.finish(out, SendOutcome::Failed(reason));
