@@ -18,10 +18,10 @@
 //! Repeated warnings are logged at most once per interval (see [`crate::rate_log`]).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::identity::LocalAddrs;
+use crate::identity::{LocalAddrs, bucket_text, limit_bucket};
 use crate::rate::RateLimiter;
 use crate::rate_log::{RateLog, WARN_INTERVAL};
 
@@ -306,26 +306,6 @@ impl Admission {
             self.accept_paused_until = None;
         }
         resume
-    }
-}
-
-/// What the per-source limits count: an IPv4 address, or an IPv6 /64 (one site's
-/// allocation: a host there can take any address in it).
-pub fn limit_bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if !v6.is_loopback() => {
-            let net = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(net))
-        }
-        other => other,
-    }
-}
-
-/// A bucket as written in logs: `10.0.0.1`, `2001:db8::/64`.
-pub fn bucket_text(bucket: IpAddr) -> String {
-    match bucket {
-        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
-        other => other.to_string(),
     }
 }
 

@@ -36,8 +36,9 @@ pub struct Cli {
     /// connection, i.e. the address the peer sees us at].
     #[arg(long, value_name = "IP")]
     pub advertise: Option<IpAddr>,
-    /// A mandatory peer, greeted at start-up (repeatable).
-    #[arg(long = "peer", value_name = "IP:PORT")]
+    /// A mandatory peer, greeted at start-up (repeatable). A link-local IPv6 address takes
+    /// its interface: [fe80::1%eth0]:9000.
+    #[arg(long = "peer", value_name = "IP:PORT", value_parser = crate::address::parse_socket_addr)]
     pub peers: Vec<SocketAddr>,
     /// Text sent to each --peer at start-up.
     #[arg(long, default_value = "hello", value_name = "TEXT")]
@@ -58,17 +59,25 @@ pub struct Cli {
     /// Most inbound connections open at once from one source IP.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_inbound_per_ip: usize,
-    /// Most peers in the list; past it, messages from new peers are shown but not listed.
+    /// Most peers in the list. When it is full, a new peer takes the place of the one that
+    /// has only ever sent to us and was heard from longest ago; if every peer listed is one
+    /// we sent to, messages from new peers are shown but not listed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_peers: usize,
+    /// Most peers listed from one host (an IPv6 host: its /64) that have only ever sent to
+    /// us; past it, messages from that host's new peers are shown but not listed. This
+    /// machine's own addresses are exempt unless --limit-local.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_peers_per_host: usize,
     /// Messages per second allowed from one source IP on average (0: no limit).
     #[arg(long, default_value_t = 50.0, value_name = "PER_SEC")]
     pub rate: f64,
     /// Messages one source IP may send at once above the rate.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub burst: u32,
-    /// Apply the per-IP limits (--rate, --max-inbound-per-ip) to this machine's own
-    /// addresses too; by default local processes are limited only by --max-inbound.
+    /// Apply the per-IP limits (--rate, --max-inbound-per-ip, --max-peers-per-host) to this
+    /// machine's own addresses too; by default local processes are limited only by
+    /// --max-inbound and --max-peers.
     #[arg(long)]
     pub limit_local: bool,
     /// One JSON object per line on stdout, for scripts.
@@ -106,6 +115,7 @@ pub struct Config {
     pub max_inbound: usize,
     pub max_inbound_per_ip: usize,
     pub max_peers: usize,
+    pub max_peers_per_host: usize,
     pub rate: f64,
     pub burst: u32,
     pub limit_local: bool,
@@ -127,6 +137,7 @@ impl Config {
             max_inbound: 1024,
             max_inbound_per_ip: 256,
             max_peers: 10_000,
+            max_peers_per_host: 64,
             rate: 50.0,
             burst: 200,
             limit_local: false,
@@ -260,6 +271,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         max_inbound: cli.max_inbound.max(1),
         max_inbound_per_ip: cli.max_inbound_per_ip.max(1),
         max_peers: cli.max_peers,
+        max_peers_per_host: cli.max_peers_per_host,
         rate: cli.rate,
         burst: cli.burst,
         limit_local: cli.limit_local,
@@ -293,11 +305,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.peers.len(), 2);
+        // A link-local peer takes its interface, by name or index.
+        let c2 = cli(&["--peer", "[fe80::1%lo]:9", "--peer", "[fe80::1%3]:9"]).unwrap();
+        assert!(
+            c2.peers
+                .iter()
+                .all(|p| matches!(p, SocketAddr::V6(v6) if v6.scope_id() != 0))
+        );
         assert_eq!(c.timeout, Duration::from_millis(1500));
         assert_eq!(c.verbose, 2);
         let cfg = from_cli(c, None).unwrap();
         assert_eq!(cfg.listen.port(), 0);
         assert_eq!(cfg.name, "al");
+        assert_eq!(cfg.max_peers_per_host, 64);
+        let c = cli(&["--name", "al", "--port", "0", "--max-peers-per-host", "3"]).unwrap();
+        assert_eq!(from_cli(c, None).unwrap().max_peers_per_host, 3);
     }
 
     #[test]
@@ -305,6 +327,7 @@ mod tests {
         assert!(cli(&["--port", "65536"]).is_err());
         assert!(cli(&["--port", "abc"]).is_err());
         assert!(cli(&["--peer", "1.2.3.4"]).is_err());
+        assert!(cli(&["--peer", "[fe80::1%nosuchif0]:9"]).is_err());
         assert!(cli(&["--bind", "nonsense"]).is_err());
         assert!(cli(&["--timeout", "0"]).is_err());
         assert!(cli(&["--timeout", "-3"]).is_err());

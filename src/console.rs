@@ -5,8 +5,9 @@
 //! recipient's IP address: " ...) are states, so typing `1` walks the same steps as the
 //! original, and a script can type the same answers on the following lines.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
+use crate::address::{self, Host, HostError, parse_port};
 use crate::peer_table::{Target, Which};
 
 pub const MENU: &str = "***** Menu *****\n1. Send message\n2. Query active peers\n3. Connect to active peers\n0. Quit\n";
@@ -56,7 +57,7 @@ enum State {
     #[default]
     Choice,
     AskIp,
-    AskPort(IpAddr),
+    AskPort(Host),
     AskText(SocketAddr),
     AskIndex,
 }
@@ -96,8 +97,8 @@ impl Console {
         let mut replies = match state {
             State::Choice => self.choice(line, candidates),
             State::AskIp => self.ask_ip(line.trim()),
-            State::AskPort(ip) => match parse_port(line.trim()) {
-                Some(port) => self.ask(State::AskText(SocketAddr::new(ip, port))),
+            State::AskPort(host) => match parse_port(line.trim()) {
+                Some(port) => self.ask(State::AskText(host.with_port(port))),
                 None => vec![say(format!(
                     "{:?} is not a port number (1-65535)",
                     line.trim()
@@ -128,12 +129,13 @@ impl Console {
     }
 
     fn ask_ip(&mut self, line: &str) -> Vec<Reply> {
-        if let Some(addr) = parse_socket_addr(line) {
+        if let Ok(addr) = address::parse_socket_addr(line) {
             return self.ask(State::AskText(addr));
         }
-        match parse_ip(line) {
-            Some(ip) => self.ask(State::AskPort(ip)),
-            None => vec![say(format!("{line:?} is not an IP address"))],
+        match address::parse_host(line) {
+            Ok(host) => self.ask(State::AskPort(host)),
+            Err(HostError::NotAnIp) => vec![say(format!("{line:?} is not an IP address"))],
+            Err(e) => vec![say(format!("{line:?}: {e}"))],
         }
     }
 
@@ -219,7 +221,7 @@ fn parse_connect(rest: &str) -> Vec<Reply> {
     vec![Reply::Run(Command::Connect(Which::Indices(indices)))]
 }
 
-/// `IP:PORT`, `[v6]:PORT`, `localhost:PORT`, `#N`, or a name.
+/// `IP:PORT`, `[v6]:PORT`, `[v6%zone]:PORT`, `localhost:PORT`, `#N`, or a name.
 pub fn parse_target(word: &str) -> Result<Target, String> {
     if let Some(n) = word.strip_prefix('#') {
         return match n.parse::<usize>() {
@@ -227,47 +229,10 @@ pub fn parse_target(word: &str) -> Result<Target, String> {
             _ => Err(format!("{word:?} is not a peer number like #1")),
         };
     }
-    if let Some(addr) = parse_socket_addr(word) {
-        return Ok(Target::Addr(addr));
-    }
-    if let Some((host, port)) = word.rsplit_once(':') {
-        return Err(addr_error(word, host, port));
+    if word.contains(':') {
+        return address::parse_socket_addr(word).map(Target::Addr);
     }
     Ok(Target::Name(word.to_owned()))
-}
-
-/// Says what is wrong with `word`, an `IP:PORT` that did not parse.
-fn addr_error(word: &str, host: &str, port: &str) -> String {
-    if parse_port(port).is_none() {
-        return format!("{word:?}: port {port:?} is not a number from 1 to 65535");
-    }
-    if host.contains(':') && !host.starts_with('[') {
-        return format!("{word:?}: an IPv6 address takes brackets: [{host}]:{port}");
-    }
-    format!(
-        "{word:?}: {host:?} is not an IP address (host names are not looked up, except \
-         localhost): use IP:PORT"
-    )
-}
-
-fn parse_ip(s: &str) -> Option<IpAddr> {
-    if s.eq_ignore_ascii_case("localhost") {
-        return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    }
-    s.trim_start_matches('[').trim_end_matches(']').parse().ok()
-}
-
-fn parse_port(s: &str) -> Option<u16> {
-    s.parse::<u16>().ok().filter(|p| *p != 0)
-}
-
-fn parse_socket_addr(s: &str) -> Option<SocketAddr> {
-    let (host, port) = s.rsplit_once(':')?;
-    let ip = parse_ip(host)?;
-    if host.contains(':') && !host.starts_with('[') {
-        return None; // a bare IPv6 address needs brackets to carry a port
-    }
-    Some(SocketAddr::new(ip, parse_port(port)?))
 }
 
 #[cfg(test)]
@@ -289,14 +254,12 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_address_says_what_is_wrong_with_it() {
+    fn a_target_is_a_number_an_address_or_a_name() {
+        // What is wrong with an address is said by `address` (tested there).
         let err = |w: &str| parse_target(w).unwrap_err();
         assert!(err("nosuchhost.invalid:80").contains("\"nosuchhost.invalid\" is not an IP"));
-        assert!(err("nosuchhost.invalid:80").contains("not looked up"));
-        assert!(err("10.0.0.1:0").contains("port \"0\" is not a number from 1 to 65535"));
-        assert!(err("10.0.0.1:65536").contains("port \"65536\""));
-        assert!(err("10.0.0.1:abc").contains("port \"abc\""));
-        assert!(err("::1:9000").contains("[::1]:9000"));
+        assert!(err("[fe80::1%nosuchif0]:9000").contains("no network interface"));
+        assert_eq!(parse_target("#3"), Ok(Target::Index(3)));
         assert_eq!(
             parse_target("localhost:9000"),
             Ok(Target::Addr(addr("127.0.0.1:9000")))
@@ -320,6 +283,57 @@ mod tests {
         );
         assert_eq!(r.last(), Some(&Reply::Prompt(CHOICE)));
         assert!(!c.in_dialog());
+    }
+
+    #[test]
+    fn a_link_local_address_takes_its_zone_at_the_menu_and_in_send() {
+        let lo = crate::os::interface_index("lo").expect("lo exists");
+        let linky = |port: u16| -> SocketAddr {
+            std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), port, 0, lo).into()
+        };
+        let mut c = Console::new();
+        c.feed("1", 0);
+        assert_eq!(c.feed("fe80::1%lo", 0), vec![Reply::Prompt(ASK_PORT)]);
+        c.feed("9000", 0);
+        assert_eq!(
+            runs(&c.feed("hi", 0)),
+            vec![Command::Send {
+                target: Target::Addr(linky(9000)),
+                text: "hi".into()
+            }]
+        );
+        c.feed("1", 0);
+        assert_eq!(
+            c.feed("[fe80::1%lo]:9001", 0),
+            vec![Reply::Prompt(ASK_TEXT)]
+        );
+        assert_eq!(
+            runs(&c.feed("hi", 0)),
+            vec![Command::Send {
+                target: Target::Addr(linky(9001)),
+                text: "hi".into()
+            }]
+        );
+        assert_eq!(
+            runs(&c.feed("/send [fe80::1%lo]:9002 yo", 0)),
+            vec![Command::Send {
+                target: Target::Addr(linky(9002)),
+                text: "yo".into()
+            }]
+        );
+        // A zone that names no interface is explained, at the menu and in /send.
+        c.feed("1", 0);
+        let r = c.feed("fe80::1%nosuchif0", 0);
+        assert!(
+            matches!(&r[0], Reply::Say(s) if s.contains("no network interface is called")),
+            "{r:?}"
+        );
+        assert!(!c.in_dialog());
+        let r = c.feed("/send [fe80::1%nosuchif0]:9000 x", 0);
+        assert!(
+            matches!(&r[0], Reply::Say(s) if s.contains("no network interface is called")),
+            "{r:?}"
+        );
     }
 
     #[test]

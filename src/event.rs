@@ -1,7 +1,7 @@
 //! What the node tells its user: typed events, rendered by `render`.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
 use crate::peer_table::PeerStatus;
 
@@ -10,6 +10,9 @@ use crate::peer_table::PeerStatus;
 pub struct PeerView {
     pub name: Option<String>,
     pub ip: IpAddr,
+    /// For an IPv6 address, the interface it is reached through (a link-local address's
+    /// zone); 0 for none.
+    pub scope_id: u32,
     /// `None` for the variant that carries no listening port (`NAME: TEXT`).
     pub port: Option<u16>,
 }
@@ -19,7 +22,24 @@ impl PeerView {
         PeerView {
             name,
             ip: addr.ip(),
+            scope_id: scope_id(addr),
             port: Some(addr.port()),
+        }
+    }
+
+    /// A peer seen at `source` that gave no listening port: its host only.
+    pub fn host_only(name: Option<String>, source: SocketAddr) -> Self {
+        PeerView {
+            port: None,
+            ..PeerView::new(name, source)
+        }
+    }
+
+    /// The host, with its zone (`fe80::1%2`), for display and JSON.
+    pub fn host(&self) -> PeerHost {
+        PeerHost {
+            ip: self.ip,
+            scope_id: self.scope_id,
         }
     }
 
@@ -36,24 +56,58 @@ impl PeerView {
     /// The same as [`PeerView::addr_text`], formatted in place (no allocation).
     pub fn addr(&self) -> PeerAddr {
         PeerAddr {
-            ip: self.ip,
+            host: self.host(),
             port: self.port,
         }
+    }
+}
+
+/// The scope id of an IPv6 socket address (0 for IPv4).
+fn scope_id(addr: SocketAddr) -> u32 {
+    match addr {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    }
+}
+
+/// A peer's host for display: `10.0.0.5`, `2001:db8::1`, or with its zone, `fe80::1%2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerHost {
+    ip: IpAddr,
+    scope_id: u32,
+}
+
+impl fmt::Display for PeerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.ip.fmt(f)?;
+        match self.scope_id {
+            0 => Ok(()),
+            id => write!(f, "%{id}"),
+        }
+    }
+}
+
+impl serde::Serialize for PeerHost {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
 /// A peer's address for display: see [`PeerView::addr`].
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr {
-    ip: IpAddr,
+    host: PeerHost,
     port: Option<u16>,
 }
 
 impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.port {
-            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
-            None => self.ip.fmt(f),
+        match (self.port, self.host.ip) {
+            (Some(port), IpAddr::V6(v6)) => {
+                SocketAddrV6::new(v6, port, 0, self.host.scope_id).fmt(f)
+            }
+            (Some(port), ip) => SocketAddr::new(ip, port).fmt(f),
+            (None, _) => self.host.fmt(f),
         }
     }
 }
@@ -61,7 +115,9 @@ impl fmt::Display for PeerAddr {
 /// One row of the peer list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRow {
-    /// 1-based, as typed in `#N`.
+    /// In the peer list ([`Event::Peers`]), the peer's own number, as typed in `#N` (kept
+    /// while it is listed, never reused: the list may have gaps). In the candidate list
+    /// ([`Event::ConnectCandidates`]), its place 1..k, the answer to the menu's question.
     pub index: usize,
     pub peer: PeerView,
     pub status: PeerStatus,

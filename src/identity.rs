@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// The canonical identity of a peer: host (canonicalised) and listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +57,37 @@ impl LocalAddrs {
     }
 }
 
+/// The address to reach a peer that wrote to us from `source` and listens on `port`: the
+/// source's host, with its scope id (an IPv6 link-local address names a host only
+/// together with the interface it is reached through; the key leaves it out).
+pub fn dial_addr(source: SocketAddr, port: u16) -> SocketAddr {
+    match source {
+        SocketAddr::V6(v6) => SocketAddrV6::new(*v6.ip(), port, 0, v6.scope_id()).into(),
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V4(*v4.ip()), port),
+    }
+}
+
+/// What per-source limits count as one source: an IPv4 address, or an IPv6 /64 (one site's
+/// allocation: a host there can take any address in it). Used by the reactor's inbound
+/// limits and by the peer table's per-host cap.
+pub fn limit_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(net))
+        }
+        other => other,
+    }
+}
+
+/// A [`limit_bucket`] as logged: `10.1.2.3`, or `2001:db8:1:2::/64`.
+pub fn bucket_text(bucket: IpAddr) -> String {
+    match bucket {
+        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
+        other => other.to_string(),
+    }
+}
+
 /// `::ffff:a.b.c.d` is the IPv4 host `a.b.c.d`.
 fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
@@ -87,6 +118,37 @@ mod tests {
             assert_eq!(local.key(ip.parse().unwrap(), 9000), k, "{ip}");
         }
         assert_ne!(local.key(LOCAL_HOST, 9001), k);
+    }
+
+    #[test]
+    fn per_source_limits_count_ipv4_hosts_and_ipv6_slash_64s() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(limit_bucket(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(limit_bucket(ip("::1")), ip("::1"));
+        let a = limit_bucket(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(a, ip("2001:db8:1:2::"));
+        assert_eq!(limit_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), a);
+        assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
+        assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
+        assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
+    }
+
+    #[test]
+    fn a_link_local_peer_is_dialled_through_the_interface_it_came_from() {
+        let source: SocketAddr = "[fe80::7%3]:51000".parse().unwrap();
+        let dial = dial_addr(source, 9000);
+        assert_eq!(dial, "[fe80::7%3]:9000".parse::<SocketAddr>().unwrap());
+        // One host whatever the interface: the key has no scope.
+        let local = LocalAddrs::new([]);
+        assert_eq!(
+            local.key(dial.ip(), 9000),
+            local.key("fe80::7".parse().unwrap(), 9000)
+        );
+        let v4: SocketAddr = "10.0.0.7:51000".parse().unwrap();
+        assert_eq!(
+            dial_addr(v4, 9000),
+            "10.0.0.7:9000".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]

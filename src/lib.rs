@@ -8,11 +8,14 @@
 //! * [`wire`]: the codec. Bytes in, [`wire::Message`] out; the exact original bytes out.
 //! * [`identity`]: who a peer is (socket host, canonicalised, plus listening port).
 //! * [`peer_table`]: the protocol state machine. Inputs (`handle_message`, `send`,
-//!   `connect`, `quit`, `handle_send_done`, `handle_timeout`) take `now`; outputs are
-//!   [`peer_table::Effect`]s (show an event, transmit a message, exit) pulled with
-//!   `poll_effect`, and the next wake-up from `poll_timeout`. No sockets, no clock.
+//!   `connect`, `quit`, the progress of each send's socket, `handle_timeout`) take `now`;
+//!   outputs are [`peer_table::Effect`]s (show an event; open a send's connection, write
+//!   its bytes, drop it; exit) pulled with `poll_effect`, and the next wake-up from
+//!   `poll_timeout`. Every deadline of a send, its bytes and its outcome are decided there.
+//!   No sockets, no clock.
 //! * [`rate`]: per-source-IP token buckets, time passed in.
-//! * [`console`]: what the user types (the original's menu and `/` commands), pure.
+//! * [`console`]: what the user types (the original's menu and `/` commands), pure;
+//!   [`address`]: the addresses typed there (and in `--peer`), IPv6 zones included.
 //! * [`render`] and [`sanitize`]: events to human lines (terminal-safe) or JSON lines.
 //! * [`reactor`]: the only IO. One `mio::Poll` over the listener, every connection (one
 //!   `Slab`), stdin and signals. Each turn: carry out the table's effects, write stdout
@@ -22,9 +25,14 @@
 //! # Run loop contract
 //!
 //! After any input to the [`peer_table::PeerTable`], call `poll_effect` until it returns
-//! `None`; call `handle_timeout(now)` once `poll_timeout()` has passed. A
-//! [`peer_table::Effect::Transmit`] must be answered with exactly one `handle_send_done`.
+//! `None`; call `handle_timeout(now)` once `poll_timeout()` has passed. For a
+//! [`peer_table::Effect::Transmit`], open the connection and report its progress:
+//! `handle_send_connected` (the table answers with [`peer_table::Effect::Write`]), then
+//! `handle_send_written`, then `handle_send_closed` or `handle_send_talked_back`; or
+//! `handle_send_error` at any point. Reports that end a send come after its socket is
+//! dropped; [`peer_table::Effect::Abort`] asks for that when the table ends a send itself.
 
+pub mod address;
 pub mod admission;
 pub mod assembler;
 pub mod config;

@@ -1,4 +1,5 @@
-//! The few operating-system calls std and mio do not offer. Used by the reactor and main.
+//! The few operating-system calls std and mio do not offer. Used by the reactor and main,
+//! and by `address` to look up an interface name.
 
 use std::fs::File;
 use std::io;
@@ -129,6 +130,15 @@ pub fn local_addrs() -> Vec<IpAddr> {
 }
 
 /// Is this error "too many open files" (per process or system-wide)?
+/// The index of the network interface called `name` (`lo`, `eth0`), if there is one: what
+/// a typed IPv6 zone (`fe80::1%eth0`) means.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }

@@ -1,27 +1,35 @@
 //! The peer table: the protocol state machine, with no IO and no clock.
 //!
 //! Inputs are method calls that take `now`; outputs are [`Effect`]s pulled with
-//! [`PeerTable::poll_effect`] (show an event, transmit a message, exit), and the next
-//! instant the table wants to be woken at, from [`PeerTable::poll_timeout`]. The reactor
-//! calls [`PeerTable::handle_timeout`] once that instant has passed (extra calls are
-//! harmless). PROTOCOL.md has the same rules as a table of states and transitions.
+//! [`PeerTable::poll_effect`] (show an event; open, write or drop a send's connection;
+//! exit), and the next instant the table wants to be woken at, from
+//! [`PeerTable::poll_timeout`]. The reactor calls [`PeerTable::handle_timeout`] once that
+//! instant has passed (extra calls are harmless). PROTOCOL.md has the same rules as a table
+//! of states and transitions.
 //!
 //! Per peer, at most one send is in flight; later ones wait in order, so messages to one
 //! peer arrive in the order they were typed, while sends to different peers all run at once.
 //! Every send has a deadline of `timeout` from when it was asked for, whether it is waiting
-//! or in flight (the reactor enforces the in-flight part).
+//! or in flight, kept here: the reactor only reports the socket's progress
+//! (`handle_send_connected`, `handle_send_written`, `handle_send_closed`,
+//! `handle_send_talked_back`, `handle_send_error`) and the table decides the outcome and
+//! encodes the bytes (see `send.rs`).
+//!
+//! The peer list and its numbers (`#N`) and strangers are in `list.rs`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
-
-use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
-use crate::identity::{LocalAddrs, PeerKey};
+use crate::event::{Event, PeerRow, PeerView, Purpose};
+use crate::identity::{LocalAddrs, PeerKey, bucket_text, dial_addr, limit_bucket};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
+use bytes::Bytes;
+
+use list::PeerList;
+use send::Outbox;
+pub use send::{PendingSend, SendStage};
 
 /// A peer's status, spelt as the original spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +56,27 @@ pub struct Peer {
     pub dial: SocketAddr,
     pub name: Option<String>,
     pub status: PeerStatus,
+    /// Its number in the list (`#N`): given when it was listed, kept while it stays
+    /// listed, never given to another peer.
+    pub number: usize,
     /// The header/socket mismatch notice has been shown for this peer.
     mismatch_shown: bool,
 }
 
-/// Identifies one send, from [`Effect::Transmit`] to [`PeerTable::handle_send_done`].
+impl Peer {
+    /// A peer not listed yet (the list gives it its number).
+    fn new(dial: SocketAddr, name: Option<String>) -> Self {
+        Peer {
+            dial,
+            name,
+            status: PeerStatus::YetToConnect,
+            number: 0,
+            mismatch_shown: false,
+        }
+    }
+}
+
+/// Identifies one send, from [`Effect::Transmit`] to its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SendId(pub u64);
 
@@ -60,7 +84,7 @@ pub struct SendId(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Addr(SocketAddr),
-    /// 1-based index in the peer list.
+    /// A peer's number in the list (`#N`, [`Peer::number`]).
     Index(usize),
     Name(String),
 }
@@ -70,27 +94,39 @@ pub enum Target {
 pub enum Which {
     /// Every peer not yet connected.
     All,
-    /// 1-based indices in the peer list.
+    /// Peers' numbers in the list (`#N`, [`Peer::number`]).
     Indices(Vec<usize>),
-    /// 1-based index among the peers not yet connected (the menu's question).
+    /// 1-based position in the list of peers not yet connected that
+    /// [`PeerTable::list_candidates`] showed last (the menu's question), or, if none was
+    /// shown, in that list as it is now.
     Candidate(usize),
 }
 
-/// A message for the reactor to deliver: connect to `to`, write the encoded message,
-/// confirm, and report with [`PeerTable::handle_send_done`] before `deadline`.
+/// Start send `id`: open a connection to `to` (non-blocking) and report how it goes with
+/// [`PeerTable::handle_send_connected`] or [`PeerTable::handle_send_error`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub id: SendId,
     pub to: SocketAddr,
-    pub text: Arc<str>,
-    pub deadline: Instant,
 }
 
 /// What the table asks of the outside world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Show(Event),
+    /// Open a connection for a send (see [`Transmit`]).
     Transmit(Transmit),
+    /// Send `id` is connected: write `payload` whole, shut down the sending side, then
+    /// read until the peer closes, reporting [`PeerTable::handle_send_written`], then
+    /// [`PeerTable::handle_send_closed`] (or [`PeerTable::handle_send_talked_back`] past
+    /// a few hundred bytes read back), or [`PeerTable::handle_send_error`].
+    Write {
+        id: SendId,
+        payload: Bytes,
+    },
+    /// The table has ended send `id` (its deadline, the node leaving...): drop its socket
+    /// and report nothing more about it. Unknown ids are ignored.
+    Abort(SendId),
     /// Quitting is complete (or its deadline passed): the node should leave.
     Exit,
 }
@@ -104,26 +140,16 @@ pub struct TableConfig {
     pub advertise: Option<IpAddr>,
     pub timeout: Duration,
     pub local: LocalAddrs,
-    /// Most peers listed; past it, messages from new peers are shown but not listed.
+    /// Most peers listed. When full, a new peer takes the place of the stranger (a peer
+    /// that has only ever sent to us) heard from longest ago; with no stranger to drop,
+    /// messages from new peers are shown but not listed. A peer the user sends to is
+    /// always listed, past this if need be (the user's own doing, not the network's).
     pub max_peers: usize,
-}
-
-#[derive(Debug, Clone)]
-struct Outgoing {
-    id: SendId,
-    key: PeerKey,
-    dial: SocketAddr,
-    /// The name the peer had when the send was asked for (it may leave meanwhile).
-    name: Option<String>,
-    text: Arc<str>,
-    purpose: Purpose,
-    deadline: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Outbox {
-    in_flight: Option<Outgoing>,
-    queue: VecDeque<Outgoing>,
+    /// Most strangers listed from one host ([`limit_bucket`]: an IPv6 host's /64); past
+    /// it, that host's new peers are shown but not listed.
+    pub max_peers_per_host: usize,
+    /// Apply `max_peers_per_host` to this machine's own addresses too.
+    pub limit_local: bool,
 }
 
 /// The protocol state machine. See the module documentation.
@@ -131,12 +157,15 @@ struct Outbox {
 pub struct PeerTable {
     cfg: TableConfig,
     self_key: PeerKey,
-    peers: IndexMap<PeerKey, Peer>,
+    peers: PeerList,
+    /// The peers [`PeerTable::list_candidates`] showed last, in the order shown, so that
+    /// the menu's answer names the peer the user saw even if the list changed since.
+    shown_candidates: Vec<PeerKey>,
     outboxes: HashMap<PeerKey, Outbox>,
     /// Which outbox each send (queued or in flight) is in.
     sends: HashMap<SendId, PeerKey>,
-    /// Deadlines of *queued* sends; in-flight deadlines are the reactor's.
-    queued_deadlines: BTreeSet<(Instant, SendId)>,
+    /// Every send's deadline, queued or in flight.
+    deadlines: BTreeSet<(Instant, SendId)>,
     effects: VecDeque<Effect>,
     next_id: u64,
     /// Set by [`PeerTable::quit`]: the instant by which the node leaves regardless.
@@ -144,6 +173,10 @@ pub struct PeerTable {
     exited: bool,
     /// Messages from peers left out of a full list, logged at most every few seconds.
     full_log: RateLog,
+    /// The same for peers left out because their host has its share of strangers listed.
+    host_log: RateLog,
+    /// Strangers dropped to make room, logged at most every few seconds.
+    evict_log: RateLog,
 }
 
 impl PeerTable {
@@ -152,25 +185,38 @@ impl PeerTable {
         PeerTable {
             cfg,
             self_key,
-            peers: IndexMap::new(),
+            peers: PeerList::new(),
+            shown_candidates: Vec::new(),
             outboxes: HashMap::new(),
             sends: HashMap::new(),
-            queued_deadlines: BTreeSet::new(),
+            deadlines: BTreeSet::new(),
             effects: VecDeque::new(),
             next_id: 0,
             quit_deadline: None,
             exited: false,
             full_log: RateLog::new("messages from new peers shown but not listed (--max-peers)"),
+            host_log: RateLog::new(
+                "messages from new peers shown but not listed (--max-peers-per-host)",
+            ),
+            evict_log: RateLog::new(
+                "peers that only ever sent to us dropped from the full list (--max-peers)",
+            ),
         }
     }
 
-    /// The known peers in list order (index 0 is `#1`).
+    /// The known peers in list order (by [`Peer::number`]).
     pub fn peers(&self) -> impl ExactSizeIterator<Item = (&PeerKey, &Peer)> {
         self.peers.iter()
     }
 
     pub fn peer(&self, key: &PeerKey) -> Option<&Peer> {
         self.peers.get(key)
+    }
+
+    /// Is `key` listed as a *stranger*: a peer that has only ever sent to us (nothing was
+    /// ever sent to it), and so may be dropped to make room in a full list?
+    pub fn is_stranger(&self, key: &PeerKey) -> bool {
+        self.peers.is_stranger(key)
     }
 
     /// Number of sends queued or in flight.
@@ -194,9 +240,11 @@ impl PeerTable {
     /// The earliest instant at which [`PeerTable::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.queued_deadlines.first().map(|(t, _)| *t),
+            self.deadlines.first().map(|(t, _)| *t),
             self.quit_deadline.filter(|_| !self.exited),
             self.full_log.due(),
+            self.host_log.due(),
+            self.evict_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -220,10 +268,14 @@ impl PeerTable {
 
     // ----- inputs from the network -------------------------------------------------------
 
-    /// A message arrived on a connection from `source` (the socket's peer IP).
-    pub fn handle_message(&mut self, now: Instant, source: IpAddr, mut msg: Message) {
+    /// A message arrived on a connection from `from`, the socket's peer address as
+    /// accepted: its IP is the evidence of who sent it, and for an IPv6 link-local source
+    /// its scope id is the interface to reach the sender through (the port, the sender's
+    /// ephemeral one, means nothing).
+    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, mut msg: Message) {
+        let source = from.ip();
         let Some(port) = msg.port else {
-            self.handle_unaddressed(source, msg);
+            self.handle_unaddressed(from, msg);
             return;
         };
         let key = self.cfg.local.key(source, port);
@@ -237,7 +289,7 @@ impl PeerTable {
         if msg.body == Body::Exit {
             // A header naming another host is worth the notice even as the peer leaves.
             self.check_claim(&key, source, &msg.claimed_host);
-            match self.peers.shift_remove(&key) {
+            match self.peers.remove(&key) {
                 Some(peer) => {
                     let name = peer.name.or(msg.name);
                     self.show(Event::PeerLeft(PeerView::new(name, peer.dial)));
@@ -256,8 +308,7 @@ impl PeerTable {
             }
             return;
         }
-        let dial = SocketAddr::new(source, port);
-        let full = self.is_full();
+        let dial = dial_addr(from, port);
         match self.peers.get_mut(&key) {
             Some(peer) => {
                 if msg.name.is_some() && peer.name != msg.name {
@@ -268,32 +319,25 @@ impl PeerTable {
                     );
                     peer.name = msg.name.take();
                 }
-            }
-            None if full => {
-                // Full: shown, not listed (memory stays bounded whatever peers claim).
-                let listed = self.peers.len();
-                self.full_log.hit(now, || {
-                    format!(
-                        "peer list full ({listed} peers, --max-peers): {key} is shown but not \
-                         listed, as are other new peers until one leaves"
-                    )
-                });
-                let from = PeerView::new(msg.name.take(), dial);
-                match msg.body {
-                    Body::Connect => self.show(Event::ConnectedWithYou(from)),
-                    Body::Text(text) => self.show(Event::Message { from, text }),
-                    Body::Exit => unreachable!("handled above"),
-                }
-                return;
+                self.peers.heard(&key, now);
             }
             None => {
-                let peer = Peer {
-                    dial,
-                    name: msg.name.take(),
-                    status: PeerStatus::YetToConnect,
-                    mismatch_shown: false,
-                };
-                self.peers.insert(key, peer);
+                if !self.room_for_stranger(now, &key) {
+                    // Shown, not listed (memory stays bounded whatever peers claim).
+                    let from = PeerView::new(msg.name.take(), dial);
+                    match msg.body {
+                        Body::Connect => self.show(Event::ConnectedWithYou(from)),
+                        Body::Text(text) => self.show(Event::Message { from, text }),
+                        Body::Exit => unreachable!("handled above"),
+                    }
+                    return;
+                }
+                // A peer that left and came back while a send of ours to it is pending
+                // (our `exit` at quit...) is not a stranger.
+                let sending = self.outboxes.contains_key(&key);
+                let stranger = (!sending).then(|| (now, limit_bucket(key.0.ip())));
+                self.peers
+                    .insert(key, Peer::new(dial, msg.name.take()), stranger);
                 let view = self.view(&key);
                 self.show(Event::NewPeer(view));
             }
@@ -307,8 +351,57 @@ impl PeerTable {
         }
     }
 
-    fn is_full(&self) -> bool {
-        self.peers.len() >= self.cfg.max_peers
+    /// Can a new peer the network told us of (`key`, not listed) be listed? Its host must
+    /// be under its share of strangers, and the list must have room, made if need be by
+    /// dropping the stranger heard from longest ago. Logs why not (rate-limited).
+    fn room_for_stranger(&mut self, now: Instant, key: &PeerKey) -> bool {
+        let ip = key.0.ip();
+        let bucket = limit_bucket(ip);
+        let cap = self.cfg.max_peers_per_host;
+        let capped = self.cfg.limit_local || !self.cfg.local.is_local(ip);
+        if capped && self.peers.strangers_in(bucket) >= cap {
+            self.host_log.hit(now, || {
+                format!(
+                    "{}: {cap} peers from that host that only ever sent to us are listed \
+                     (--max-peers-per-host): {key} is shown but not listed, as are its other \
+                     new peers until one leaves or is sent to",
+                    bucket_text(bucket)
+                )
+            });
+            return false;
+        }
+        if self.make_room(now, key) {
+            return true;
+        }
+        let listed = self.peers.len();
+        self.full_log.hit(now, || {
+            format!(
+                "peer list full ({listed} peers, --max-peers), all of them peers we sent to: \
+                 {key} is shown but not listed, as are other new peers until one leaves"
+            )
+        });
+        false
+    }
+
+    /// Makes room in a full list for `key` by dropping the stranger heard from longest
+    /// ago. `false` if the list is full and holds no stranger.
+    fn make_room(&mut self, now: Instant, key: &PeerKey) -> bool {
+        if self.peers.len() < self.cfg.max_peers {
+            return true;
+        }
+        let Some((victim, heard)) = self.peers.quietest_stranger() else {
+            return false;
+        };
+        let quiet = now.saturating_duration_since(heard).as_secs_f64();
+        self.peers.remove(&victim);
+        let max = self.cfg.max_peers;
+        self.evict_log.hit(now, || {
+            format!(
+                "peer list full ({max} peers, --max-peers): {victim}, which only ever sent to us \
+                 and was quiet longest ({quiet:.0} s), dropped to list {key}"
+            )
+        });
+        true
     }
 
     /// Shows, once per peer, that the header claims another host than the socket.
@@ -334,15 +427,14 @@ impl PeerTable {
     }
 
     /// `NAME: TEXT` carries no listening port: show it, but nobody can be added or removed.
-    fn handle_unaddressed(&mut self, source: IpAddr, msg: Message) {
-        let from = PeerView {
-            name: msg.name,
-            ip: source,
-            port: None,
-        };
+    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message) {
+        let from = PeerView::host_only(msg.name, source);
         match msg.body {
             Body::Text(text) => self.show(Event::Message { from, text }),
-            other => log::info!("{other:?} from {source} without a listening port: ignored"),
+            other => log::info!(
+                "{other:?} from {} without a listening port: ignored",
+                source.ip()
+            ),
         }
     }
 
@@ -370,28 +462,33 @@ impl PeerTable {
                     return None;
                 }
                 let key = self.cfg.local.key(addr.ip(), addr.port());
-                let dial = match self.peers.get(&key) {
-                    Some(p) => p.dial,
-                    None if self.is_full() => {
-                        self.refuse(format!(
-                            "the peer list is full ({} peers, --max-peers): {addr} cannot be \
-                             added",
-                            self.peers.len()
-                        ));
-                        return None;
-                    }
-                    None => *addr,
-                };
+                let dial = self.peers.get(&key).map_or(*addr, |p| p.dial);
+                if let SocketAddr::V6(v6) = dial
+                    && v6.ip().is_unicast_link_local()
+                    && v6.scope_id() == 0
+                {
+                    // The OS cannot tell which link it is on ("Invalid argument").
+                    self.refuse(format!(
+                        "{dial} is a link-local address: add its interface, as in \
+                         [{}%eth0]:{} (see `ip link`)",
+                        v6.ip(),
+                        v6.port()
+                    ));
+                    return None;
+                }
                 Some((key, dial))
             }
-            Target::Index(i) => self.by_index(*i),
+            Target::Index(n) => self.by_number(*n),
             Target::Name(name) => {
                 let mut it = self
                     .peers
                     .iter()
-                    .filter(|(_, p)| p.name.as_deref() == Some(name.as_str()));
-                match (it.next(), it.next()) {
-                    (Some((k, p)), None) => Some((*k, p.dial)),
+                    .filter(|(_, p)| p.name.as_deref() == Some(name.as_str()))
+                    .map(|(k, p)| (*k, p.dial));
+                let found = (it.next(), it.next());
+                drop(it);
+                match found {
+                    (Some(only), None) => Some(only),
                     (None, _) => {
                         self.refuse(format!(
                             "no peer is named {name:?}: see the peer list (/peers)"
@@ -408,7 +505,11 @@ impl PeerTable {
             }
         };
         let Some((key, dial)) = found else {
-            self.refuse(self.no_such_index(target));
+            let why = match target {
+                Target::Index(n) => self.no_such_number(*n),
+                _ => "no such peer".to_owned(),
+            };
+            self.refuse(why);
             return None;
         };
         if key == self.self_key {
@@ -418,76 +519,20 @@ impl PeerTable {
         Some((key, dial))
     }
 
-    fn no_such_index(&self, target: &Target) -> String {
-        match (target, self.peers.len()) {
-            (_, 0) => "No active peers.".to_owned(),
-            (Target::Index(i), n) => format!("no peer #{i}: the list has {n} (see /peers)"),
-            _ => "no such peer".to_owned(),
-        }
-    }
-
-    fn by_index(&self, index: usize) -> Option<(PeerKey, SocketAddr)> {
-        let (k, p) = self.peers.get_index(index.checked_sub(1)?)?;
-        Some((*k, p.dial))
-    }
-
-    fn enqueue(&mut self, now: Instant, key: PeerKey, dial: SocketAddr, text: &str, p: Purpose) {
-        if self.exited || (self.quit_deadline.is_some() && p != Purpose::Exit) {
-            self.refuse("the node is quitting: message not sent".to_owned());
-            return;
-        }
-        // The header carries the connection's local address unless --advertise fixes it.
-        // To this machine that is the address dialled (127.0.0.1 for loopback); to another
-        // host it is not known before connecting, so assume the longest of the family.
-        let ip_len = match self.cfg.advertise {
-            Some(ip) => ip_text_len(ip),
-            None if dial.ip().is_loopback() => ip_text_len(dial.ip()).max(9),
-            None if self.cfg.local.is_local(dial.ip()) => ip_text_len(dial.ip()),
-            None => wire::max_ip_text_len(dial.is_ipv6()),
-        };
-        if let Err(e) = wire::check_len(ip_len, self.cfg.port, &self.cfg.name, text) {
-            self.refuse(format!("not sent to {dial}: {e}"));
-            return;
-        }
-        if !self.peers.contains_key(&key) {
-            let peer = Peer {
-                dial,
-                name: None,
-                status: PeerStatus::YetToConnect,
-                mismatch_shown: false,
-            };
-            self.peers.insert(key, peer);
-        }
-        let id = SendId(self.next_id);
-        self.next_id += 1;
-        let out = Outgoing {
-            id,
-            key,
-            dial,
-            name: self.peers.get(&key).and_then(|p| p.name.clone()),
-            text: Arc::from(text),
-            purpose: p,
-            deadline: now + self.cfg.timeout,
-        };
-        self.sends.insert(id, key);
-        let outbox = self.outboxes.entry(key).or_default();
-        if outbox.in_flight.is_none() {
-            self.start(out);
+    /// Why `#number` names nobody: it left, or it was never given.
+    fn no_such_number(&self, number: usize) -> String {
+        if self.peers.was_given(number) {
+            format!("no peer #{number}: it left the list (see /peers)")
+        } else if self.peers.len() == 0 {
+            "No active peers.".to_owned()
         } else {
-            self.queued_deadlines.insert((out.deadline, id));
-            outbox.queue.push_back(out);
+            format!("no peer #{number} (see /peers)")
         }
     }
 
-    fn start(&mut self, out: Outgoing) {
-        self.effects.push_back(Effect::Transmit(Transmit {
-            id: out.id,
-            to: out.dial,
-            text: out.text.clone(),
-            deadline: out.deadline,
-        }));
-        let key = out.key;
-        self.outboxes.entry(key).or_default().in_flight = Some(out);
+    fn by_number(&self, number: usize) -> Option<(PeerKey, SocketAddr)> {
+        let (k, p) = self.peers.by_number(number)?;
+        Some((k, p.dial))
     }
 
     /// "Connect to active peers".
@@ -511,31 +556,18 @@ impl PeerTable {
                 }
                 keys
             }
-            Which::Indices(indices) => {
+            Which::Indices(numbers) => {
                 let mut keys = Vec::new();
-                for i in indices {
-                    match self.by_index(i) {
-                        Some((k, _)) if self.peers[&k].status == PeerStatus::Connected => {
-                            let view = self.view(&k);
-                            self.refuse(format!(
-                                "{} [{}] is already connected",
-                                view.name_or_unknown(),
-                                view.addr_text()
-                            ));
-                        }
-                        Some((k, _)) => keys.push(k),
-                        None => self.refuse(self.no_such_index(&Target::Index(i))),
+                for n in numbers {
+                    match self.by_number(n) {
+                        Some((k, _)) if !self.refuse_if_connected(&k) => keys.push(k),
+                        Some(_) => {}
+                        None => self.refuse(self.no_such_number(n)),
                     }
                 }
                 keys
             }
-            Which::Candidate(i) => match i.checked_sub(1).and_then(|i| self.candidates().nth(i)) {
-                Some(k) => vec![k],
-                None => {
-                    self.refuse(format!("no peer #{i} among those remaining for connection"));
-                    Vec::new()
-                }
-            },
+            Which::Candidate(i) => self.candidate(i).into_iter().collect(),
         };
         for key in keys {
             if self.connect_pending(&key) {
@@ -547,9 +579,47 @@ impl PeerTable {
                 ));
                 continue;
             }
-            let dial = self.peers[&key].dial;
+            let Some(dial) = self.peers.get(&key).map(|p| p.dial) else {
+                continue;
+            };
             self.enqueue(now, key, dial, "connect", Purpose::Connect);
         }
+    }
+
+    /// Refuses to connect to `key` again if it is connected already; `true` if it is.
+    fn refuse_if_connected(&mut self, key: &PeerKey) -> bool {
+        if self.peers.get(key).map(|p| p.status) != Some(PeerStatus::Connected) {
+            return false;
+        }
+        let view = self.view(key);
+        self.refuse(format!(
+            "{} [{}] is already connected",
+            view.name_or_unknown(),
+            view.addr_text()
+        ));
+        true
+    }
+
+    /// The menu's answer `i`: the `i`-th peer of the candidate list shown last (or of the
+    /// list as it is now, if none was shown), if it is still there and not connected.
+    fn candidate(&mut self, i: usize) -> Option<PeerKey> {
+        let shown = std::mem::take(&mut self.shown_candidates);
+        let picked = match shown.is_empty() {
+            true => i.checked_sub(1).and_then(|i| self.candidates().nth(i)),
+            false => i.checked_sub(1).and_then(|i| shown.get(i)).copied(),
+        };
+        let Some(key) = picked else {
+            self.refuse(format!("no peer #{i} among those remaining for connection"));
+            return None;
+        };
+        if !self.peers.contains(&key) {
+            self.refuse(format!(
+                "no peer #{i} among those remaining for connection: {key} left the list \
+                 since it was shown (see /peers)"
+            ));
+            return None;
+        }
+        (!self.refuse_if_connected(&key)).then_some(key)
     }
 
     fn candidates(&self) -> impl Iterator<Item = PeerKey> + '_ {
@@ -560,33 +630,33 @@ impl PeerTable {
     }
 
     fn connect_pending(&self, key: &PeerKey) -> bool {
-        self.outboxes.get(key).is_some_and(|o| {
-            o.in_flight
-                .iter()
-                .chain(o.queue.iter())
-                .any(|m| m.purpose == Purpose::Connect)
-        })
+        self.outboxes
+            .get(key)
+            .is_some_and(|o| o.all().any(|m| m.purpose == Purpose::Connect))
     }
 
-    fn rows(&self, keys: impl Iterator<Item = PeerKey>) -> Vec<PeerRow> {
-        keys.enumerate()
-            .map(|(i, k)| PeerRow {
-                index: i + 1,
-                peer: self.view(&k),
-                status: self.peers[&k].status,
-            })
-            .collect()
+    fn row(&self, index: usize, key: &PeerKey, peer: &Peer) -> PeerRow {
+        PeerRow {
+            index,
+            peer: self.view(key),
+            status: peer.status,
+        }
     }
 
-    /// "Query active peers": shows the list.
+    /// "Query active peers": shows the list, each peer under its own number.
     pub fn list(&mut self) {
-        let rows = self.rows(self.peers.keys().copied());
+        let rows = self.peers.iter().map(|(k, p)| self.row(p.number, k, p));
+        let rows = rows.collect();
         self.show(Event::Peers(rows));
     }
 
-    /// Shows the peers not yet connected, numbered for [`Which::Candidate`].
+    /// Shows the peers not yet connected, numbered 1, 2... for [`Which::Candidate`] (as
+    /// the original numbers this list), and remembers them for the answer.
     pub fn list_candidates(&mut self) {
-        let rows = self.rows(self.candidates());
+        self.shown_candidates = self.candidates().collect();
+        let rows = self.shown_candidates.iter().enumerate();
+        let rows = rows.filter_map(|(i, k)| Some(self.row(i + 1, k, self.peers.get(k)?)));
+        let rows = rows.collect();
         self.show(Event::ConnectCandidates(rows));
     }
 
@@ -613,170 +683,52 @@ impl PeerTable {
         }
     }
 
-    // ----- inputs from the reactor -------------------------------------------------------
-
-    /// A send started by [`Effect::Transmit`] has finished.
-    pub fn handle_send_done(&mut self, now: Instant, id: SendId, outcome: SendOutcome) {
-        let Some(&key) = self.sends.get(&id) else {
-            log::debug!("outcome for unknown send {id:?}: ignored");
-            return;
-        };
-        let Some(out) = self
-            .outboxes
-            .get_mut(&key)
-            .and_then(|o| o.in_flight.take_if(|m| m.id == id))
-        else {
-            // Still queued: forgetting it here would leave it queued but unindexed.
-            log::error!("send {id:?} finished but was not in flight: ignored");
-            return;
-        };
-        self.sends.remove(&id);
-        self.finish(out, outcome);
-        self.start_next(now, key);
-        self.check_done();
-    }
-
-    /// Applies a finished send to the table and tells the user.
-    fn finish(&mut self, out: Outgoing, outcome: SendOutcome) {
-        let name = self
-            .peers
-            .get(&out.key)
-            .and_then(|p| p.name.clone())
-            .or(out.name);
-        let to = PeerView::new(name, out.dial);
-        let ok = !matches!(outcome, SendOutcome::Failed(_));
-        match out.purpose {
-            Purpose::Connect if ok => {
-                if let Some(p) = self.peers.get_mut(&out.key) {
-                    p.status = PeerStatus::Connected;
-                }
-            }
-            Purpose::Exit => {
-                self.peers.shift_remove(&out.key);
-            }
-            _ => {}
-        }
-        let text = out.text.to_string();
-        let event = match outcome {
-            SendOutcome::Delivered | SendOutcome::Unconfirmed => Event::Sent {
-                to,
-                purpose: out.purpose,
-                text,
-                confirmed: outcome == SendOutcome::Delivered,
-            },
-            SendOutcome::Failed(reason) => Event::SendFailed {
-                to,
-                purpose: out.purpose,
-                text,
-                reason,
-            },
-        };
-        self.show(event);
-    }
-
-    /// Starts the next queued send to `key`, failing those whose deadline has passed.
-    fn start_next(&mut self, now: Instant, key: PeerKey) {
-        loop {
-            let Some(outbox) = self.outboxes.get_mut(&key) else {
-                return;
-            };
-            let Some(next) = outbox.queue.pop_front() else {
-                if outbox.in_flight.is_none() {
-                    self.outboxes.remove(&key);
-                }
-                return;
-            };
-            self.queued_deadlines.remove(&(next.deadline, next.id));
-            let late = match () {
-                _ if self.exited => Some(SendFailure::Quit),
-                _ if next.deadline <= now => Some(SendFailure::QueueTimedOut),
-                _ => None,
-            };
-            if let Some(reason) = late {
-                self.sends.remove(&next.id);
-                self.finish(next, SendOutcome::Failed(reason));
-                continue;
-            }
-            self.start(next);
-            return;
-        }
-    }
-
-    /// Fires every deadline that has passed: queued sends time out, a quit whose deadline
-    /// passed ends the node, and a due summary of the full-list warning is logged.
+    /// Fires every deadline that has passed: sends time out (one in flight with its
+    /// stage's outcome, and [`Effect::Abort`]), a quit whose deadline passed ends the node
+    /// (what is left fails as [`crate::event::SendFailure::Quit`]), and due log summaries are written.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.full_log.report(now);
+        self.host_log.report(now);
+        self.evict_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
-        while let Some(&(at, id)) = self.queued_deadlines.first() {
-            // What is due no earlier than the quit deadline (the `exit`s queued by `quit`
-            // share it) fails below because the node quits, not as a queue timeout.
-            if at > now || quit_due.is_some_and(|d| at >= d) {
-                break;
-            }
-            self.queued_deadlines.pop_first();
-            self.fail_queued(id, SendFailure::QueueTimedOut);
-        }
-        if quit_due.is_some() {
+        self.fire_send_deadlines(now, quit_due);
+        // (Ending the last sends above may have ended the quit already.)
+        if quit_due.is_some() && !self.exited {
             self.abandon();
             self.effects.push_back(Effect::Exit);
         }
         self.check_done();
     }
 
-    /// The node leaves now (a second signal): every send still queued fails because the
-    /// node quit, and nothing more starts; sends in flight are reported by their owner.
-    pub fn abandon(&mut self) {
-        let queued: Vec<SendId> = self.queued_deadlines.iter().map(|(_, id)| *id).collect();
-        self.queued_deadlines.clear();
-        for id in queued {
-            self.fail_queued(id, SendFailure::Quit);
-        }
-        self.exited = true;
-    }
-
-    fn fail_queued(&mut self, id: SendId, reason: SendFailure) {
-        let Some(key) = self.sends.remove(&id) else {
-            return;
-        };
-        let Some(outbox) = self.outboxes.get_mut(&key) else {
-            return;
-        };
-        let Some(pos) = outbox.queue.iter().position(|m| m.id == id) else {
-            return;
-        };
-        let out = outbox.queue.remove(pos).expect("position is in range");
-        self.finish(out, SendOutcome::Failed(reason));
-    }
-
     /// Checks the table's invariants; used by tests and property tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut counted = 0;
         for (key, outbox) in &self.outboxes {
-            if outbox.in_flight.is_none() && !outbox.queue.is_empty() {
-                return Err(format!("{key}: queued sends but none in flight"));
+            if outbox.in_flight.is_none() {
+                return Err(format!("{key}: an outbox with nothing in flight"));
             }
-            for m in outbox.in_flight.iter().chain(outbox.queue.iter()) {
+            for m in outbox.all() {
                 counted += 1;
                 if self.sends.get(&m.id) != Some(key) {
                     return Err(format!("send {:?} not indexed under {key}", m.id));
                 }
-            }
-            for m in &outbox.queue {
-                if !self.queued_deadlines.contains(&(m.deadline, m.id)) {
-                    return Err(format!("queued send {:?} has no deadline", m.id));
+                if !self.deadlines.contains(&(m.deadline, m.id)) {
+                    return Err(format!("send {:?} has no deadline", m.id));
                 }
             }
         }
-        if counted != self.sends.len() {
+        if counted != self.sends.len() || counted != self.deadlines.len() {
             return Err(format!(
-                "{} sends indexed, {counted} found",
-                self.sends.len()
+                "{} sends indexed, {} deadlines, {counted} found",
+                self.sends.len(),
+                self.deadlines.len()
             ));
         }
-        if self.peers.contains_key(&self.self_key) {
+        self.peers.check()?;
+        if self.peers.contains(&self.self_key) {
             return Err("the node lists itself".to_owned());
         }
-        for (key, peer) in &self.peers {
+        for (key, peer) in self.peers.iter() {
             if self.cfg.local.key(peer.dial.ip(), peer.dial.port()) != *key {
                 return Err(format!("{key}: dial address {} has another key", peer.dial));
             }
@@ -785,12 +737,7 @@ impl PeerTable {
     }
 }
 
-fn ip_text_len(ip: IpAddr) -> usize {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string().len(),
-        IpAddr::V6(v6) => v6.to_string().len() + 2,
-    }
-}
-
+mod list;
+mod send;
 #[cfg(test)]
 mod tests;

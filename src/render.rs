@@ -8,9 +8,9 @@ use std::fmt;
 use std::io::Write;
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use crate::event::{Event, PeerRow, PeerView, Purpose};
+use crate::event::{Event, PeerHost, PeerRow, PeerView, Purpose};
 use crate::sanitize::{self, for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
@@ -128,7 +128,7 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<IpAddr>,
+    ip: Option<PeerHost>,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<Option<u16>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,7 +154,7 @@ struct Line<'a> {
 struct Row<'a> {
     index: usize,
     name: Option<&'a str>,
-    ip: IpAddr,
+    ip: PeerHost,
     port: Option<u16>,
     status: &'static str,
 }
@@ -170,7 +170,7 @@ impl<'a> Line<'a> {
     fn peer(event: &'static str, p: &'a PeerView) -> Self {
         Line {
             name: Some(p.name.as_deref()),
-            ip: Some(p.ip),
+            ip: Some(p.host()),
             port: Some(p.port),
             ..Line::of(event)
         }
@@ -182,7 +182,7 @@ impl<'a> Line<'a> {
             .map(|r| Row {
                 index: r.index,
                 name: r.peer.name.as_deref(),
-                ip: r.peer.ip,
+                ip: r.peer.host(),
                 port: r.peer.port,
                 status: r.status.as_str(),
             })
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use crate::event::SendFailure;
     use crate::peer_table::PeerStatus;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn peer(name: Option<&str>) -> PeerView {
         PeerView::new(name.map(str::to_owned), "127.0.0.1:9001".parse().unwrap())
@@ -346,6 +346,31 @@ mod tests {
         json(&Event::Refused(text.to_owned()), &mut out);
         let body = String::from_utf8(out).unwrap();
         assert!(!body.trim_end().chars().any(crate::sanitize::needs_escape));
+    }
+
+    #[test]
+    fn a_link_local_peer_is_shown_with_its_interface() {
+        let linky = PeerView::new(Some("linky".into()), "[fe80::7%3]:5000".parse().unwrap());
+        assert_eq!(
+            line(&Event::NewPeer(linky.clone())),
+            "New peer found: linky [[fe80::7%3]:5000]\n"
+        );
+        for e in [
+            Event::NewPeer(linky.clone()),
+            Event::Message {
+                from: linky.clone(),
+                text: "hi".into(),
+            },
+        ] {
+            let mut out = Vec::new();
+            json(&e, &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!((&v["ip"], &v["port"]), (&json!("fe80::7%3"), &json!(5000)));
+        }
+        // Without a port, the host alone; without a zone, as ever.
+        let host = PeerView::host_only(None, "[fe80::7%3]:1".parse().unwrap());
+        assert_eq!(host.addr_text(), "fe80::7%3");
+        assert_eq!(peer(None).addr_text(), "127.0.0.1:9001");
     }
 
     #[test]

@@ -122,13 +122,8 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Longest text form of an IP address of this family in a header (`[` `]` included for v6).
-pub fn max_ip_text_len(v6: bool) -> usize {
-    if v6 { 41 } else { 15 }
-}
-
 /// Number of bytes [`encode`] would produce for an address of `ip_len` characters.
-pub fn encoded_len(ip_len: usize, port: u16, name: &str, text: &str) -> usize {
+fn encoded_len(ip_len: usize, port: u16, name: &str, text: &str) -> usize {
     ip_len + 1 + digits(port) + 1 + name.len() + 1 + text.len()
 }
 
@@ -143,8 +138,9 @@ fn digits(port: u16) -> usize {
 }
 
 /// Checks that `text` can be sent by a node called `name` on `port` whose header IP is at
-/// most `ip_len` characters long.
-pub fn check_len(ip_len: usize, port: u16, name: &str, text: &str) -> Result<(), EncodeError> {
+/// most `ip_len` characters long. [`encode`] is the one way in: the peer table checks a
+/// message when it is asked for by encoding it with the longest header it can carry.
+fn check_len(ip_len: usize, port: u16, name: &str, text: &str) -> Result<(), EncodeError> {
     if text.is_empty() {
         return Err(EncodeError::EmptyText);
     }
@@ -333,13 +329,17 @@ fn looks_like_ip(host: &[u8]) -> bool {
 
 fn parse_host(host: &str) -> Result<ClaimedHost, WireError> {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return inner
-            .parse::<Ipv6Addr>()
+        return parse_v6(inner)
             .map(|ip| ClaimedHost::Ip(IpAddr::V6(ip)))
-            .map_err(|_| WireError::BadHost);
+            .ok_or(WireError::BadHost);
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ClaimedHost::Ip(ip));
+    }
+    if host.contains('%')
+        && let Some(ip) = parse_v6(host)
+    {
+        return Ok(ClaimedHost::Ip(IpAddr::V6(ip)));
     }
     let plausible = !host.is_empty()
         && host.len() <= 253
@@ -352,6 +352,19 @@ fn parse_host(host: &str) -> Result<ClaimedHost, WireError> {
     } else {
         Err(WireError::BadHost)
     }
+}
+
+/// An IPv6 address, with or without a zone (`fe80::1%eth0`, as a sender that writes its
+/// socket's local address may: Python's `getsockname` does). The zone names an interface
+/// of the *sender's* machine, meaningless here, and is dropped: the claim is only a claim.
+fn parse_v6(s: &str) -> Option<Ipv6Addr> {
+    let (ip, zone) = s.split_once('%').unwrap_or((s, "x"));
+    let plausible_zone = !zone.is_empty()
+        && zone.len() <= 64
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    plausible_zone.then(|| ip.parse().ok()).flatten()
 }
 
 /// The `ADDR NAME ` prefix (up to and including the space after the name) of a message whose
@@ -498,6 +511,16 @@ mod tests {
         let m = parse(b"fe80::1:9000 n t").unwrap();
         assert_eq!(m.claimed_host, ClaimedHost::Ip("fe80::1".parse().unwrap()));
         assert_eq!(m.port, Some(9000));
+        // A link-local address with the sender's zone (Python's getsockname writes it).
+        for header in [
+            "[fe80::1%eth0]:9000",
+            "fe80::1%eth0:9000",
+            "<[fe80::1%2]:9000>",
+        ] {
+            let m = parse(format!("{header} n t").as_bytes()).unwrap();
+            assert_eq!(m.claimed_host, ClaimedHost::Ip("fe80::1".parse().unwrap()));
+            assert_eq!(m.port, Some(9000), "{header}");
+        }
 
         let m = parse(b"my-host.lan:9000 n t\r\n").unwrap();
         assert_eq!(m.claimed_host, ClaimedHost::Name("my-host.lan".into()));
@@ -533,6 +556,9 @@ mod tests {
             (b"1.2.3.4:999999999999 n t", WireError::BadPort),
             (b"1.2.3.999:9000 n t", WireError::BadHost),
             (b"[zz]:9000 n t", WireError::BadHost),
+            (b"[fe80::1%]:9000 n t", WireError::BadHost),
+            (b"[fe80::1%e\x1b]:9000 n t", WireError::BadHost),
+            (b"10.0.0.1%eth0:9000 n t", WireError::BadHost),
             (b"a\x1bb:9000 n t", WireError::BadHost),
             (b"\xff\xfe:9000 n t", WireError::BadHost),
             (b"team:", WireError::NoText),

@@ -55,13 +55,15 @@ fn per_message(json: bool) -> u64 {
         timeout: Duration::from_secs(20),
         local: LocalAddrs::new([]),
         max_peers: 10_000,
+        max_peers_per_host: 64,
+        limit_local: false,
     });
     let mut out = Vec::with_capacity(1 << 16);
     let mut step = |i: u32, text: &str, out: &mut Vec<u8>| {
         let payload = format!("{} p{i} {text}", peer(i));
         let before = allocations();
         let msg = wire::parse(payload.as_bytes()).unwrap();
-        table.handle_message(now, peer(i).ip(), msg);
+        table.handle_message(now, peer(i), msg);
         while let Some(effect) = table.poll_effect() {
             if let Effect::Show(e) = effect {
                 if json {

@@ -586,3 +586,47 @@ fn a_dripping_attacker_is_evicted_before_an_honest_sender_that_pauses() {
     assert_eq!(v["text"], "part one, part two", "{v}");
     assert!(v.get("cut").is_none(), "{v}");
 }
+
+/// A peer that accepts our message and then streams bytes back instead of closing: the node
+/// stops reading after a few hundred bytes and reports the send at once (written, not
+/// confirmed), instead of reading until the deadline (a core busy per such peer).
+#[test]
+fn a_peer_talking_back_endlessly_is_cut_off_and_reported_at_once() {
+    let mut a = Node::start("alice", &["--timeout", "30"]);
+    let (l, port) = listener();
+    let talker = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let chunk = vec![b'!'; 16 * 1024];
+        let started = Instant::now();
+        let mut written = 0usize;
+        // Until the node closes (the write fails) or far longer than it should take.
+        while started.elapsed() < Duration::from_secs(30) {
+            match s.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => return (true, written),
+            }
+        }
+        (false, written)
+    });
+    a.type_line(&format!("/send 127.0.0.1:{port} are you there?"));
+    // Well before the 30 s deadline.
+    let v = a.expect_within("the send's outcome", SOON, |v| {
+        v["port"] == json!(port) && (v["event"] == "sent" || v["event"] == "send_failed")
+    });
+    assert_eq!(
+        (&v["event"], &v["confirmed"], &v["text"]),
+        (&json!("sent"), &json!(false), &json!("are you there?")),
+        "{v}"
+    );
+    let (cut, written) = talker.join().unwrap();
+    assert!(
+        cut,
+        "the node kept the connection open ({written} bytes written back)"
+    );
+    let log = a.stderr_text();
+    assert!(
+        log.contains(&format!("127.0.0.1:{port}: kept writing back")) && log.contains("!!!!"),
+        "{log}"
+    );
+    assert_serves(&mut a);
+}

@@ -191,12 +191,17 @@ impl Net {
         }
     }
 
-    /// Starts `p2pchat` in `host`, listening on every address there.
+    /// Starts `p2pchat` in `host`, listening on every IPv4 address there.
     fn node(&self, host: usize, name: &str, extra: &[&str]) -> Node {
+        self.node_on(host, name, "0.0.0.0", extra)
+    }
+
+    /// Starts `p2pchat` in `host`, listening on `bind` (`::`: IPv6 and IPv4).
+    fn node_on(&self, host: usize, name: &str, bind: &str, extra: &[&str]) -> Node {
         let mut cmd = Command::new(&self.ip);
         cmd.args(["netns", "exec", &self.hosts[host], BIN])
             .args([
-                "--name", name, "--port", "0", "--bind", "0.0.0.0", "--json", "-v",
+                "--name", name, "--port", "0", "--bind", bind, "--json", "-v",
             ])
             .args(extra)
             .env_remove("P2PCHAT_NAME")
@@ -204,11 +209,8 @@ impl Net {
             .stdin(Stdio::piped());
         let node = Node::spawn(name, cmd);
         let listening = &node.seen[0];
-        assert_eq!(
-            listening["addr"],
-            format!("0.0.0.0:{}", node.port),
-            "{listening}"
-        );
+        let want = SocketAddr::new(bind.parse().unwrap(), node.port);
+        assert_eq!(listening["addr"], want.to_string(), "{listening}");
         node
     }
 
@@ -804,4 +806,68 @@ fn link_down_fails_the_send_in_time_and_nothing_hangs() {
         "{:#?}",
         n3.seen
     );
+}
+
+/// Case 5: IPv6 link-local peers. A link-local address names a host only with the interface
+/// it is reached through: the user types it with its zone (`[fe80::2%eth0]:PORT`), and a
+/// node answers a peer it learnt from a link-local source through the interface the
+/// message came in on (before, the zone was dropped and the answer failed with "Invalid
+/// argument").
+#[test]
+fn link_local_peers_are_reached_through_their_interface() {
+    let Some(net) = Net::setup("ll") else { return };
+    // Fixed link-local addresses, usable at once (no duplicate address detection).
+    for (host, addr) in [(0, "fe80::1/64"), (1, "fe80::2/64")] {
+        net.host_ip_cmd(host, &["addr", "add", addr, "dev", "eth0", "nodad"]);
+    }
+    let mut alice = net.node_on(0, "alice", "::", &[]);
+    let mut bob = net.node_on(1, "bob", "::", &[]);
+
+    // Without its zone the address is refused, with the fix; with it, the message goes.
+    say(&mut alice, &format!("/send [fe80::2]:{} hello", bob.port));
+    let e = alice.expect_event("error", &[]);
+    assert!(
+        e["detail"].as_str().unwrap().contains("add its interface"),
+        "{e}"
+    );
+    say(
+        &mut alice,
+        &format!("/send [fe80::2%eth0]:{} hello over the link", bob.port),
+    );
+    let link_local = |v: &Value| {
+        v["ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("fe80::") && ip.contains('%'))
+    };
+    let alice_port = alice.port;
+    let seen = bob.expect("alice's message from a link-local address", |v| {
+        v["event"] == "message" && v["name"] == "alice" && v["port"] == alice_port
+    });
+    assert!(link_local(&seen), "{seen}");
+    alice.expect_event(
+        "sent",
+        &[
+            ("text", json!("hello over the link")),
+            ("confirmed", json!(true)),
+        ],
+    );
+
+    // Bob answers by name: through the interface alice's message came in on.
+    say(&mut bob, "/send alice hi back");
+    let back = alice.expect_event(
+        "message",
+        &[("name", json!("bob")), ("text", json!("hi back"))],
+    );
+    assert!(link_local(&back), "{back}");
+    bob.expect_event(
+        "sent",
+        &[
+            ("name", json!("alice")),
+            ("text", json!("hi back")),
+            ("confirmed", json!(true)),
+        ],
+    );
+    assert_eq!(count(&bob, "send_failed"), 0, "{:#?}", bob.seen);
+    quit(&mut alice);
+    quit(&mut bob);
 }

@@ -9,13 +9,14 @@
 //! case is replayed first next time.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pchat::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
+use p2pchat::event::{Event, PeerRow, PeerView, Purpose, SendFailure};
 use p2pchat::identity::LocalAddrs;
 use p2pchat::peer_table::{
-    Effect, PeerStatus, PeerTable, SendId, TableConfig, Target, Transmit, Which,
+    Effect, PeerStatus, PeerTable, SendId, SendStage, TableConfig, Target, Transmit, Which,
 };
 use p2pchat::render;
 use p2pchat::sanitize;
@@ -428,11 +429,19 @@ fn opt_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn peer_view() -> impl Strategy<Value = PeerView> {
-    (opt_string(), ip(), proptest::option::of(any::<u16>())).prop_map(|(name, ip, port)| PeerView {
-        name,
-        ip,
-        port,
-    })
+    let scope = prop_oneof![3 => Just(0u32), 1 => any::<u32>()];
+    (
+        opt_string(),
+        ip(),
+        scope,
+        proptest::option::of(any::<u16>()),
+    )
+        .prop_map(|(name, ip, scope_id, port)| PeerView {
+            name,
+            scope_id: if ip.is_ipv6() { scope_id } else { 0 },
+            ip,
+            port,
+        })
 }
 
 fn purpose() -> impl Strategy<Value = Purpose> {
@@ -577,6 +586,8 @@ proptest! {
 const TIMEOUT: Duration = Duration::from_secs(20);
 const LAN: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5));
 const OWN_PORT: u16 = 9000;
+/// Small, so that the generated peers fill the list and strangers are dropped.
+const MAX_PEERS: usize = 5;
 
 fn local() -> LocalAddrs {
     LocalAddrs::new([LAN])
@@ -596,6 +607,17 @@ fn source() -> impl Strategy<Value = IpAddr> {
         "fe80::1",
     ])
     .prop_map(|s| s.parse::<IpAddr>().expect("source IP"))
+}
+
+/// The socket address a message from `ip` comes from: an ephemeral port, and for the
+/// link-local source the interface (scope) it arrived on.
+fn from(ip: IpAddr) -> SocketAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            std::net::SocketAddrV6::new(v6, 51000, 0, 2).into()
+        }
+        ip => SocketAddr::new(ip, 51000),
+    }
 }
 
 /// Few ports, so that peers collide; 9000 is this node's own.
@@ -690,7 +712,8 @@ fn target(busy: bool) -> impl Strategy<Value = Target> {
         3 => (source(), peer_port()).prop_map(|(ip, p)| Target::Addr(SocketAddr::new(ip, p))),
         w => special.prop_map(Target::Addr),
         2 * w => (0usize..5).prop_map(Target::Index),
-        3 => (1usize..=2).prop_map(Target::Index),
+        // Numbers are never reused: peers that come and go take ever higher ones.
+        3 => (1usize..=12).prop_map(Target::Index),
         2 * w => peer_name().prop_map(Target::Name),
     ]
 }
@@ -710,25 +733,65 @@ fn send_text(busy: bool) -> impl Strategy<Value = String> {
 fn which() -> impl Strategy<Value = Which> {
     prop_oneof![
         Just(Which::All),
-        vec(0usize..6, 0..4).prop_map(Which::Indices),
+        vec(0usize..12, 0..4).prop_map(Which::Indices),
         (0usize..6).prop_map(Which::Candidate),
     ]
 }
 
-fn outcome() -> impl Strategy<Value = SendOutcome> {
+/// What the reactor reports about a send's socket.
+#[derive(Debug, Clone)]
+enum Report {
+    /// Connected, from this local address.
+    Connected(SocketAddr),
+    Written,
+    Closed,
+    TalkedBack,
+    Error(io::ErrorKind),
+}
+
+impl Report {
+    /// Does this report end the send (the reactor has dropped its socket)?
+    fn ends(&self) -> bool {
+        matches!(self, Report::Closed | Report::TalkedBack | Report::Error(_))
+    }
+}
+
+fn report() -> impl Strategy<Value = Report> {
+    // Local addresses: ordinary ones, the longest of each family (a header that fills the
+    // length bound), and one of the other family (which the bound does not cover).
+    let local = select(vec![
+        "10.0.0.1:40000",
+        "127.0.0.1:40001",
+        "255.255.255.255:1",
+        "[2001:db8::1]:40000",
+        "[::ffff:10.0.0.1]:40002",
+        "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:1",
+    ])
+    .prop_map(|s| s.parse::<SocketAddr>().expect("socket address"));
+    let kind = select(vec![
+        io::ErrorKind::ConnectionRefused,
+        io::ErrorKind::ConnectionReset,
+        io::ErrorKind::TimedOut,
+        io::ErrorKind::NotConnected,
+        io::ErrorKind::HostUnreachable,
+        io::ErrorKind::BrokenPipe,
+        io::ErrorKind::PermissionDenied,
+    ]);
     prop_oneof![
-        3 => Just(SendOutcome::Delivered),
-        1 => Just(SendOutcome::Unconfirmed),
-        2 => send_failure().prop_map(SendOutcome::Failed),
+        4 => local.prop_map(Report::Connected),
+        3 => Just(Report::Written),
+        3 => Just(Report::Closed),
+        1 => Just(Report::TalkedBack),
+        2 => kind.prop_map(Report::Error),
     ]
 }
 
-/// Which send a `handle_send_done` is for.
+/// Which send a report is for.
 #[derive(Debug, Clone)]
-enum DoneFor {
-    /// The n-th (mod count) transmitted send not yet answered.
-    Outstanding(usize),
-    /// The n-th (mod count) send ever transmitted, answered or not.
+enum ReportFor {
+    /// The n-th (mod count) send in flight.
+    InFlight(usize),
+    /// The n-th (mod count) send ever transmitted, finished or not.
     Transmitted(usize),
     /// Any id: small ones may name sends that are queued, not in flight.
     Bogus(u64),
@@ -743,19 +806,21 @@ enum Op {
     List,
     ListCandidates,
     Quit,
-    Done(DoneFor, SendOutcome),
+    Report(ReportFor, Report),
     /// `handle_timeout` now, or (`true`) at the table's next deadline if that is later.
     Timeout(bool),
+    /// The node leaves at once (a second signal).
+    Abandon,
 }
 
 /// The inputs to the table. `busy` favours many sends to few peers (so that sends queue
 /// behind each other) over the rarer inputs.
 fn op(busy: bool) -> impl Strategy<Value = Op> {
     let b = u32::from(busy);
-    let done_for = prop_oneof![
-        6 => any::<usize>().prop_map(DoneFor::Outstanding),
-        1 => any::<usize>().prop_map(DoneFor::Transmitted),
-        1 => prop_oneof![0u64..40, any::<u64>()].prop_map(DoneFor::Bogus),
+    let report_for = prop_oneof![
+        6 => any::<usize>().prop_map(ReportFor::InFlight),
+        1 => any::<usize>().prop_map(ReportFor::Transmitted),
+        1 => prop_oneof![0u64..40, any::<u64>()].prop_map(ReportFor::Bogus),
     ];
     prop_oneof![
         6 => (source(), raw_payload()).prop_map(|(s, p)| Op::Raw(s, p)),
@@ -765,8 +830,9 @@ fn op(busy: bool) -> impl Strategy<Value = Op> {
         2 => Just(Op::List),
         2 => Just(Op::ListCandidates),
         1 => Just(Op::Quit),
-        10 => (done_for, outcome()).prop_map(|(d, o)| Op::Done(d, o)),
+        24 => (report_for, report()).prop_map(|(d, r)| Op::Report(d, r)),
         4 => any::<bool>().prop_map(Op::Timeout),
+        1 - b => Just(Op::Abandon),
     ]
 }
 
@@ -785,37 +851,26 @@ fn steps() -> impl Strategy<Value = Vec<(u64, Op)>> {
     any::<bool>().prop_flat_map(|busy| vec((delay_ms(busy), op(busy)), 1..80))
 }
 
-/// What the harness knows about one transmitted send.
-#[derive(Debug, Clone)]
-struct Sent {
-    key: SocketAddr,
-    connect: bool,
-}
-
 /// Drives one table through `steps`, checking after every step.
 struct Harness {
     table: PeerTable,
     local: LocalAddrs,
     now: Instant,
+    /// Every send ever transmitted, and the peer it went to.
     transmitted: Vec<SendId>,
-    outstanding: Vec<SendId>,
-    sent: HashMap<SendId, Sent>,
+    sent_to: HashMap<SendId, SocketAddr>,
+    /// Transmitted and not finished: the table's sends in flight.
+    in_flight: Vec<SendId>,
     exits: usize,
     quit_called: bool,
+    abandoned: bool,
     /// Once quitting: how many sends were queued (not in flight) when the quit came, and
     /// so may still start, and the lowest id the quit itself handed out, if it sent any.
     quit_budget: Option<usize>,
     quit_floor: Option<SendId>,
+    /// Every number the list has given, and to whom: a number is never given twice.
+    numbers: HashMap<usize, SocketAddr>,
     log: Vec<String>,
-}
-
-/// What a `handle_send_done` step reported.
-#[derive(Debug, Clone, Copy)]
-struct Finished {
-    id: SendId,
-    /// The id was transmitted and not yet answered: the table had it in flight.
-    in_flight: bool,
-    ok: bool,
 }
 
 impl Harness {
@@ -826,25 +881,33 @@ impl Harness {
             advertise: None,
             timeout: TIMEOUT,
             local: local(),
-            max_peers: 64,
+            max_peers: MAX_PEERS,
+            max_peers_per_host: 2,
+            limit_local: false,
         });
         Harness {
             table,
             local: local(),
             now: Instant::now(),
             transmitted: Vec::new(),
-            outstanding: Vec::new(),
-            sent: HashMap::new(),
+            sent_to: HashMap::new(),
+            in_flight: Vec::new(),
             exits: 0,
             quit_called: false,
+            abandoned: false,
             quit_budget: None,
             quit_floor: None,
+            numbers: HashMap::new(),
             log: Vec::new(),
         }
     }
 
     fn fail(&self, why: String) -> TestCaseError {
         TestCaseError::fail(format!("{why}\nsteps:\n{}", self.log.join("\n")))
+    }
+
+    fn key(&self, addr: SocketAddr) -> SocketAddr {
+        self.local.key(addr.ip(), addr.port()).0
     }
 
     fn statuses(&self) -> Result<HashMap<SocketAddr, PeerStatus>, TestCaseError> {
@@ -857,16 +920,48 @@ impl Harness {
         Ok(seen)
     }
 
-    /// Applies one input; for `handle_send_done`, returns what it reported.
-    fn apply(&mut self, op: &Op) -> Option<Finished> {
+    /// Peers are listed in number order; a peer keeps its number while listed, and a
+    /// number once given never names another peer (nor the same peer after it left).
+    fn check_numbers(
+        &mut self,
+        before: &HashMap<SocketAddr, PeerStatus>,
+    ) -> Result<(), TestCaseError> {
+        let highest = self.numbers.keys().max().copied().unwrap_or(0);
+        let mut last = 0;
+        for (key, peer) in self.table.peers() {
+            if peer.number <= last {
+                return Err(self.fail(format!("#{} listed after #{last}", peer.number)));
+            }
+            last = peer.number;
+            let new = !before.contains_key(&key.0);
+            match self.numbers.insert(peer.number, key.0) {
+                Some(k) if k != key.0 => {
+                    return Err(self.fail(format!("#{} was {k}, now {key}", peer.number)));
+                }
+                Some(_) if new => {
+                    return Err(
+                        self.fail(format!("{key} came back under its old #{}", peer.number))
+                    );
+                }
+                None if peer.number <= highest => {
+                    return Err(self.fail(format!("new #{} not above #{highest}", peer.number)));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one input; for a report, returns the send it was about.
+    fn apply(&mut self, op: &Op) -> Option<SendId> {
         let now = self.now;
         match op.clone() {
             Op::Raw(src, bytes) => {
                 if let Ok(msg) = wire::parse(&bytes) {
-                    self.table.handle_message(now, src, msg);
+                    self.table.handle_message(now, from(src), msg);
                 }
             }
-            Op::Msg(src, msg) => self.table.handle_message(now, src, msg),
+            Op::Msg(src, msg) => self.table.handle_message(now, from(src), msg),
             Op::Send(target, text) => self.table.send(now, target, &text),
             Op::Connect(which) => self.table.connect(now, which),
             Op::List => self.table.list(),
@@ -875,35 +970,34 @@ impl Harness {
                 self.quit_called = true;
                 self.table.quit(now);
             }
-            Op::Done(which, outcome) => {
+            Op::Report(which, report) => {
+                let pick = |ids: &[SendId], n: usize| ids.get(n % ids.len().max(1)).copied();
                 let id = match which {
-                    DoneFor::Outstanding(n) if !self.outstanding.is_empty() => {
-                        self.outstanding[n % self.outstanding.len()]
-                    }
-                    DoneFor::Transmitted(n) if !self.transmitted.is_empty() => {
-                        self.transmitted[n % self.transmitted.len()]
-                    }
-                    DoneFor::Outstanding(n) | DoneFor::Transmitted(n) => SendId(n as u64),
-                    DoneFor::Bogus(id) => SendId(id),
-                };
-                // Only the first answer to a transmitted send counts.
-                let in_flight = self.outstanding.iter().position(|&o| o == id);
-                if let Some(i) = in_flight {
-                    self.outstanding.remove(i);
+                    ReportFor::InFlight(n) => pick(&self.in_flight, n),
+                    ReportFor::Transmitted(n) => pick(&self.transmitted, n),
+                    ReportFor::Bogus(id) => Some(SendId(id)),
                 }
-                let ok = !matches!(outcome, SendOutcome::Failed(_));
-                self.table.handle_send_done(now, id, outcome);
-                return Some(Finished {
-                    id,
-                    in_flight: in_flight.is_some(),
-                    ok,
-                });
+                .unwrap_or(SendId(0));
+                match report {
+                    Report::Connected(local) => self.table.handle_send_connected(now, id, local),
+                    Report::Written => self.table.handle_send_written(now, id),
+                    Report::Closed => self.table.handle_send_closed(now, id),
+                    Report::TalkedBack => self.table.handle_send_talked_back(now, id),
+                    Report::Error(kind) => {
+                        self.table.handle_send_error(now, id, io::Error::from(kind))
+                    }
+                }
+                return Some(id);
             }
             Op::Timeout(jump) => {
                 if jump {
                     self.now = self.now.max(self.table.poll_timeout().unwrap_or(now));
                 }
                 self.table.handle_timeout(self.now);
+            }
+            Op::Abandon => {
+                self.abandoned = true;
+                self.table.abandon();
             }
         }
         None
@@ -916,19 +1010,23 @@ impl Harness {
         let before = self.statuses()?;
         let exited_before = self.exits > 0;
         let was_quitting = self.table.is_quitting();
-        // The table's sends in flight are exactly those transmitted and not yet answered.
+        // The table's sends in flight are exactly those transmitted and not finished.
+        for id in &self.in_flight {
+            if self.table.send_stage(*id).is_none() {
+                return Err(self.fail(format!("{id:?} is no longer in flight")));
+            }
+        }
         let queued = self
             .table
             .pending_sends()
-            .checked_sub(self.outstanding.len())
+            .checked_sub(self.in_flight.len())
             .ok_or_else(|| self.fail("fewer sends pending than in flight".into()))?;
-        let finished = self.apply(op);
-        // The send whose success may turn its peer from yet-to-connect to connected.
-        let connected = finished
-            .filter(|f| f.in_flight && f.ok)
-            .and_then(|f| self.sent.get(&f.id))
-            .filter(|s| s.connect)
-            .map(|s| s.key);
+        let stages: HashMap<SendId, SendStage> = self
+            .in_flight
+            .iter()
+            .filter_map(|id| Some((*id, self.table.send_stage(*id)?)))
+            .collect();
+        let reported = self.apply(op);
         let now = self.now;
         let mut fx = Vec::new();
         while let Some(e) = self.table.poll_effect() {
@@ -937,6 +1035,48 @@ impl Harness {
         self.table
             .check_invariants()
             .map_err(|e| self.fail(format!("invariant: {e}; effects {fx:?}")))?;
+        // The sends in flight that this step ended, and how the reactor learnt of it.
+        let ended: Vec<SendId> = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|id| self.table.send_stage(*id).is_none())
+            .collect();
+        self.in_flight.retain(|id| !ended.contains(id));
+        let aborted: Vec<SendId> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Abort(id) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in &ended {
+            let told_by_reactor =
+                reported == Some(*id) && matches!(op, Op::Report(_, r) if r.ends());
+            if told_by_reactor == aborted.contains(id) {
+                return Err(self.fail(format!(
+                    "{id:?} ended: reported by the reactor {told_by_reactor}, aborted {}",
+                    aborted.contains(id)
+                )));
+            }
+        }
+        for id in &aborted {
+            if !ended.contains(id) {
+                return Err(self.fail(format!("{id:?} aborted but was not in flight")));
+            }
+        }
+        // Peers whose `connect` was confirmed (delivered or unconfirmed) in this step.
+        let connected: Vec<SocketAddr> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Show(Event::Sent {
+                    to,
+                    purpose: Purpose::Connect,
+                    ..
+                }) => Some(self.key(SocketAddr::new(to.ip, to.port?))),
+                _ => None,
+            })
+            .collect();
         let quitting = self.table.is_quitting();
         if quitting && !was_quitting {
             self.quit_budget = Some(queued);
@@ -960,41 +1100,50 @@ impl Harness {
                     }
                 }
                 Effect::Transmit(t) => {
-                    if t.deadline <= now {
+                    let key = self.key(t.to);
+                    let pk = self.local.key(t.to.ip(), t.to.port());
+                    if self.table.peer(&pk).is_some() && self.table.is_stranger(&pk) {
+                        return Err(self.fail(format!("{t:?}: a peer we send to is a stranger")));
+                    }
+                    let Some(pending) = self.table.pending_send(t.id) else {
+                        return Err(self.fail(format!("{t:?} is not pending")));
+                    };
+                    if pending.stage != Some(SendStage::Connecting) || pending.to != t.to {
+                        return Err(self.fail(format!("{t:?} is {pending:?}")));
+                    }
+                    if pending.deadline <= now {
                         return Err(self.fail(format!("{t:?} is already due at emission")));
                     }
-                    if exited_before {
-                        return Err(self.fail(format!("{t:?} after Effect::Exit")));
+                    if exited_before || self.abandoned {
+                        return Err(self.fail(format!("{t:?} after the node left")));
                     }
-                    let body = wire::classify(t.text.as_bytes());
-                    let key = self.local.key(t.to.ip(), t.to.port()).0;
-                    if quitting && body != Body::Exit {
-                        self.check_started_while_quitting(t, key, was_quitting, finished)?;
+                    if quitting && pending.purpose != Purpose::Exit {
+                        self.check_started_while_quitting(t, key, was_quitting, &ended)?;
                     }
-                    let again = self.sent.insert(
-                        t.id,
-                        Sent {
-                            key,
-                            connect: body == Body::Connect,
-                        },
-                    );
-                    if again.is_some() {
+                    if self.sent_to.insert(t.id, key).is_some() {
                         return Err(self.fail(format!("{:?} transmitted twice", t.id)));
                     }
                     self.transmitted.push(t.id);
-                    self.outstanding.push(t.id);
+                    self.in_flight.push(t.id);
                 }
-                Effect::Show(_) => {}
+                Effect::Write { id, payload } => self.check_write(*id, payload, &stages, op)?,
+                Effect::Abort(_) | Effect::Show(_) => {}
             }
         }
         let after = self.statuses()?;
+        self.check_numbers(&before)?;
+        // The network never grows the list past --max-peers (the user's sends may).
+        let from_network = matches!(op, Op::Raw(..) | Op::Msg(..));
+        if from_network && after.len() > before.len().max(MAX_PEERS) {
+            return Err(self.fail(format!("a message grew the list to {}", after.len())));
+        }
         for (key, status) in &after {
             match (before.get(key), status) {
                 (None, PeerStatus::Connected) => {
                     return Err(self.fail(format!("{key} appeared already connected")));
                 }
                 (Some(PeerStatus::YetToConnect), PeerStatus::Connected)
-                    if connected != Some(*key) =>
+                    if !connected.contains(key) =>
                 {
                     return Err(self.fail(format!(
                         "{key} became connected without a successful connect"
@@ -1009,6 +1158,44 @@ impl Harness {
         Ok(fx)
     }
 
+    /// A payload is asked for only when a send in flight reports its connection, and it is
+    /// the legacy message: `IP:PORT me TEXT`, this node's port, within what the original
+    /// reads, the text that was asked for.
+    fn check_write(
+        &self,
+        id: SendId,
+        payload: &[u8],
+        stages: &HashMap<SendId, SendStage>,
+        op: &Op,
+    ) -> Result<(), TestCaseError> {
+        let connected_now = matches!(op, Op::Report(_, Report::Connected(_)))
+            && stages.get(&id) == Some(&SendStage::Connecting);
+        if !connected_now || self.table.send_stage(id) != Some(SendStage::Writing) {
+            return Err(self.fail(format!("Write for {id:?} after {op:?}")));
+        }
+        let Some(pending) = self.table.pending_send(id) else {
+            return Err(self.fail(format!("Write for {id:?}, which is not pending")));
+        };
+        if payload.len() > wire::LEGACY_READ_SIZE {
+            return Err(self.fail(format!("{id:?}: {} bytes on the wire", payload.len())));
+        }
+        let parsed = wire::parse(payload);
+        let Ok(msg) = parsed else {
+            return Err(self.fail(format!("{id:?}: payload does not parse: {parsed:?}")));
+        };
+        let want = format!(" me {}", pending.text);
+        if msg.port != Some(OWN_PORT)
+            || msg.name.as_deref() != Some("me")
+            || !payload.ends_with(want.as_bytes())
+        {
+            return Err(self.fail(format!(
+                "{id:?}: payload {:?}",
+                String::from_utf8_lossy(payload)
+            )));
+        }
+        Ok(())
+    }
+
     /// While quitting, only `exit`s are asked for; what was queued before the quit still
     /// goes out in order (a script piped into stdin runs to its end, then quits). So a
     /// non-`exit` send may start only when the send ahead of it to the same peer finishes,
@@ -1018,15 +1205,12 @@ impl Harness {
         t: &Transmit,
         key: SocketAddr,
         was_quitting: bool,
-        finished: Option<Finished>,
+        ended: &[SendId],
     ) -> Result<(), TestCaseError> {
         if !was_quitting {
             return Err(self.fail(format!("{t:?} started by the quit")));
         }
-        let ahead = finished
-            .filter(|f| f.in_flight)
-            .and_then(|f| self.sent.get(&f.id));
-        if ahead.is_none_or(|s| s.key != key) {
+        if !ended.iter().any(|id| self.sent_to.get(id) == Some(&key)) {
             return Err(self.fail(format!(
                 "{t:?} while quitting, not behind a send to that peer that just finished"
             )));
@@ -1045,19 +1229,31 @@ impl Harness {
         Ok(())
     }
 
-    /// Answers every outstanding send, then lets all deadlines pass: nothing may be left,
+    /// Delivers send `id` as a well-behaved peer would: connected, written, closed.
+    fn deliver(&mut self, id: SendId) -> Result<Vec<Effect>, TestCaseError> {
+        let n = self
+            .in_flight
+            .iter()
+            .position(|x| *x == id)
+            .unwrap_or(usize::MAX);
+        let local = "10.0.0.1:40000".parse().expect("socket address");
+        let mut fx = Vec::new();
+        for report in [Report::Connected(local), Report::Written, Report::Closed] {
+            fx = self.step(0, &Op::Report(ReportFor::InFlight(n), report))?;
+        }
+        Ok(fx)
+    }
+
+    /// Delivers every send in flight, then lets all deadlines pass: nothing may be left,
     /// and a node that was told to quit has left, once.
     fn finish(&mut self) -> Result<(), TestCaseError> {
         let mut rounds = 0;
-        while !self.outstanding.is_empty() {
+        while let Some(&id) = self.in_flight.first() {
             rounds += 1;
             if rounds > 10_000 {
                 return Err(self.fail("sends never finish".into()));
             }
-            self.step(
-                0,
-                &Op::Done(DoneFor::Outstanding(0), SendOutcome::Delivered),
-            )?;
+            self.deliver(id)?;
         }
         self.step(3_600_000, &Op::Timeout(false))?;
         if self.table.pending_sends() != 0 {
@@ -1066,7 +1262,7 @@ impl Harness {
                 self.table.pending_sends()
             )));
         }
-        if self.quit_called && self.exits != 1 {
+        if self.quit_called && !self.abandoned && self.exits != 1 {
             return Err(self.fail("quit, every send answered, yet no Effect::Exit".into()));
         }
         if self.table.poll_timeout().is_some() {
@@ -1097,32 +1293,30 @@ fn sends_queued_before_a_quit_still_go_out_in_order_then_exit() {
     let mut h = Harness::new();
     let alice = Target::Addr("10.0.0.7:5000".parse().expect("address"));
     let step = |h: &mut Harness, op: Op| h.step(0, &op).expect("property holds");
-    let texts = |fx: &[Effect]| -> Vec<String> {
+    let texts = |h: &Harness, fx: &[Effect]| -> Vec<String> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::Show(Event::Sent { text, .. }) => Some(format!("sent {text}")),
                 Effect::Show(Event::Refused(_)) => Some("refused".to_owned()),
-                Effect::Transmit(t) => Some(format!("transmit {}", t.text)),
+                Effect::Transmit(t) => {
+                    let text = h.table.pending_send(t.id).expect("pending").text;
+                    Some(format!("transmit {text}"))
+                }
                 _ => None,
             })
             .collect()
     };
-    assert_eq!(
-        texts(&step(&mut h, Op::Send(alice.clone(), "one".into()))),
-        ["transmit one"]
-    );
-    assert!(texts(&step(&mut h, Op::Send(alice.clone(), "two".into()))).is_empty());
+    let fx = step(&mut h, Op::Send(alice.clone(), "one".into()));
+    assert_eq!(texts(&h, &fx), ["transmit one"]);
+    let fx = step(&mut h, Op::Send(alice.clone(), "two".into()));
+    assert!(texts(&h, &fx).is_empty());
     step(&mut h, Op::Quit);
-    assert_eq!(
-        texts(&step(&mut h, Op::Send(alice, "three".into()))),
-        ["refused"]
-    );
-    let done = Op::Done(DoneFor::Outstanding(0), SendOutcome::Delivered);
-    assert_eq!(
-        texts(&step(&mut h, done.clone())),
-        ["sent one", "transmit two"]
-    );
-    assert_eq!(texts(&step(&mut h, done)), ["sent two", "transmit exit"]);
+    let fx = step(&mut h, Op::Send(alice, "three".into()));
+    assert_eq!(texts(&h, &fx), ["refused"]);
+    let fx = h.deliver(SendId(0)).expect("property holds");
+    assert_eq!(texts(&h, &fx), ["sent one", "transmit two"]);
+    let fx = h.deliver(SendId(1)).expect("property holds");
+    assert_eq!(texts(&h, &fx), ["sent two", "transmit exit"]);
     h.finish().expect("property holds");
     assert_eq!(h.exits, 1);
 }

@@ -44,7 +44,7 @@ use crate::admission::{self, Admission};
 use crate::assembler;
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
-use crate::event::{Event, SendFailure, SendOutcome};
+use crate::event::Event;
 use crate::identity::LocalAddrs;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
@@ -206,6 +206,8 @@ impl Node {
             timeout: cfg.timeout,
             local: local_addrs.clone(),
             max_peers: cfg.max_peers,
+            max_peers_per_host: cfg.max_peers_per_host,
+            limit_local: cfg.limit_local,
         });
         let framing = assembler::Limits {
             max_message: cfg.max_message,
@@ -276,7 +278,7 @@ impl Node {
             }
             self.fire_timers(now);
         }
-        self.finish(Instant::now());
+        self.finish();
         match self.output_error.take() {
             Some(e) => Err(RunError::Output(e)),
             None => Ok(()),
@@ -307,7 +309,6 @@ impl Node {
             self.conns.next_deadline(),
             self.table.poll_timeout(),
             self.admission.poll_timeout(now),
-            self.sends.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -325,11 +326,10 @@ impl Node {
         while let Some(id) = self.conns.pop_due(now) {
             match self.conns.get(id) {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
-                Some(Conn::Out(_)) => self.send_timed_out(now, id),
-                None => {}
+                // A send's deadline is the table's.
+                Some(Conn::Out(_)) | None => {}
             }
         }
-        self.expire_waiting_sends(now);
         if self.table.poll_timeout().is_some_and(|t| t <= now) {
             self.table.handle_timeout(now);
         }
@@ -344,6 +344,8 @@ impl Node {
             match effect {
                 Effect::Show(event) => self.stdout.event(&event),
                 Effect::Transmit(t) => self.transmit(now, t),
+                Effect::Write { id, payload } => self.write_send(now, id, payload),
+                Effect::Abort(id) => self.abort_send(now, id),
                 Effect::Exit => self.exit = true,
             }
         }
@@ -360,7 +362,7 @@ impl Node {
         // turn's batch carries the old generation and is ignored.
         match self.conns.remove(id) {
             Some(Conn::In(i)) => self.admission.closed(i.source.ip(), i.asm.buffered()),
-            Some(Conn::Out(_)) => self.sends.closed(),
+            Some(Conn::Out(o)) => self.sends.closed(o.id),
             None => {}
         }
     }
@@ -482,23 +484,11 @@ impl Node {
         self.update_pause(now);
     }
 
-    /// Leaves: every send still open is reported as cut short by the quit.
-    fn finish(&mut self, now: Instant) {
+    /// Leaves: the table reports every send still open as cut short by the quit.
+    fn finish(&mut self) {
         self.table.abandon();
         for id in self.conns.ids() {
-            let send = match self.conns.get(id) {
-                Some(Conn::Out(o)) => Some(o.id),
-                _ => None,
-            };
             self.close(id);
-            if let Some(send) = send {
-                self.table
-                    .handle_send_done(now, send, SendOutcome::Failed(SendFailure::Quit));
-            }
-        }
-        for t in self.sends.take_waiting() {
-            self.table
-                .handle_send_done(now, t.id, SendOutcome::Failed(SendFailure::Quit));
         }
         while let Some(effect) = self.table.poll_effect() {
             if let Effect::Show(event) = effect {

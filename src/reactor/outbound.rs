@@ -1,120 +1,143 @@
-//! One outbound send: connect, write the whole message, half-close, wait for the peer's
-//! close. A clean close is a delivered message; a reset or refusal is a failure; a peer that
-//! still holds the connection at the deadline has the message but did not confirm it.
+//! One outbound send's socket: connect, write the payload the table encoded, half-close,
+//! read until the peer closes. A thin driver: it reports what happened on the socket
+//! ([`Progress`]) and the peer table decides what that means, when the send times out and
+//! what bytes it carries (see `peer_table::send`).
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
+use bytes::Bytes;
 use mio::net::TcpStream;
 
-use crate::event::{SendFailure, SendOutcome};
 use crate::peer_table::SendId;
-use crate::wire;
 
-/// Where a send is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Connecting,
-    Writing,
-    /// Written and half-closed; waiting for the peer to close.
-    AwaitingClose,
+/// Most bytes read back from a peer before the send is given up on as unconfirmed. Some
+/// implementations answer on the socket (`IP:PORT NAME connected`); what they say is kept
+/// for the debug log. A peer that streams more is not read any further: it would keep the
+/// node reading (and a core busy) until the deadline.
+const REPLY_CAP: usize = 256;
+
+/// What happened on the socket, for the peer table.
+#[derive(Debug)]
+pub enum Progress {
+    /// Connected; this is the connection's local address. Nothing more happens until the
+    /// payload arrives ([`Outbound::set_payload`]).
+    Connected(SocketAddr),
+    /// The payload is written and the sending side shut down.
+    Written,
+    /// The peer closed cleanly. The send is over.
+    Closed,
+    /// The peer wrote back more than [`REPLY_CAP`] bytes instead of closing; reading
+    /// stopped. The send is over.
+    TalkedBack,
+    /// The socket failed. The send is over.
+    Failed(io::Error),
 }
 
-/// Most reply bytes kept for the debug log (some implementations answer on the socket).
-const REPLY_LOG_CAP: usize = 256;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    /// Connected and reported; waiting for the table's payload.
+    AwaitingPayload,
+    Writing,
+    /// Written and half-closed; reading until the peer closes.
+    AwaitingClose,
+}
 
 #[derive(Debug)]
 pub struct Outbound {
     pub stream: TcpStream,
     pub id: SendId,
     pub to: SocketAddr,
-    text: Arc<str>,
-    pub stage: Stage,
-    payload: Vec<u8>,
+    stage: Stage,
+    payload: Bytes,
     written: usize,
+    /// The first bytes read back, for the log.
     reply: Vec<u8>,
-}
-
-/// Facts needed to build the header once the connection's local address is known.
-#[derive(Debug, Clone)]
-pub struct Sender<'a> {
-    pub name: &'a str,
-    pub port: u16,
-    pub advertise: Option<IpAddr>,
+    /// All bytes read back.
+    replied: usize,
 }
 
 impl Outbound {
-    pub fn new(stream: TcpStream, id: SendId, to: SocketAddr, text: Arc<str>) -> Self {
+    pub fn new(stream: TcpStream, id: SendId, to: SocketAddr) -> Self {
         Outbound {
             stream,
             id,
             to,
-            text,
             stage: Stage::Connecting,
-            payload: Vec::new(),
+            payload: Bytes::new(),
             written: 0,
             reply: Vec::new(),
+            replied: 0,
         }
     }
 
-    /// Advances as far as the socket allows. `Some(outcome)` when the send is finished.
-    pub fn drive(&mut self, me: &Sender<'_>, scratch: &mut [u8]) -> Option<SendOutcome> {
+    /// The bytes to write, once connected. Ignored at any other stage.
+    pub fn set_payload(&mut self, payload: Bytes) {
+        if self.stage == Stage::AwaitingPayload {
+            self.payload = payload;
+            self.stage = Stage::Writing;
+        }
+    }
+
+    /// Advances as far as the socket allows; `Some` when there is news for the table.
+    /// Call again after news that does not end the send (`Connected`, `Written`).
+    pub fn drive(&mut self, scratch: &mut [u8]) -> Option<Progress> {
         loop {
             let step = match self.stage {
-                Stage::Connecting => self.finish_connect(me),
+                Stage::Connecting => self.finish_connect(),
+                Stage::AwaitingPayload => return None,
                 Stage::Writing => self.write(),
                 Stage::AwaitingClose => self.await_close(scratch),
             };
             match step {
-                Step::Advanced => continue,
+                Step::Again => continue,
                 Step::Wait => return None,
-                Step::Done(outcome) => return Some(outcome),
+                Step::News(p) => return Some(p),
             }
         }
     }
 
-    fn finish_connect(&mut self, me: &Sender<'_>) -> Step {
+    fn finish_connect(&mut self) -> Step {
         if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-            return Step::Done(failure(&e, self.stage));
+            return Step::News(Progress::Failed(e));
         }
         match self.stream.peer_addr() {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Step::Wait,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Advanced,
-            Err(e) => return Step::Done(failure(&e, self.stage)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Again,
+            Err(e) => return Step::News(Progress::Failed(e)),
         }
-        let ip = match (me.advertise, self.stream.local_addr()) {
-            (Some(ip), _) => ip,
-            (None, Ok(local)) => local.ip(),
-            (None, Err(e)) => return Step::Done(failure(&e, self.stage)),
-        };
-        match wire::encode(ip, me.port, me.name, &self.text) {
-            Ok(p) => self.payload = p,
-            Err(e) => return Step::Done(SendOutcome::Failed(SendFailure::Io(e.to_string()))),
+        match self.stream.local_addr() {
+            Ok(local) => {
+                self.stage = Stage::AwaitingPayload;
+                Step::News(Progress::Connected(local))
+            }
+            Err(e) => Step::News(Progress::Failed(e)),
         }
-        self.stage = Stage::Writing;
-        Step::Advanced
     }
 
     fn write(&mut self) -> Step {
         while self.written < self.payload.len() {
             match self.stream.write(&self.payload[self.written..]) {
-                Ok(0) => return Step::Done(SendOutcome::Failed(SendFailure::Reset)),
+                Ok(0) => {
+                    let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+                    return Step::News(Progress::Failed(reset));
+                }
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Done(failure(&e, self.stage)),
+                Err(e) => return Step::News(Progress::Failed(e)),
             }
         }
         if let Err(e) = self.stream.shutdown(std::net::Shutdown::Write) {
             // A reset that arrived since the write shows as "not connected" here; the
             // socket's pending error says what really happened.
             let e = self.stream.take_error().ok().flatten().unwrap_or(e);
-            return Step::Done(failure(&e, self.stage));
+            return Step::News(Progress::Failed(e));
         }
         self.stage = Stage::AwaitingClose;
-        Step::Advanced
+        Step::News(Progress::Written)
     }
 
     fn await_close(&mut self, scratch: &mut [u8]) -> Step {
@@ -128,104 +151,34 @@ impl Outbound {
                             String::from_utf8_lossy(&self.reply)
                         );
                     }
-                    return Step::Done(SendOutcome::Delivered);
+                    return Step::News(Progress::Closed);
                 }
                 Ok(n) => {
-                    let room = REPLY_LOG_CAP.saturating_sub(self.reply.len());
+                    let room = REPLY_CAP.saturating_sub(self.reply.len());
                     self.reply.extend_from_slice(&scratch[..n.min(room)]);
+                    self.replied += n;
+                    if self.replied > REPLY_CAP {
+                        log::warn!(
+                            "{}: kept writing back after our message instead of closing \
+                             ({} bytes so far, starting {:?}): stopped reading, closed; \
+                             the message was written but not confirmed",
+                            self.to,
+                            self.replied,
+                            String::from_utf8_lossy(&self.reply)
+                        );
+                        return Step::News(Progress::TalkedBack);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Wait,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Done(failure(&e, self.stage)),
+                Err(e) => return Step::News(Progress::Failed(e)),
             }
-        }
-    }
-
-    /// The outcome when the deadline passes at the current stage.
-    pub fn timed_out(&self) -> SendOutcome {
-        match self.stage {
-            Stage::Connecting => SendOutcome::Failed(SendFailure::ConnectTimedOut),
-            Stage::Writing => SendOutcome::Failed(SendFailure::WriteTimedOut),
-            Stage::AwaitingClose => SendOutcome::Unconfirmed,
         }
     }
 }
 
 enum Step {
-    Advanced,
+    Again,
     Wait,
-    Done(SendOutcome),
-}
-
-/// Maps a socket error to what the user is told.
-pub fn failure(e: &io::Error, stage: Stage) -> SendOutcome {
-    let reason = match e.kind() {
-        io::ErrorKind::ConnectionRefused => SendFailure::Refused,
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionAborted => SendFailure::Reset,
-        // Once connected, "not connected" means the peer tore the connection down.
-        io::ErrorKind::NotConnected if stage != Stage::Connecting => SendFailure::Reset,
-        io::ErrorKind::TimedOut if stage == Stage::Connecting => SendFailure::ConnectTimedOut,
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-            SendFailure::Unreachable
-        }
-        _ => SendFailure::Io(e.to_string()),
-    };
-    SendOutcome::Failed(reason)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reason(kind: io::ErrorKind, stage: Stage) -> SendOutcome {
-        failure(&io::Error::from(kind), stage)
-    }
-
-    #[test]
-    fn socket_errors_map_to_what_the_user_is_told() {
-        use io::ErrorKind as K;
-        let failed = SendOutcome::Failed;
-        let connecting = Stage::Connecting;
-        let writing = Stage::Writing;
-        assert_eq!(
-            reason(K::ConnectionRefused, connecting),
-            failed(SendFailure::Refused)
-        );
-        assert_eq!(
-            reason(K::ConnectionReset, Stage::AwaitingClose),
-            failed(SendFailure::Reset)
-        );
-        assert_eq!(reason(K::BrokenPipe, writing), failed(SendFailure::Reset));
-        assert_eq!(reason(K::NotConnected, writing), failed(SendFailure::Reset));
-        assert!(matches!(
-            reason(K::NotConnected, connecting),
-            SendOutcome::Failed(SendFailure::Io(_))
-        ));
-        assert_eq!(
-            reason(K::TimedOut, connecting),
-            failed(SendFailure::ConnectTimedOut)
-        );
-        assert_eq!(
-            reason(K::HostUnreachable, connecting),
-            failed(SendFailure::Unreachable)
-        );
-        assert_eq!(
-            reason(K::NetworkUnreachable, connecting),
-            failed(SendFailure::Unreachable)
-        );
-        // EHOSTUNREACH as the kernel reports it on a failed connect.
-        assert_eq!(
-            failure(
-                &io::Error::from_raw_os_error(libc::EHOSTUNREACH),
-                connecting
-            ),
-            failed(SendFailure::Unreachable)
-        );
-        let SendOutcome::Failed(other) = reason(K::PermissionDenied, connecting) else {
-            panic!("permission denied is a failure");
-        };
-        assert_eq!(other.code(), "io");
-    }
+    News(Progress),
 }

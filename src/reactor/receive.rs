@@ -246,7 +246,7 @@ impl Node {
                 if let Some(cut) = cut {
                     log::info!("{source}: message shown cut short: {cut}");
                 }
-                self.table.handle_message(now, ip, msg);
+                self.table.handle_message(now, source, msg);
                 self.drain_effects(now);
             }
             Output::Probe => log::debug!("{source}: empty connection (probe)"),

@@ -1,23 +1,25 @@
-//! The reactor's side of the user's sends: at most `max` outbound connections at once
-//! (the descriptor limit leaves room for them, see [`crate::admission::fit_to_fd_limit`]);
-//! transmits beyond that wait their turn in order, within their deadline.
+//! The reactor's side of the user's sends: opening the connection, reporting its progress
+//! to the peer table (which owns every send's stage, deadline, bytes and outcome), and at
+//! most `max` outbound connections at once (the descriptor limit leaves room for them, see
+//! [`crate::admission::fit_to_fd_limit`]): transmits beyond that wait their turn in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use bytes::Bytes;
 use mio::Interest;
 use mio::net::TcpStream;
 
-use super::outbound::{self, Outbound};
+use super::outbound::{Outbound, Progress};
 use super::{Conn, ConnId, Node};
-use crate::event::{SendFailure, SendOutcome};
-use crate::peer_table::Transmit;
+use crate::peer_table::{SendId, Transmit};
 
-/// Outbound connection slots and the transmits waiting for one.
+/// Outbound connection slots, which connection carries which send, and the transmits
+/// waiting for a slot.
 #[derive(Debug)]
 pub struct Sends {
     max: usize,
-    open: usize,
+    open: HashMap<SendId, ConnId>,
     waiting: VecDeque<Transmit>,
 }
 
@@ -25,49 +27,37 @@ impl Sends {
     pub fn new(max: usize) -> Self {
         Sends {
             max: max.max(1),
-            open: 0,
+            open: HashMap::new(),
             waiting: VecDeque::new(),
         }
     }
 
-    pub fn closed(&mut self) {
-        self.open = self.open.saturating_sub(1);
-    }
-
-    /// The earliest deadline of a waiting transmit.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.waiting.iter().map(|t| t.deadline).min()
-    }
-
-    pub fn take_waiting(&mut self) -> Vec<Transmit> {
-        self.waiting.drain(..).collect()
+    /// A send's connection was closed.
+    pub fn closed(&mut self, id: SendId) {
+        self.open.remove(&id);
     }
 }
 
 impl Node {
-    /// Starts a send, or queues it while every send slot is taken.
+    /// Starts a send, or queues it while every send slot is taken. Its deadline is the
+    /// table's: a send still waiting then is aborted like any other.
     pub(super) fn transmit(&mut self, now: Instant, t: Transmit) {
-        if self.sends.open >= self.sends.max {
+        if self.sends.open.len() >= self.sends.max {
             if self.sends.waiting.is_empty() {
                 log::info!(
-                    "{} sends open (the most the open-files limit allows): more wait their turn",
-                    self.sends.open
+                    "{} sends open (the most the open-files limit leaves room for): more wait \
+                     their turn",
+                    self.sends.open.len()
                 );
             }
             self.sends.waiting.push_back(t);
-            return;
-        }
-        if t.deadline <= now {
-            let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);
-            self.table.handle_send_done(now, t.id, outcome);
             return;
         }
         let mut stream = match TcpStream::connect(t.to) {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("connect to {} failed at once: {e}", t.to);
-                let outcome = outbound::failure(&e, outbound::Stage::Connecting);
-                self.table.handle_send_done(now, t.id, outcome);
+                self.table.handle_send_error(now, t.id, e);
                 return;
             }
         };
@@ -78,65 +68,73 @@ impl Node {
             .registry()
             .register(&mut stream, id.token(), interest)
         {
-            let outcome = SendOutcome::Failed(SendFailure::Io(e.to_string()));
-            self.table.handle_send_done(now, t.id, outcome);
+            self.table.handle_send_error(now, t.id, e);
             return;
         }
-        self.sends.open += 1;
-        let conn = Conn::Out(Outbound::new(stream, t.id, t.to, t.text));
-        self.conns.insert(conn, Some(t.deadline));
+        let conn = Conn::Out(Outbound::new(stream, t.id, t.to));
+        let id = self.conns.insert(conn, None);
+        self.sends.open.insert(t.id, id);
     }
 
-    pub(super) fn drive_send(&mut self, now: Instant, id: ConnId) {
-        let me = outbound::Sender {
-            name: &self.cfg.name,
-            port: self.local.port(),
-            advertise: self.cfg.advertise,
-        };
-        let Some(Conn::Out(conn)) = self.conns.get_mut(id) else {
+    /// The table encoded the payload of a connected send.
+    pub(super) fn write_send(&mut self, now: Instant, send: SendId, payload: Bytes) {
+        let Some(&id) = self.sends.open.get(&send) else {
             return;
         };
-        if let Some(outcome) = conn.drive(&me, &mut self.scratch) {
-            let send = conn.id;
+        if let Some(Conn::Out(conn)) = self.conns.get_mut(id) {
+            conn.set_payload(payload);
+            // Edge-triggered: the socket said writable already; write now.
+            self.drive_send(now, id);
+        }
+    }
+
+    /// The table ended a send itself (its deadline, or the node leaving).
+    pub(super) fn abort_send(&mut self, now: Instant, send: SendId) {
+        if let Some(&id) = self.sends.open.get(&send) {
             self.close_send(now, id);
-            self.table.handle_send_done(now, send, outcome);
+        } else {
+            self.sends.waiting.retain(|t| t.id != send);
         }
     }
 
-    pub(super) fn send_timed_out(&mut self, now: Instant, id: ConnId) {
-        let Some(Conn::Out(conn)) = self.conns.get(id) else {
-            return;
-        };
-        let (send, outcome) = (conn.id, conn.timed_out());
-        self.close_send(now, id);
-        self.table.handle_send_done(now, send, outcome);
+    /// Reports what the socket did until it would block or the send is over.
+    pub(super) fn drive_send(&mut self, now: Instant, id: ConnId) {
+        loop {
+            let Some(Conn::Out(conn)) = self.conns.get_mut(id) else {
+                return;
+            };
+            let send = conn.id;
+            let Some(progress) = conn.drive(&mut self.scratch) else {
+                return;
+            };
+            // A report that ends the send comes after its socket is gone.
+            match progress {
+                Progress::Connected(local) => self.table.handle_send_connected(now, send, local),
+                Progress::Written => self.table.handle_send_written(now, send),
+                Progress::Closed => {
+                    self.close_send(now, id);
+                    return self.table.handle_send_closed(now, send);
+                }
+                Progress::TalkedBack => {
+                    self.close_send(now, id);
+                    return self.table.handle_send_talked_back(now, send);
+                }
+                Progress::Failed(e) => {
+                    self.close_send(now, id);
+                    return self.table.handle_send_error(now, send, e);
+                }
+            }
+        }
     }
 
     /// Closes a send's connection and gives its slot to the next waiting transmit.
     fn close_send(&mut self, now: Instant, id: ConnId) {
         self.close(id);
-        while self.sends.open < self.sends.max {
+        while self.sends.open.len() < self.sends.max {
             let Some(t) = self.sends.waiting.pop_front() else {
                 break;
             };
             self.transmit(now, t);
-        }
-    }
-
-    /// Waiting transmits whose deadline passed fail without a connection.
-    pub(super) fn expire_waiting_sends(&mut self, now: Instant) {
-        if self.sends.poll_timeout().is_none_or(|t| t > now) {
-            return;
-        }
-        let (late, keep): (Vec<Transmit>, Vec<Transmit>) = self
-            .sends
-            .waiting
-            .drain(..)
-            .partition(|t| t.deadline <= now);
-        self.sends.waiting.extend(keep);
-        for t in late {
-            let outcome = SendOutcome::Failed(SendFailure::ConnectTimedOut);
-            self.table.handle_send_done(now, t.id, outcome);
         }
     }
 }
