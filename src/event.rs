@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
+pub use crate::assembler::Cut;
 use crate::peer_table::PeerStatus;
 
 /// A peer as shown to the user: its name (if it has sent one) and the address to reach it.
@@ -208,6 +209,9 @@ pub enum Event {
     Message {
         from: PeerView,
         text: String,
+        /// Set when the connection ended without the sender's close: the text may lack its
+        /// end (see [`Cut`]).
+        cut: Option<Cut>,
     },
     PeerLeft(PeerView),
     /// A peer's header claims another host than the socket shows (once per peer).

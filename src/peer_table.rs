@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::event::{Event, PeerRow, PeerView, Purpose};
+use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
 use crate::identity::{LocalAddrs, PeerKey, bucket_text, dial_addr, limit_bucket};
 use crate::rate_log::RateLog;
 use crate::wire::{self, Body, ClaimedHost, Message};
@@ -272,10 +272,20 @@ impl PeerTable {
     /// accepted: its IP is the evidence of who sent it, and for an IPv6 link-local source
     /// its scope id is the interface to reach the sender through (the port, the sender's
     /// ephemeral one, means nothing).
-    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, mut msg: Message) {
+    pub fn handle_message(&mut self, now: Instant, from: SocketAddr, msg: Message) {
+        self.receive(now, from, msg, None);
+    }
+
+    /// A message from a connection that ended without its sender's close (reset, read
+    /// deadline, evicted): handled as any other, its text shown marked as possibly cut.
+    pub fn handle_cut_message(&mut self, now: Instant, from: SocketAddr, msg: Message, cut: Cut) {
+        self.receive(now, from, msg, Some(cut));
+    }
+
+    fn receive(&mut self, now: Instant, from: SocketAddr, mut msg: Message, cut: Option<Cut>) {
         let source = from.ip();
         let Some(port) = msg.port else {
-            self.handle_unaddressed(from, msg);
+            self.handle_unaddressed(from, msg, cut);
             return;
         };
         let key = self.cfg.local.key(source, port);
@@ -327,7 +337,7 @@ impl PeerTable {
                     let from = PeerView::new(msg.name.take(), dial);
                     match msg.body {
                         Body::Connect => self.show(Event::ConnectedWithYou(from)),
-                        Body::Text(text) => self.show(Event::Message { from, text }),
+                        Body::Text(text) => self.show(Event::Message { from, text, cut }),
                         Body::Exit => unreachable!("handled above"),
                     }
                     return;
@@ -346,7 +356,7 @@ impl PeerTable {
         let from = self.view(&key);
         match msg.body {
             Body::Connect => self.show(Event::ConnectedWithYou(from)),
-            Body::Text(text) => self.show(Event::Message { from, text }),
+            Body::Text(text) => self.show(Event::Message { from, text, cut }),
             Body::Exit => unreachable!("handled above"),
         }
     }
@@ -427,10 +437,10 @@ impl PeerTable {
     }
 
     /// `NAME: TEXT` carries no listening port: show it, but nobody can be added or removed.
-    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message) {
+    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message, cut: Option<Cut>) {
         let from = PeerView::host_only(msg.name, source);
         match msg.body {
-            Body::Text(text) => self.show(Event::Message { from, text }),
+            Body::Text(text) => self.show(Event::Message { from, text, cut }),
             other => log::info!(
                 "{other:?} from {} without a listening port: ignored",
                 source.ip()

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::event::{Event, PeerHost, PeerRow, PeerView, Purpose};
+use crate::event::{Cut, Event, PeerHost, PeerRow, PeerView, Purpose};
 use crate::sanitize::{self, for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
@@ -38,8 +38,12 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         Event::Listening { addr, .. } => writeln!(out, "Server listening on port {}", addr.port()),
         Event::NewPeer(p) => writeln!(out, "New peer found: {}", who(p)),
         Event::ConnectedWithYou(p) => writeln!(out, "{} connected with you", who(p)),
-        Event::Message { from, text } => {
-            writeln!(out, "Message from {}: {}", who(from), for_terminal(text))
+        Event::Message { from, text, cut } => {
+            write!(out, "Message from {}: {}", who(from), for_terminal(text))?;
+            if let Some(cut) = cut {
+                write!(out, " [may be cut short: {cut}]")?;
+            }
+            writeln!(out)
         }
         Event::PeerLeft(p) => writeln!(out, "{} disconnected", who(p)),
         Event::AddressMismatch { peer, claimed } => writeln!(
@@ -147,6 +151,8 @@ struct Line<'a> {
     claimed: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peers: Option<Vec<Row<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cut: Option<&'static str>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -203,8 +209,9 @@ impl<'a> Line<'a> {
             },
             Event::NewPeer(p) => Line::peer("new_peer", p),
             Event::ConnectedWithYou(p) => Line::peer("connected_with_you", p),
-            Event::Message { from, text } => Line {
+            Event::Message { from, text, cut } => Line {
                 text: Some(text),
+                cut: cut.map(Cut::code),
                 ..Line::peer("message", from)
             },
             Event::PeerLeft(p) => Line::peer("peer_left", p),
@@ -316,6 +323,7 @@ mod tests {
         let e = Event::Message {
             from: peer(Some("x\u{9b}y")),
             text: text.to_owned(),
+            cut: None,
         };
         let mut out = Vec::new();
         json(&e, &mut out);
@@ -360,6 +368,7 @@ mod tests {
             Event::Message {
                 from: linky.clone(),
                 text: "hi".into(),
+                cut: None,
             },
         ] {
             let mut out = Vec::new();
@@ -374,6 +383,36 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_may_be_cut_short_says_so() {
+        let e = Event::Message {
+            from: peer(Some("bob")),
+            text: "half a mess".into(),
+            cut: Some(Cut::Reset),
+        };
+        assert_eq!(
+            line(&e),
+            "Message from bob [127.0.0.1:9001]: half a mess [may be cut short: the connection \
+             was reset]\n"
+        );
+        let mut out = Vec::new();
+        json(&e, &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (&v["text"], &v["cut"]),
+            (&json!("half a mess"), &json!("reset"))
+        );
+        let whole = Event::Message {
+            from: peer(Some("bob")),
+            text: "whole".into(),
+            cut: None,
+        };
+        let mut out = Vec::new();
+        json(&whole, &mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("cut").is_none(), "{v}");
+    }
+
+    #[test]
     fn human_lines_use_the_original_wording() {
         let bob = peer(Some("bob"));
         assert_eq!(
@@ -383,7 +422,8 @@ mod tests {
         assert_eq!(
             line(&Event::Message {
                 from: bob.clone(),
-                text: "hi".into()
+                text: "hi".into(),
+                cut: None
             }),
             "Message from bob [127.0.0.1:9001]: hi\n"
         );
@@ -450,6 +490,7 @@ mod tests {
         let out = line(&Event::Message {
             from: evil,
             text: "a\rb\u{9b}2J\u{202e}".into(),
+            cut: None,
         });
         assert_eq!(out.matches('\n').count(), 1, "{out:?}");
         assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
@@ -460,6 +501,7 @@ mod tests {
         let e = Event::Message {
             from: peer(Some("n\u{0}\"\\")),
             text: "\u{1b}[2J\n\u{fffd}".into(),
+            cut: None,
         };
         let mut out = Vec::new();
         json(&e, &mut out);

@@ -202,7 +202,11 @@ fn a_reset_after_a_message_shows_it_marked_as_cut() {
     // What parses is shown (issue 8, defect 6), marked: its end may be missing.
     a.expect_event(
         "message",
-        &[("name", json!("reset")), ("text", json!("half a mess"))],
+        &[
+            ("name", json!("reset")),
+            ("text", json!("half a mess")),
+            ("cut", json!("reset")),
+        ],
     );
     assert_serves(&mut a);
 }

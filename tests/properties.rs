@@ -490,7 +490,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (sock, mixed_string(24)).prop_map(|(addr, name)| Event::Listening { addr, name }),
         1 => peer_view().prop_map(Event::NewPeer),
         1 => peer_view().prop_map(Event::ConnectedWithYou),
-        4 => (peer_view(), mixed_string(64)).prop_map(|(from, text)| Event::Message { from, text }),
+        4 => (peer_view(), mixed_string(64), cut()).prop_map(|(from, text, cut)| Event::Message { from, text, cut }),
         1 => peer_view().prop_map(Event::PeerLeft),
         1 => (peer_view(), mixed_string(24))
             .prop_map(|(peer, claimed)| Event::AddressMismatch { peer, claimed }),
@@ -508,6 +508,11 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+fn cut() -> impl Strategy<Value = Option<p2pchat::event::Cut>> {
+    use p2pchat::event::Cut;
+    proptest::option::of(select(vec![Cut::Reset, Cut::TimedOut, Cut::Evicted]))
+}
+
 fn json_name(name: &Option<String>) -> Value {
     name.clone().map_or(Value::Null, Value::String)
 }
@@ -520,7 +525,9 @@ fn expected_json_strings(event: &Event) -> Vec<(&'static str, Value)> {
         Event::NewPeer(p) | Event::ConnectedWithYou(p) | Event::PeerLeft(p) => {
             vec![("name", json_name(&p.name))]
         }
-        Event::Message { from, text } => vec![("name", json_name(&from.name)), ("text", s(text))],
+        Event::Message { from, text, .. } => {
+            vec![("name", json_name(&from.name)), ("text", s(text))]
+        }
         Event::AddressMismatch { peer, claimed } => {
             vec![("name", json_name(&peer.name)), ("claimed", s(claimed))]
         }

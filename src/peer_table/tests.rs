@@ -269,6 +269,7 @@ fn msg(from: PeerView, text: &str) -> Fx {
     show(Event::Message {
         from,
         text: text.to_owned(),
+        cut: None,
     })
 }
 
@@ -339,6 +340,31 @@ fn row(index: usize, name: Option<&str>, addr: &str, status: PeerStatus) -> Peer
 use PeerStatus::{Connected, YetToConnect};
 
 // ----- inbound messages ---------------------------------------------------------------
+
+/// A message whose connection ended without the sender's close is handled like any other
+/// (the peer is added, control words act) and its text carries the mark.
+#[test]
+fn a_cut_message_is_shown_marked_and_handled_like_any_other() {
+    let (mut t, now) = setup();
+    let m = wire::parse(b"10.0.0.2:9001 bob half a mess").unwrap();
+    t.handle_cut_message(now, sa("10.0.0.2:51000"), m, Cut::Reset);
+    let bob = view(Some("bob"), "10.0.0.2:9001");
+    assert_eq!(
+        drain(&mut t),
+        [
+            new_peer(bob.clone()),
+            show(Event::Message {
+                from: bob,
+                text: "half a mess".into(),
+                cut: Some(Cut::Reset),
+            })
+        ]
+    );
+    let m = wire::parse(b"10.0.0.2:9001 bob exit").unwrap();
+    t.handle_cut_message(now, sa("10.0.0.2:51001"), m, Cut::Evicted);
+    assert!(matches!(&drain(&mut t)[..], [Fx::Show(Event::PeerLeft(_))]));
+    assert_eq!(t.peers().len(), 0);
+}
 
 #[test]
 fn unknown_peer_text_adds_it_and_shows_new_peer_then_message() {

@@ -243,10 +243,13 @@ impl Node {
                 if !self.admission.allow_message(now, ip, index) {
                     return; // counted by the limiter, reported once per interval
                 }
-                if let Some(cut) = cut {
-                    log::info!("{source}: message shown cut short: {cut}");
+                match cut {
+                    None => self.table.handle_message(now, source, msg),
+                    Some(cut) => {
+                        log::info!("{source}: a message shown may be cut short: {cut}");
+                        self.table.handle_cut_message(now, source, msg, cut);
+                    }
                 }
-                self.table.handle_message(now, source, msg);
                 self.drain_effects(now);
             }
             Output::Probe => log::debug!("{source}: empty connection (probe)"),
