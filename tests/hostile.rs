@@ -13,15 +13,6 @@ use common::*;
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
-/// A well-behaved legacy peer sends one message; the node must show it.
-fn assert_serves(node: &mut Node) {
-    let (_l, port) = listener();
-    let text = format!("still serving {port}");
-    let payload = format!("127.0.0.1:{port} good {text}");
-    assert!(send_raw(node.sock(), payload.as_bytes()), "clean close");
-    node.expect_event("message", &[("name", json!("good")), ("text", json!(text))]);
-}
-
 /// Connects from a chosen local source address (127.0.0.x), so the node sees other IPs.
 fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
