@@ -1,20 +1,105 @@
-//! stdin and stdout that are neither a terminal nor a pipe: one end of a socket (socat
-//! `EXEC:`, inetd, systemd socket activation), which cannot be reopened non-blocking. They
-//! may not stop the node: it still accepts and shows messages, reads what is typed, and
-//! sends.
+//! stdin, stdout and stderr that are neither a terminal nor a drained pipe: a stderr nobody
+//! reads or that has gone away, a stdin and stdout that are a socket (socat `EXEC:`,
+//! inetd, systemd socket activation). None of them may stop the node: it still accepts and
+//! shows messages, sends what is typed, and quits on a signal.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
+
+/// Sends `payload` on `n` connections, one after the other; the node must close each one
+/// (a node stuck in a write would leave them open).
+fn flood(to: std::net::SocketAddr, n: usize, payload: &[u8]) {
+    for i in 0..n {
+        assert!(
+            send_raw(to, payload),
+            "the node stopped closing connections after {i} of {n}"
+        );
+    }
+}
+
+/// What the user types is still sent: a `/send` reaches a listening peer.
+fn assert_sends(node: &mut Node) {
+    let (l, port) = listener();
+    node.type_line(&format!("/send 127.0.0.1:{port} still sending"));
+    let (_, got) = accept_within(&l, SOON).expect("the /send reaches its peer");
+    assert!(got.ends_with(b" still sending"), "{got:?}");
+    node.expect_event("sent", &[("port", json!(port))]);
+}
+
+fn sigterm_quits_cleanly(node: &mut Node) {
+    signal(&node.child, libc::SIGTERM);
+    let status = node.wait_exit(SOON);
+    assert!(status.success(), "{status}");
+}
+
+/// A stderr pipe nobody reads, and a peer sending thousands of malformed messages (each
+/// one a warning line): the node does not stop in a write to stderr.
+#[test]
+fn a_stderr_nobody_reads_never_stops_the_node() {
+    let (mut a, _unread) = Node::spawn_stderr_unread("alice", command("alice", &[]));
+    // At ~80 bytes a line, a 64 KiB pipe is full after ~800 warnings.
+    flood(a.sock(), 3000, b"complete garbage");
+    assert_serves(&mut a);
+    assert_sends(&mut a);
+    sigterm_quits_cleanly(&mut a);
+}
+
+/// More log lines than a stderr nobody reads and the log buffer can hold: the node goes
+/// on, and once stderr is read again, a line says how many were dropped.
+#[test]
+fn log_lines_a_full_stderr_cannot_take_are_dropped_counted_and_said() {
+    const N: usize = 1500;
+    let (mut a, unread) = Node::spawn_stderr_unread("alice", command("alice", &[]));
+    // The smallest pipe (one page), so that the log buffer is what fills.
+    // SAFETY: fcntl on a pipe descriptor we own.
+    unsafe { libc::fcntl(unread.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    // An `exit` from a peer that is not listed is an info line naming the claimed host:
+    // ~380 bytes each, ~570 KB in all, more than the 256 KiB log buffer.
+    let exit = format!("{}:5000 ghost exit", "h".repeat(250));
+    flood(a.sock(), N, exit.as_bytes());
+    assert_serves(&mut a);
+    let stderr = collect(unread);
+    let said = "log lines dropped: stderr was not keeping up";
+    let end = Instant::now() + SOON;
+    while !stderr.lock().unwrap().contains(said) {
+        assert!(
+            Instant::now() < end,
+            "no {said:?} once stderr is read:\n{}",
+            stderr.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    sigterm_quits_cleanly(&mut a);
+    let text = stderr.lock().unwrap().clone();
+    let kept = text
+        .lines()
+        .filter(|l| l.contains("ghost") || l.contains("hhh"))
+        .count();
+    assert!(kept < N, "every line was kept: {kept}");
+}
+
+/// stderr's reader gone (every write fails with EPIPE): logging stops, the node does not
+/// (`eprintln!` panicked, exit code 101).
+#[test]
+fn a_closed_stderr_neither_panics_nor_stops_the_node() {
+    let (mut a, stderr) = Node::spawn_stderr_unread("alice", command("alice", &[]));
+    drop(stderr);
+    flood(a.sock(), 100, b"complete garbage");
+    assert_serves(&mut a);
+    assert_sends(&mut a);
+    sigterm_quits_cleanly(&mut a);
+}
 
 /// A node whose stdin and stdout are one end of a Unix socket pair (as socat `EXEC:` or
 /// inetd run it); the test holds the other end and reads it only when it chooses.

@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
 use crate::event::{Event, SendFailure, SendOutcome};
 use crate::identity::LocalAddrs;
+use crate::log_sink;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
 use crate::rate::RateLimiter;
@@ -48,6 +49,8 @@ const LISTENER: Token = Token(usize::MAX);
 const STDIN: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const STDOUT: Token = Token(usize::MAX - 3);
+/// stderr, registered only while log lines wait for it (see `log_sink::watch`).
+const STDERR: Token = Token(usize::MAX - 4);
 
 /// Accept queue depth asked of the kernel (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
@@ -270,6 +273,7 @@ impl Node {
             if self.exit {
                 break;
             }
+            log_sink::watch(self.poll.registry(), STDERR);
             let now = Instant::now();
             let timeout = self
                 .next_wake(now)
@@ -287,6 +291,7 @@ impl Node {
                     STDIN => self.read_stdin(now),
                     SIGNALS => self.signal(now),
                     STDOUT => self.flush_stdout(now),
+                    STDERR => {} // log lines: written at the top of every turn
                     token => self.connection_ready(now, token),
                 }
             }
@@ -917,6 +922,7 @@ impl Node {
                 self.output_error.get_or_insert(e);
             }
         }
+        log_sink::flush_before_exit(drain_limit.min(log_sink::EXIT_DRAIN));
     }
 }
 
