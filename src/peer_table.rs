@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 
 use crate::event::{Event, PeerRow, PeerView, Purpose, SendFailure, SendOutcome};
 use crate::identity::{LocalAddrs, PeerKey};
-use crate::rate_log::RateLog;
+use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
 
 /// A peer's status, spelt as the original spells it.
@@ -144,6 +144,8 @@ pub struct PeerTable {
     exited: bool,
     /// Messages from peers left out of a full list, logged at most every few seconds.
     full_log: RateLog,
+    /// Messages claiming this node's own port, per source.
+    self_log: SourceLog,
 }
 
 impl PeerTable {
@@ -161,6 +163,7 @@ impl PeerTable {
             quit_deadline: None,
             exited: false,
             full_log: RateLog::new("messages from new peers shown but not listed (--max-peers)"),
+            self_log: SourceLog::new(|ip| ip.to_string()),
         }
     }
 
@@ -197,6 +200,7 @@ impl PeerTable {
             self.queued_deadlines.first().map(|(t, _)| *t),
             self.quit_deadline.filter(|_| !self.exited),
             self.full_log.due(),
+            self.self_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -228,10 +232,13 @@ impl PeerTable {
         };
         let key = self.cfg.local.key(source, port);
         if key == self.self_key {
-            log::warn!(
-                "ignored a message from {source} claiming this node's own port {port} ({:?})",
-                msg.body
-            );
+            let what = "messages claiming this node's own port ignored";
+            self.self_log.hit(now, source, what, || {
+                format!(
+                    "ignored a message from {source} claiming this node's own port {port} ({:?})",
+                    msg.body
+                )
+            });
             return;
         }
         if msg.body == Body::Exit {
@@ -706,6 +713,7 @@ impl PeerTable {
     /// passed ends the node, and a due summary of the full-list warning is logged.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.full_log.report(now);
+        self.self_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
         while let Some(&(at, id)) = self.queued_deadlines.first() {
             // What is due no earlier than the quit deadline (the `exit`s queued by `quit`

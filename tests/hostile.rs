@@ -118,14 +118,32 @@ fn malformed_headers_are_dropped_with_a_log_line() {
         (b"\x1b[2J\x1b]0;x\x07", "no IP:PORT"),
         (b"1.2.3.999:5000 n hi", "not an IP literal or host name"),
     ];
-    for (payload, why) in cases {
-        assert!(send_raw(a.sock(), payload));
+    let send_from = |source: &str, payload: &[u8]| {
+        let mut s = connect_from(source, a.sock());
+        s.write_all(payload).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_by_node(&mut s, SOON));
+    };
+    for (i, (payload, why)) in cases.iter().enumerate() {
+        // Each from an address of its own: a source's first warning is logged in full.
+        send_from(&format!("127.0.0.{}", 10 + i), payload);
         let end = Instant::now() + SOON;
         while !a.stderr_text().contains(why) {
             assert!(Instant::now() < end, "no {why:?} logged for {payload:?}");
             thread::sleep(Duration::from_millis(20));
         }
     }
+    // More from one source are summed up once the interval is over, not logged one by one.
+    for _ in 0..20 {
+        send_from("127.0.0.10", b"complete garbage");
+    }
+    let summary = "127.0.0.10: 20 more malformed messages dropped in the last";
+    let end = Instant::now() + SOON;
+    while !a.stderr_text().contains(summary) {
+        assert!(Instant::now() < end, "no summary:\n{}", a.stderr_text());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.stderr_text().matches("127.0.0.10: dropped").count(), 1);
     assert_serves(&mut a);
     assert!(
         a.seen

@@ -39,7 +39,7 @@ use crate::log_sink;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target, Transmit};
 use crate::rate::RateLimiter;
-use crate::rate_log::{RateLog, WARN_INTERVAL};
+use crate::rate_log::{RateLog, SourceLog, WARN_INTERVAL};
 use crate::wire;
 
 use inbound::{FirstRead, Inbound, Piece, ReadState};
@@ -153,6 +153,8 @@ pub struct Node {
     rejected: RateLog,
     evicted: RateLog,
     fd_exhausted: RateLog,
+    /// Warnings caused by what a source sent, rate-limited per source.
+    remote_log: SourceLog,
     scratch: Box<[u8]>,
     exit: bool,
     /// A second signal: leave without waiting for a slow stdout reader.
@@ -247,6 +249,7 @@ impl Node {
                 "inbound connections quiet longest closed to admit new ones (--max-inbound)",
             ),
             fd_exhausted: RateLog::new("accepts paused: out of file descriptors"),
+            remote_log: SourceLog::new(bucket_text),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
             exit: false,
             leave_now: false,
@@ -309,6 +312,7 @@ impl Node {
             self.rejected.report(now);
             self.evicted.report(now);
             self.fd_exhausted.report(now);
+            self.remote_log.report(now);
             for d in self.rate.take_report(now) {
                 log::warn!(
                     "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",
@@ -353,6 +357,7 @@ impl Node {
             self.rejected.due(),
             self.evicted.due(),
             self.fd_exhausted.due(),
+            self.remote_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -510,8 +515,8 @@ impl Node {
             // One connection, one arrival: one message (a text quoting its own header
             // is not split).
             FirstRead::Whole(n) => self.deliver(now, ip, &scratch[..n], None, 0),
-            FirstRead::TooLarge => log_too_large(ip, cap),
-            FirstRead::Failed(e, n) => log_failed(ip, &e, n),
+            FirstRead::TooLarge => log_too_large(&mut self.remote_log, now, ip, cap),
+            FirstRead::Failed(e, n) => log_failed(&mut self.remote_log, now, ip, &e, n),
             FirstRead::Partial(n) => self.watch_inbound(now, stream, addr, &scratch[..n]),
         }
         self.scratch = scratch;
@@ -593,11 +598,11 @@ impl Node {
                 true
             }
             ReadState::TooLarge => {
-                log_too_large(source, cap);
+                log_too_large(&mut self.remote_log, now, source, cap);
                 true
             }
             ReadState::Failed(e) => {
-                log_failed(source, &e, conn.buffered());
+                log_failed(&mut self.remote_log, now, source, &e, conn.buffered());
                 true
             }
         };
@@ -635,7 +640,7 @@ impl Node {
         let _ = conn.read(cap, &mut self.scratch);
         let mut messages = conn.complete();
         if conn.over(cap) {
-            log_too_large(source, cap);
+            log_too_large(&mut self.remote_log, now, source, cap);
         } else {
             messages.push(conn.take_rest());
         }
@@ -731,7 +736,11 @@ impl Node {
         match parsed {
             Ok(msg) => self.table.handle_message(now, source, msg),
             Err(wire::WireError::Empty) => log::debug!("{source}: empty connection (probe)"),
-            Err(e) => log::warn!("{source}: dropped {} bytes: {e}", payload.len()),
+            Err(e) => self
+                .remote_log
+                .hit(now, limit_bucket(source), MALFORMED, || {
+                    format!("{source}: dropped {} bytes: {e}", payload.len())
+                }),
         }
     }
 
@@ -945,15 +954,25 @@ fn bucket_text(bucket: IpAddr) -> String {
     }
 }
 
-fn log_too_large(source: IpAddr, cap: usize) {
-    log::warn!(
-        "{source}: message longer than {cap} bytes (--max-message): dropped, connection closed"
-    );
+/// What the per-source warnings' summary lines say was repeated.
+const MALFORMED: &str = "malformed messages dropped";
+const TOO_LARGE: &str = "messages longer than --max-message dropped";
+const FAILED: &str = "connections failed mid-message";
+
+fn log_too_large(log: &mut SourceLog, now: Instant, source: IpAddr, cap: usize) {
+    log.hit(now, limit_bucket(source), TOO_LARGE, || {
+        format!(
+            "{source}: message longer than {cap} bytes (--max-message): dropped, connection \
+             closed"
+        )
+    });
 }
 
-fn log_failed(source: IpAddr, e: &io::Error, buffered: usize) {
+fn log_failed(log: &mut SourceLog, now: Instant, source: IpAddr, e: &io::Error, buffered: usize) {
     if buffered > 0 {
-        log::warn!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped");
+        log.hit(now, limit_bucket(source), FAILED, || {
+            format!("{source}: connection failed mid-message ({e}): {buffered} bytes dropped")
+        });
     } else {
         log::debug!("{source}: connection failed before any data ({e})");
     }
