@@ -199,6 +199,21 @@ impl Node {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until stderr holds `text` (it is read on another thread, so a line the node
+    /// has written may not be there yet); panics with the log after [`SOON`].
+    pub fn expect_log(&self, text: &str) {
+        let end = Instant::now() + SOON;
+        while !self.stderr_text().contains(text) {
+            assert!(
+                Instant::now() < end,
+                "{}: no {text:?} logged within {SOON:?}; stderr:\n{}",
+                self.name,
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The peer list, asked for with `/peers`.
     pub fn peers(&mut self) -> Vec<Value> {
         self.type_line("/peers");
