@@ -21,6 +21,8 @@
 //!   `Slab`), stdin and signals. Each turn: carry out the table's effects, write stdout
 //!   once, sleep until the next event or the earliest deadline, read the clock once,
 //!   handle events, fire every due deadline.
+//! * [`log_sink`]: the logger. Lines go to a bounded buffer and out to stderr with writes
+//!   that never block; the reactor writes the rest when stderr is writable.
 //!
 //! # Run loop contract
 //!
@@ -39,6 +41,7 @@ pub mod config;
 pub mod console;
 pub mod event;
 pub mod identity;
+pub mod log_sink;
 mod os;
 pub mod peer_table;
 pub mod rate;

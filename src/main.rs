@@ -5,9 +5,19 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use p2pchat::config::{self, Cli, exit_code};
+use p2pchat::log_sink;
 use p2pchat::reactor::{Node, RunError};
 
 fn main() -> ExitCode {
+    let code = run();
+    // Lines a slow stderr has not taken yet get a bounded wait; a gone one none.
+    log_sink::close(log_sink::EXIT_DRAIN);
+    code
+}
+
+/// Error lines go through the log sink too: in order with the log, and never blocking or
+/// panicking on a stderr that is full or gone.
+fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -19,7 +29,7 @@ fn main() -> ExitCode {
             let text = e.render().to_string();
             let line = text.lines().next().unwrap_or("bad command line");
             let line = line.strip_prefix("error: ").unwrap_or(line);
-            eprintln!("p2pchat: {line} (see p2pchat --help)");
+            log_sink::say(&format!("p2pchat: {line} (see p2pchat --help)"));
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
@@ -30,14 +40,12 @@ fn main() -> ExitCode {
         (false, 2) => log::LevelFilter::Debug,
         (false, _) => log::LevelFilter::Trace,
     };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .env()
-        .init();
+    log_sink::init(level);
 
     let mut ask = |question: &str| -> Option<String> {
-        print!("{question}");
-        let _ = std::io::stdout().flush();
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, "{question}"); // a closed stdout: the read below ends it
+        let _ = stdout.flush();
         let mut line = String::new();
         match std::io::stdin().lock().read_line(&mut line) {
             Ok(0) | Err(_) => None,
@@ -49,7 +57,7 @@ fn main() -> ExitCode {
     let cfg = match config::from_cli(cli, asker) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("p2pchat: {e}");
+            log_sink::say(&format!("p2pchat: {e}"));
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
@@ -57,7 +65,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit_code::OK as u8),
         Err(e) => {
-            eprintln!("p2pchat: {e}");
+            log_sink::say(&format!("p2pchat: {e}"));
             let code = match e {
                 RunError::Poll(_) | RunError::Output(_) => exit_code::RUNTIME,
                 _ => exit_code::LISTEN,

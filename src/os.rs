@@ -4,18 +4,21 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// What stdin is, which decides how the reactor reads it.
+/// What a standard descriptor is, which decides how the reactor reads or writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     /// A person at a terminal.
     Terminal,
-    /// A pipe or socket: pollable.
+    /// A pipe: pollable.
     Stream,
-    /// A regular file or a device such as /dev/null: always readable, not pollable.
+    /// A socket (socat `EXEC:`, inetd, systemd socket activation): pollable, and every
+    /// call says "do not wait" itself, as a socket cannot be reopened.
+    Socket,
+    /// A regular file or a device such as /dev/null: always ready, not pollable.
     File,
 }
 
@@ -31,18 +34,163 @@ pub fn input_kind(fd: RawFd) -> InputKind {
     // SAFETY: fstat writes into the zeroed struct we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return InputKind::File; // closed stdin reads as end of input
+        return InputKind::File; // closed: reads as end of input, writes fail at once
     }
     match st.st_mode & libc::S_IFMT {
-        libc::S_IFIFO | libc::S_IFSOCK => InputKind::Stream,
+        libc::S_IFIFO => InputKind::Stream,
+        libc::S_IFSOCK => InputKind::Socket,
         _ => InputKind::File,
+    }
+}
+
+/// A standard descriptor (0, 1 or 2) set up so that reading or writing it never blocks,
+/// without changing it for the processes that share it (the shell, the other end of a
+/// pipe, a sibling writing the same terminal):
+///
+/// * a terminal or a pipe is reopened through `/proc/self/fd` as a second description of
+///   our own, with `O_NONBLOCK`;
+/// * a socket cannot be reopened: each `recv`/`send` says `MSG_DONTWAIT` itself;
+/// * a regular file or a device such as `/dev/null` never blocks: used as it is;
+/// * a terminal or pipe that cannot be reopened (no `/proc`, or the node runs as another
+///   user than the one who made the pipe): last resort, `O_NONBLOCK` is set on the shared
+///   description and the old flags are put back when this is dropped. A blocking
+///   descriptor is never used on the loop's path.
+#[derive(Debug)]
+pub struct StdFd {
+    fd: RawFd,
+    kind: InputKind,
+    how: How,
+}
+
+#[derive(Debug)]
+enum How {
+    /// Our own description; closed on drop.
+    Reopened(File),
+    Socket,
+    /// `O_NONBLOCK` set on the shared description; these flags come back on drop.
+    Shared(libc::c_int),
+    /// Used as it is (never blocks; not pollable).
+    Plain,
+}
+
+impl StdFd {
+    /// Sets up `fd` for `mode` (`O_RDONLY` or `O_WRONLY`). The error, if any, says why the
+    /// last resort was taken (the caller logs it).
+    pub fn open(fd: RawFd, mode: libc::c_int) -> (StdFd, Option<io::Error>) {
+        let kind = input_kind(fd);
+        let mut why = None;
+        let how = match kind {
+            InputKind::File => How::Plain,
+            InputKind::Socket => How::Socket,
+            InputKind::Terminal | InputKind::Stream => match reopen(fd, mode) {
+                Ok(f) => How::Reopened(f),
+                Err(e) => {
+                    why = Some(e);
+                    match set_nonblocking(fd) {
+                        Ok(old) => How::Shared(old),
+                        // Not even that: the descriptor is unusable (writes fail at once).
+                        Err(_) => How::Plain,
+                    }
+                }
+            },
+        };
+        let fd = match &how {
+            How::Reopened(f) => f.as_raw_fd(),
+            _ => fd,
+        };
+        (StdFd { fd, kind, how }, why)
+    }
+
+    /// What the descriptor is (a terminal, a pipe...).
+    pub fn kind(&self) -> InputKind {
+        self.kind
+    }
+
+    /// The descriptor to register with the poll, or `None` when it is always ready.
+    pub fn pollable_fd(&self) -> Option<RawFd> {
+        match self.how {
+            How::Plain => None,
+            _ => Some(self.fd),
+        }
+    }
+
+    /// Reads what is there now; `WouldBlock` when nothing is.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.still_nonblocking();
+        // SAFETY: `buf` is valid for `buf.len()` bytes of writing.
+        let n = unsafe {
+            match self.how {
+                How::Socket => libc::recv(
+                    self.fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                ),
+                _ => libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()),
+            }
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// Writes what fits now; `WouldBlock` when nothing does. A closed pipe or socket is
+    /// `BrokenPipe` (a socket reset too: its reader has gone all the same), never a signal.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.still_nonblocking();
+        // SAFETY: `buf` is valid for `buf.len()` bytes of reading.
+        let n = unsafe {
+            match self.how {
+                How::Socket => libc::send(
+                    self.fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                ),
+                _ => libc::write(self.fd, buf.as_ptr().cast(), buf.len()),
+            }
+        };
+        usize::try_from(n).map_err(|_| match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ECONNRESET) => io::ErrorKind::BrokenPipe.into(),
+            e => e,
+        })
+    }
+}
+
+impl StdFd {
+    /// A shared description can be made blocking again by another user of it (our own
+    /// stdout handle putting its flags back while stderr is the same pipe): set it again.
+    fn still_nonblocking(&self) {
+        if let How::Shared(_) = self.how {
+            let _ = set_nonblocking(self.fd);
+        }
+    }
+}
+
+impl Drop for StdFd {
+    fn drop(&mut self) {
+        if let How::Shared(flags) = self.how {
+            // SAFETY: puts back the flags read from this descriptor when it was set up.
+            unsafe { libc::fcntl(self.fd, libc::F_SETFL, flags) };
+        }
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`'s (shared) description; returns the flags it had.
+fn set_nonblocking(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor number; errors are checked.
+    unsafe {
+        let old = libc::fcntl(fd, libc::F_GETFL);
+        if old < 0 || libc::fcntl(fd, libc::F_SETFL, old | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(old)
     }
 }
 
 /// Opens a second, non-blocking description of `fd` (a terminal or a pipe) with `mode`
 /// (`O_RDONLY`/`O_WRONLY`), so that making it non-blocking does not change the shell's
-/// own descriptor.
-pub fn reopen(fd: RawFd, mode: i32) -> io::Result<File> {
+/// own descriptor. Fails for a socket (`ENXIO`) and, for a pipe, when nobody holds its
+/// read end.
+fn reopen(fd: RawFd, mode: i32) -> io::Result<File> {
     let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
     // SAFETY: a valid C string; the result is checked.
     let new = unsafe {

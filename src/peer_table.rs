@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
 use crate::identity::{LocalAddrs, PeerKey, bucket_text, dial_addr, limit_bucket};
-use crate::rate_log::RateLog;
+use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
 use bytes::Bytes;
 
@@ -177,6 +177,8 @@ pub struct PeerTable {
     host_log: RateLog,
     /// Strangers dropped to make room, logged at most every few seconds.
     evict_log: RateLog,
+    /// Messages claiming this node's own port, per source.
+    self_log: SourceLog,
 }
 
 impl PeerTable {
@@ -201,6 +203,7 @@ impl PeerTable {
             evict_log: RateLog::new(
                 "peers that only ever sent to us dropped from the full list (--max-peers)",
             ),
+            self_log: SourceLog::new(|ip| ip.to_string()),
         }
     }
 
@@ -245,6 +248,7 @@ impl PeerTable {
             self.full_log.due(),
             self.host_log.due(),
             self.evict_log.due(),
+            self.self_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -290,10 +294,13 @@ impl PeerTable {
         };
         let key = self.cfg.local.key(source, port);
         if key == self.self_key {
-            log::warn!(
-                "ignored a message from {source} claiming this node's own port {port} ({:?})",
-                msg.body
-            );
+            let what = "messages claiming this node's own port ignored";
+            self.self_log.hit(now, source, what, || {
+                format!(
+                    "ignored a message from {source} claiming this node's own port {port} ({:?})",
+                    msg.body
+                )
+            });
             return;
         }
         if msg.body == Body::Exit {
@@ -700,6 +707,7 @@ impl PeerTable {
         self.full_log.report(now);
         self.host_log.report(now);
         self.evict_log.report(now);
+        self.self_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
         self.fire_send_deadlines(now, quit_due);
         // (Ending the last sends above may have ended the quit already.)

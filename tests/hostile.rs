@@ -13,15 +13,6 @@ use common::*;
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
-/// A well-behaved legacy peer sends one message; the node must show it.
-fn assert_serves(node: &mut Node) {
-    let (_l, port) = listener();
-    let text = format!("still serving {port}");
-    let payload = format!("127.0.0.1:{port} good {text}");
-    assert!(send_raw(node.sock(), payload.as_bytes()), "clean close");
-    node.expect_event("message", &[("name", json!("good")), ("text", json!(text))]);
-}
-
 /// Connects from a chosen local source address (127.0.0.x), so the node sees other IPs.
 fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -77,7 +68,7 @@ fn oversized_message_is_dropped_and_memory_stays_bounded() {
     assert!(closed_by_node(&mut s, SOON));
     assert_serves(&mut a);
     assert!(a.seen.iter().all(|v| v["name"] != "big"), "{:#?}", a.seen);
-    assert!(a.stderr_text().contains("message longer than 4096 bytes"));
+    a.expect_log("message longer than 4096 bytes");
 }
 
 #[test]
@@ -127,14 +118,23 @@ fn malformed_headers_are_dropped_with_a_log_line() {
         (b"\x1b[2J\x1b]0;x\x07", "no IP:PORT"),
         (b"1.2.3.999:5000 n hi", "not an IP literal or host name"),
     ];
-    for (payload, why) in cases {
-        assert!(send_raw(a.sock(), payload));
-        let end = Instant::now() + SOON;
-        while !a.stderr_text().contains(why) {
-            assert!(Instant::now() < end, "no {why:?} logged for {payload:?}");
-            thread::sleep(Duration::from_millis(20));
-        }
+    let send_from = |source: &str, payload: &[u8]| {
+        let mut s = connect_from(source, a.sock());
+        s.write_all(payload).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_by_node(&mut s, SOON));
+    };
+    for (i, (payload, why)) in cases.iter().enumerate() {
+        // Each from an address of its own: a source's first warning is logged in full.
+        send_from(&format!("127.0.0.{}", 10 + i), payload);
+        a.expect_log(why);
     }
+    // More from one source are summed up once the interval is over, not logged one by one.
+    for _ in 0..20 {
+        send_from("127.0.0.10", b"complete garbage");
+    }
+    a.expect_log("127.0.0.10: 20 more malformed messages dropped in the last");
+    assert_eq!(a.stderr_text().matches("127.0.0.10: dropped").count(), 1);
     assert_serves(&mut a);
     assert!(
         a.seen
@@ -627,10 +627,7 @@ fn a_peer_talking_back_endlessly_is_cut_off_and_reported_at_once() {
         cut,
         "the node kept the connection open ({written} bytes written back)"
     );
-    let log = a.stderr_text();
-    assert!(
-        log.contains(&format!("127.0.0.1:{port}: kept writing back")) && log.contains("!!!!"),
-        "{log}"
-    );
+    a.expect_log(&format!("127.0.0.1:{port}: kept writing back"));
+    assert!(a.stderr_text().contains("!!!!"), "{}", a.stderr_text());
     assert_serves(&mut a);
 }

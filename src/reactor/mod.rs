@@ -45,9 +45,11 @@ use crate::assembler;
 use crate::config::Config;
 use crate::console::{self, Command, Console, Reply};
 use crate::event::Event;
-use crate::identity::LocalAddrs;
+use crate::identity::{LocalAddrs, bucket_text};
+use crate::log_sink;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
+use crate::rate_log::SourceLog;
 
 use conns::{ConnId, Conns};
 use inbound::Inbound;
@@ -57,6 +59,8 @@ const LISTENER: Token = Token(usize::MAX);
 const STDIN: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const STDOUT: Token = Token(usize::MAX - 3);
+/// stderr, registered only while log lines wait for it (see `log_sink::watch`).
+const STDERR: Token = Token(usize::MAX - 4);
 
 /// Accept queue depth asked of the kernel (capped by net.core.somaxconn).
 const BACKLOG: i32 = 4096;
@@ -129,6 +133,8 @@ pub struct Node {
     admission: Admission,
     framing: assembler::Limits,
     sends: sends::Sends,
+    /// Warnings caused by remote input, summed up per source.
+    remote_log: SourceLog,
     console: Console,
     stdin: stdin::Stdin,
     stdout: stdout::Stdout,
@@ -220,6 +226,7 @@ impl Node {
             stdout,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
+            remote_log: SourceLog::new(bucket_text),
             framing,
             paused: false,
             deferred: VecDeque::new(),
@@ -257,6 +264,7 @@ impl Node {
             if self.exit {
                 break;
             }
+            log_sink::watch(self.poll.registry(), STDERR);
             let timeout = self
                 .next_wake(now)
                 .map(|t| t.saturating_duration_since(now));
@@ -273,6 +281,7 @@ impl Node {
                     STDIN => self.read_stdin(now),
                     SIGNALS => self.signal(now),
                     STDOUT => self.flush_stdout(now),
+                    STDERR => {} // log lines: written at the top of every turn
                     token => self.connection_ready(now, ConnId::from_token(token)),
                 }
             }
@@ -309,6 +318,7 @@ impl Node {
             self.conns.next_deadline(),
             self.table.poll_timeout(),
             self.admission.poll_timeout(now),
+            self.remote_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -333,6 +343,7 @@ impl Node {
         if self.table.poll_timeout().is_some_and(|t| t <= now) {
             self.table.handle_timeout(now);
         }
+        self.remote_log.report(now);
     }
 
     // ----- the peer table's effects -------------------------------------------------------
@@ -518,6 +529,7 @@ impl Node {
                 self.output_error.get_or_insert(e);
             }
         }
+        log_sink::flush_before_exit(drain_limit.min(log_sink::EXIT_DRAIN));
     }
 }
 

@@ -13,7 +13,8 @@ use mio::net::TcpStream;
 use super::inbound::{self, Inbound, Pass};
 use super::{ACCEPTS_PER_TURN, Conn, ConnId, Node};
 use crate::admission::{Candidate, Verdict};
-use crate::assembler::{Assembler, Output};
+use crate::assembler::{Assembler, Dropped, Output};
+use crate::identity::limit_bucket;
 use crate::os;
 
 impl Node {
@@ -254,7 +255,14 @@ impl Node {
             }
             Output::Probe => log::debug!("{source}: empty connection (probe)"),
             Output::Dropped { bytes, why } => {
-                log::warn!("{ip}: dropped {bytes} bytes: {why}");
+                let kind = match why {
+                    Dropped::Malformed(_) => "malformed messages dropped",
+                    Dropped::TooLarge { .. } => "messages longer than --max-message dropped",
+                    Dropped::Cut(_) => "connections ended before a whole header arrived",
+                };
+                self.remote_log.hit(now, limit_bucket(ip), kind, || {
+                    format!("{ip}: dropped {bytes} bytes: {why}")
+                });
             }
         }
     }

@@ -1,28 +1,19 @@
 //! Reading what the user types, without ever blocking the poll loop.
 //!
-//! A terminal or a pipe is reopened as a second, non-blocking description and registered
-//! with the poll (the shell's own descriptor keeps its flags). A regular file or a device
-//! such as `/dev/null` cannot be polled; it never blocks either, so it is read one chunk per
-//! loop turn. Lines longer than [`MAX_LINE`] are dropped with a hint.
+//! stdin is set up by [`StdFd`] so that no read can block: a terminal or a pipe is
+//! reopened as a second, non-blocking description, a socket is read with `MSG_DONTWAIT`,
+//! and either is registered with the poll (the shell's own descriptor keeps its flags). A
+//! regular file or a device such as `/dev/null` cannot be polled; it never blocks either,
+//! so it is read one chunk per loop turn. Lines longer than [`MAX_LINE`] are dropped with a
+//! hint.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io;
 
-use crate::os::{self, InputKind};
+use crate::os::{InputKind, StdFd};
 
 /// Longest line accepted from stdin.
 pub const MAX_LINE: usize = 64 * 1024;
 const CHUNK: usize = 16 * 1024;
-
-#[derive(Debug)]
-enum Source {
-    /// Registered with the poll: read on readable events until it would block.
-    Polled(File),
-    /// Not pollable: read a chunk per loop turn (regular file, /dev/null).
-    Eager(ManuallyDrop<File>),
-}
 
 /// What one read pass produced.
 #[derive(Debug, Default)]
@@ -35,7 +26,9 @@ pub struct Lines {
 
 #[derive(Debug)]
 pub struct Stdin {
-    source: Source,
+    fd: StdFd,
+    /// Not registered with the poll: read a chunk per loop turn.
+    eager: bool,
     partial: Vec<u8>,
     discarding: bool,
     pub kind: InputKind,
@@ -44,42 +37,34 @@ pub struct Stdin {
 
 impl Stdin {
     pub fn open() -> Stdin {
-        let kind = os::input_kind(0);
-        let source = match kind {
-            InputKind::File => Source::Eager(eager()),
-            InputKind::Terminal | InputKind::Stream => match os::reopen(0, libc::O_RDONLY) {
-                Ok(f) => Source::Polled(f),
-                Err(e) => {
-                    log::warn!("cannot reopen stdin non-blocking ({e}); reading it eagerly");
-                    Source::Eager(eager())
-                }
-            },
-        };
+        let (fd, why) = StdFd::open(0, libc::O_RDONLY);
+        if let Some(e) = why {
+            log::info!("cannot reopen stdin ({e}): made it non-blocking itself until exit");
+        }
         Stdin {
-            source,
+            eager: fd.pollable_fd().is_none(),
+            kind: fd.kind(),
+            fd,
             partial: Vec::new(),
             discarding: false,
-            kind,
             eof: false,
         }
     }
 
     /// The descriptor to register with the poll, if stdin is pollable.
     pub fn pollable_fd(&self) -> Option<i32> {
-        match &self.source {
-            Source::Polled(f) => Some(f.as_raw_fd()),
-            Source::Eager(_) => None,
-        }
+        self.fd.pollable_fd().filter(|_| !self.eager)
     }
 
-    /// Registration failed (some descriptors cannot be polled): read it eagerly instead.
+    /// Registration failed (some descriptors cannot be polled): read it every loop turn
+    /// instead (still without blocking).
     pub fn make_eager(&mut self) {
-        self.source = Source::Eager(eager());
+        self.eager = true;
     }
 
     /// True when the loop must not sleep: an eager source with input left.
     pub fn wants_turn(&self) -> bool {
-        matches!(self.source, Source::Eager(_)) && !self.eof
+        self.eager && !self.eof
     }
 
     /// Reads what is available now (one chunk for an eager source).
@@ -90,11 +75,7 @@ impl Stdin {
         }
         let mut chunk = [0u8; CHUNK];
         loop {
-            let r = match &mut self.source {
-                Source::Polled(f) => f.read(&mut chunk),
-                Source::Eager(f) => f.read(&mut chunk),
-            };
-            match r {
+            match self.fd.read(&mut chunk) {
                 Ok(0) => {
                     self.eof = true;
                     if !self.partial.is_empty() && !self.discarding {
@@ -106,7 +87,7 @@ impl Stdin {
                 }
                 Ok(n) => {
                     self.split(&chunk[..n], &mut out);
-                    if matches!(self.source, Source::Eager(_)) {
+                    if self.eager {
                         return out;
                     }
                 }
@@ -143,9 +124,4 @@ impl Stdin {
             out.too_long += 1;
         }
     }
-}
-
-fn eager() -> ManuallyDrop<File> {
-    // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
-    ManuallyDrop::new(unsafe { File::from_raw_fd(0) })
 }

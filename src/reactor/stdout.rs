@@ -1,17 +1,17 @@
 //! Writing to the user: events rendered into one buffer, written once per loop turn.
 //!
-//! A terminal or a pipe is reopened as a second, non-blocking description, so a slow
-//! terminal or a full pipe never blocks the loop: what cannot be written stays buffered, and
-//! once more than [`HIGH_WATER`] bytes wait, the reactor stops reading the network (push
-//! back) until the buffer drains below [`LOW_WATER`]. A regular file is written directly.
+//! stdout is set up by [`StdFd`] so that no write can block: a terminal or a pipe is
+//! reopened as a second, non-blocking description, a socket is written with `MSG_DONTWAIT`.
+//! A slow terminal, a full pipe or a socket nobody reads never blocks the loop: what cannot
+//! be written stays buffered, and once more than [`HIGH_WATER`] bytes wait, the reactor
+//! stops reading the network (push back) until the buffer drains below [`LOW_WATER`]. A
+//! regular file is written directly.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::io;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::os::{self, InputKind};
+use crate::os::{self, StdFd};
 
 /// Buffered output above which the reactor stops reading the network.
 pub const HIGH_WATER: usize = 1 << 20;
@@ -27,20 +27,12 @@ pub const HARD_CAP: usize = 4 << 20;
 /// Buffer capacity kept once everything is written; a burst's memory is given back.
 const KEEP_CAPACITY: usize = 64 << 10;
 
-#[derive(Debug)]
-enum Sink {
-    /// Our own non-blocking description of a terminal or pipe (pollable).
-    Reopened(File),
-    /// fd 1 itself (a regular file, or one that could not be reopened).
-    Fd1(ManuallyDrop<File>),
-}
-
 use crate::event::Event;
 use crate::render;
 
 #[derive(Debug)]
 pub struct Stdout {
-    sink: Sink,
+    sink: StdFd,
     /// Output not yet written is `buf[head..]`; `head` moves on as the sink takes bytes,
     /// so a partial write costs no copy of what remains.
     buf: Vec<u8>,
@@ -59,16 +51,10 @@ pub struct Stdout {
 
 impl Stdout {
     pub fn new(json: bool, prompts: bool) -> Stdout {
-        let sink = match os::input_kind(1) {
-            InputKind::Terminal | InputKind::Stream => match os::reopen(1, libc::O_WRONLY) {
-                Ok(f) => Sink::Reopened(f),
-                Err(e) => {
-                    log::debug!("cannot reopen stdout non-blocking ({e}); writing fd 1");
-                    Sink::Fd1(fd1())
-                }
-            },
-            InputKind::File => Sink::Fd1(fd1()),
-        };
+        let (sink, why) = StdFd::open(1, libc::O_WRONLY);
+        if let Some(e) = why {
+            log::info!("cannot reopen stdout ({e}): made it non-blocking itself until exit");
+        }
         Stdout {
             sink,
             buf: Vec::with_capacity(64 * 1024),
@@ -148,10 +134,7 @@ impl Stdout {
 
     /// The descriptor to watch for writability, when stdout can block.
     pub fn pollable_fd(&self) -> Option<RawFd> {
-        match &self.sink {
-            Sink::Reopened(f) => Some(f.as_raw_fd()),
-            Sink::Fd1(_) => None,
-        }
+        self.sink.pollable_fd()
     }
 
     /// So much output waits that the network should not be read.
@@ -191,11 +174,7 @@ impl Stdout {
             self.prompt_visible = true;
         }
         while self.head < self.buf.len() {
-            let r = match &mut self.sink {
-                Sink::Reopened(f) => f.write(&self.buf[self.head..]),
-                Sink::Fd1(f) => f.write(&self.buf[self.head..]),
-            };
-            match r {
+            match self.sink.write(&self.buf[self.head..]) {
                 Ok(0) => {
                     self.closed = true;
                     break;
@@ -263,9 +242,4 @@ impl Stdout {
             }
         }
     }
-}
-
-fn fd1() -> ManuallyDrop<File> {
-    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-    ManuallyDrop::new(unsafe { File::from_raw_fd(1) })
 }

@@ -3,7 +3,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -54,7 +55,19 @@ impl Node {
     }
 
     /// Starts a node from a prepared command (stdin set by the caller).
-    pub fn spawn(name: &str, mut cmd: Command) -> Node {
+    pub fn spawn(name: &str, cmd: Command) -> Node {
+        Node::launch(name, cmd, true).0
+    }
+
+    /// Starts a node whose stderr is a pipe handed back unread: keep it to leave the pipe
+    /// full, or drop it to close it under the node.
+    pub fn spawn_stderr_unread(name: &str, mut cmd: Command) -> (Node, ChildStderr) {
+        cmd.stdin(Stdio::piped());
+        let (node, stderr) = Node::launch(name, cmd, false);
+        (node, stderr.expect("stderr piped"))
+    }
+
+    fn launch(name: &str, mut cmd: Command, read_stderr: bool) -> (Node, Option<ChildStderr>) {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run p2pchat");
         let stdout = child.stdout.take().unwrap();
@@ -69,20 +82,11 @@ impl Node {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let mut err = child.stderr.take();
+        let stderr = match read_stderr {
+            true => collect(err.take().unwrap()),
+            false => Arc::default(),
+        };
         let stdin = child.stdin.take();
         let mut node = Node {
             child,
@@ -96,7 +100,7 @@ impl Node {
         let first = node.next_event(SOON).expect("the node prints a first line");
         assert_eq!(first["event"], "listening", "first line: {first}");
         node.port = first["port"].as_u64().unwrap() as u16;
-        node
+        (node, err)
     }
 
     pub fn addr(&self) -> String {
@@ -173,21 +177,14 @@ impl Node {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                panic!(
-                    "{} did not exit within {timeout:?}; events {:#?}\nstderr:\n{}",
-                    self.name,
-                    self.seen,
-                    self.stderr.lock().unwrap()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        match wait_exit(&mut self.child, timeout) {
+            Some(status) => status,
+            None => panic!(
+                "{} did not exit within {timeout:?}; events {:#?}\nstderr:\n{}",
+                self.name,
+                self.seen,
+                self.stderr.lock().unwrap()
+            ),
         }
     }
 
@@ -200,6 +197,21 @@ impl Node {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr holds `text` (it is read on another thread, so a line the node
+    /// has written may not be there yet); panics with the log after [`SOON`].
+    pub fn expect_log(&self, text: &str) {
+        let end = Instant::now() + SOON;
+        while !self.stderr_text().contains(text) {
+            assert!(
+                Instant::now() < end,
+                "{}: no {text:?} logged within {SOON:?}; stderr:\n{}",
+                self.name,
+                self.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The peer list, asked for with `/peers`.
@@ -215,6 +227,61 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads `err` to its end on a thread; what has arrived so far is in the string.
+pub fn collect(mut err: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it and returns `None` if it has not.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to `child`.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// A well-behaved legacy peer sends one message; the node must show it.
+pub fn assert_serves(node: &mut Node) {
+    let (_l, port) = listener();
+    let text = format!("still serving {port}");
+    let payload = format!("127.0.0.1:{port} good {text}");
+    assert!(send_raw(node.sock(), payload.as_bytes()), "clean close");
+    node.expect_event(
+        "message",
+        &[
+            ("name", serde_json::json!("good")),
+            ("text", serde_json::json!(text)),
+        ],
+    );
 }
 
 /// Sends one raw legacy message (one connection, write, close) and returns what the node
@@ -243,6 +310,21 @@ pub fn accept_one(l: &TcpListener) -> (SocketAddr, Vec<u8>) {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     (from, buf)
+}
+
+/// Accepts one connection within `limit` and reads it to the end; `None` if none came.
+pub fn accept_within(l: &TcpListener, limit: Duration) -> Option<(SocketAddr, Vec<u8>)> {
+    let mut pfd = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, its count is 1.
+    if unsafe { libc::poll(&mut pfd, 1, ms) } != 1 {
+        return None;
+    }
+    Some(accept_one(l))
 }
 
 /// A closed port: bound then dropped, so nothing listens there.

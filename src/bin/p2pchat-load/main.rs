@@ -260,6 +260,13 @@ fn fanout(a: FanoutArgs) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // Log lines a slow stderr has not taken yet get a bounded wait.
+    p2pchat::log_sink::close(p2pchat::log_sink::EXIT_DRAIN);
+    code
+}
+
+fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -267,10 +274,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Warn)
-        .env()
-        .init();
+    p2pchat::log_sink::init(log::LevelFilter::Warn);
     let result = match cli.mode {
         Mode::MinimalReceiver { port, bind } => return minimal::run(bind, port),
         Mode::Inbound(a) => inbound(a),
@@ -280,7 +284,7 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("p2pchat-load: {e}");
+            p2pchat::log_sink::say(&format!("p2pchat-load: {e}"));
             ExitCode::from(2)
         }
     }
