@@ -13,14 +13,23 @@
 //!   its bytes, drop it; exit) pulled with `poll_effect`, and the next wake-up from
 //!   `poll_timeout`. Every deadline of a send, its bytes and its outcome are decided there.
 //!   No sockets, no clock.
+//! * [`assembler`]: one inbound connection's bytes as messages (arrivals, headers, the idle
+//!   flush, read deadlines, size caps, cut messages): `on_bytes`/`on_eof`/`on_reset`/
+//!   `on_evicted` and `handle_timeout(now)` in, `poll_output` and `poll_timeout` out. Every
+//!   message is parsed once, there.
+//! * [`admission`]: which inbound connections are taken, kept and closed first (per-source
+//!   counts, rate tokens, byte budget, eviction choice, accept back-off, limits fitted to
+//!   the open-files limit), pure.
 //! * [`rate`]: per-source-IP token buckets, time passed in.
 //! * [`console`]: what the user types (the original's menu and `/` commands), pure;
 //!   [`address`]: the addresses typed there (and in `--peer`), IPv6 zones included.
 //! * [`render`] and [`sanitize`]: events to human lines (terminal-safe) or JSON lines.
-//! * [`reactor`]: the only IO. One `mio::Poll` over the listener, every connection (one
-//!   `Slab`), stdin and signals. Each turn: carry out the table's effects, write stdout
-//!   once, sleep until the next event or the earliest deadline, read the clock once,
-//!   handle events, fire every due deadline.
+//! * [`reactor`]: the only IO, obeying the pure parts. One `mio::Poll` over the listener,
+//!   every connection (one `Slab` behind a typed `ConnId`), stdin, stdout and signals.
+//!   Each turn: carry out the table's effects, write stdout, sleep until the next event or
+//!   the earliest deadline, read the clock once, handle events, fire every due deadline. A
+//!   received message goes accept → read → assembler → admission's rate check →
+//!   `PeerTable::handle_message` → `Effect::Show` → stdout.
 //! * [`log_sink`]: the logger. Lines go to a bounded buffer and out to stderr with writes
 //!   that never block; the reactor writes the rest when stderr is writable.
 //!
