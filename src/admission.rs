@@ -15,7 +15,7 @@
 //! * This machine's own processes are limited only by the overall caps, unless
 //!   `limit_local`.
 //!
-//! Repeated warnings are logged at most once per interval (see [`crate::rate_log`]).
+//! Repeated warnings are logged at most once per interval (see `rate_log`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -7,7 +7,7 @@
 //!
 //! * Each record becomes one line, `LEVEL [module::path] text` (the level padded to five
 //!   characters), appended to a bounded in-memory buffer of [`CAPACITY`] bytes.
-//! * The buffer goes to stderr with writes that never block ([`StdFd`]: a non-blocking
+//! * The buffer goes to stderr with writes that never block (`StdFd`: a non-blocking
 //!   second description of a terminal or a pipe, `MSG_DONTWAIT` on a socket, a regular
 //!   file as it is). The log call itself writes what fits at once, so lines appear
 //!   promptly; what does not fit waits, and the reactor writes it when stderr is writable

@@ -1,7 +1,7 @@
 //! The reactor: the only module that does IO.
 //!
 //! One `mio::Poll` multiplexes the listening socket, every inbound and outbound connection
-//! ([`conns::Conns`]), stdin, stdout and the termination signals. Each turn of the loop:
+//! (`conns::Conns`), stdin, stdout and the termination signals. Each turn of the loop:
 //!
 //! 1. carries out the peer table's effects (show, transmit, exit) and writes stdout;
 //! 2. sleeps until the next event or the earliest deadline (connections, the table's
@@ -12,8 +12,8 @@
 //! What the bytes mean is decided elsewhere, by pure types stepped with that one `now`:
 //! [`crate::assembler`] frames each inbound connection, [`crate::admission`] decides which
 //! connections are taken and which are closed first, and the [`PeerTable`] runs the
-//! protocol. A received message goes: `accept` → [`Node::admit`] (read at once; most
-//! connections are complete here) → [`Node::show`] → `PeerTable::handle_message` →
+//! protocol. A received message goes: `accept` → `Node::admit` (read at once; most
+//! connections are complete here) → `Node::show` → `PeerTable::handle_message` →
 //! `Effect::Show` → stdout.
 //!
 //! Output is bounded: while more than `stdout::HIGH_WATER` bytes wait for a slow reader,
