@@ -1,9 +1,9 @@
 //! Test harness: runs real `p2pchat` processes on loopback with `--port 0 --json`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,7 +22,7 @@ pub struct Node {
     events: Receiver<Value>,
     /// Every event seen so far, in order.
     pub seen: Vec<Value>,
-    pub stderr: Arc<Mutex<String>>,
+    pub stderr: Collector,
     pub port: u16,
     pub name: String,
 }
@@ -69,20 +69,7 @@ impl Node {
                 }
             }
         });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = Collector::start(child.stderr.take().unwrap());
         let stdin = child.stdin.take();
         let mut node = Node {
             child,
@@ -149,7 +136,7 @@ impl Node {
                     "{}: no {what} within {timeout:?}; events: {:#?}\nstderr:\n{}",
                     self.name,
                     self.seen,
-                    self.stderr.lock().unwrap()
+                    self.stderr.text()
                 ),
             }
         }
@@ -173,21 +160,17 @@ impl Node {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > end {
+        match wait_child(&mut self.child, timeout) {
+            Some(status) => status,
+            None => {
                 let _ = self.child.kill();
                 panic!(
                     "{} did not exit within {timeout:?}; events {:#?}\nstderr:\n{}",
                     self.name,
                     self.seen,
-                    self.stderr.lock().unwrap()
+                    self.stderr.text()
                 );
             }
-            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -199,7 +182,23 @@ impl Node {
     }
 
     pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
+    }
+
+    /// Waits until the node's log (stderr) holds `what`; panics with the history.
+    pub fn expect_stderr(&self, what: &str) {
+        self.expect_stderr_within(what, SOON);
+    }
+
+    pub fn expect_stderr_within(&self, what: &str, timeout: Duration) {
+        if !self.stderr.wait_for(what, timeout) {
+            panic!(
+                "{}: no {what:?} logged within {timeout:?}; events: {:#?}\nstderr:\n{}",
+                self.name,
+                self.seen,
+                self.stderr.text()
+            );
+        }
     }
 
     /// The peer list, asked for with `/peers`.
@@ -235,10 +234,28 @@ pub fn listener() -> (TcpListener, u16) {
     (l, port)
 }
 
-/// Accepts one connection and reads it to the end (a well-behaved legacy receiver).
+/// Accepts one connection within [`SOON`]; panics if none comes.
+pub fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    l.set_nonblocking(true).unwrap();
+    let end = Instant::now() + SOON;
+    loop {
+        match l.accept() {
+            Ok((s, from)) => {
+                s.set_nonblocking(false).unwrap();
+                return (s, from);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < end => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("no connection to the raw listener within {SOON:?}: {e}"),
+        }
+    }
+}
+
+/// Accepts one connection (within [`SOON`]) and reads it to the end, as a well-behaved
+/// legacy receiver.
 pub fn accept_one(l: &TcpListener) -> (SocketAddr, Vec<u8>) {
-    l.set_nonblocking(false).unwrap();
-    let (mut s, from) = l.accept().unwrap();
+    let (mut s, from) = accept_within(l);
     s.set_read_timeout(Some(SOON)).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
@@ -250,4 +267,186 @@ pub fn closed_port() -> u16 {
     let (l, port) = listener();
     drop(l);
     port
+}
+
+/// How a connection to the node ended, as its other end sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The node closed it having read everything sent (FIN).
+    Eof,
+    /// The node closed it with bytes unread, or refused it at once (RST).
+    Reset,
+    /// Still open when the wait ended.
+    Open,
+}
+
+/// Waits (at most `limit`) for the node to close `s`. The node never writes on a
+/// connection it accepted, so bytes from it, or another error, fail the test.
+pub fn wait_end(s: &mut TcpStream, limit: Duration) -> End {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    match s.read(&mut buf) {
+        Ok(0) => End::Eof,
+        Ok(n) => panic!("the node wrote {n} bytes on an inbound connection"),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => End::Reset,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            End::Open
+        }
+        Err(e) => panic!("reading a connection to the node: {e}"),
+    }
+}
+
+// ----- processes ----------------------------------------------------------------------
+
+/// Waits for `child` to exit, at most `timeout`; `None` if it is still running.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The port a node announces on its first line: `{"event":"listening",..,"port":N}` with
+/// `--json`, `Server listening on port N` without.
+pub fn announced_port(line: &str) -> u16 {
+    let line = line.trim_end();
+    let port = match serde_json::from_str::<Value>(line) {
+        Ok(v) => v["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
+        Err(_) => line
+            .strip_prefix("Server listening on port ")
+            .and_then(|p| p.parse().ok()),
+    };
+    port.unwrap_or_else(|| panic!("no port in the first line {line:?}"))
+}
+
+/// Spawns `cmd` with stdout piped and reads its first line (within [`SOON`]) for the port
+/// it listens on; returns the child, the rest of its stdout and the port.
+pub fn spawn_and_read_port(cmd: &mut Command) -> (Child, BufReader<ChildStdout>, u16) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("run p2pchat");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    // The first line is read on a thread, so a node that never prints one fails the test
+    // instead of hanging it.
+    thread::spawn(move || {
+        let mut out = BufReader::new(out);
+        let mut first = String::new();
+        let read = out.read_line(&mut first).map(|_| first);
+        let _ = tx.send((read, out));
+    });
+    let Ok((first, out)) = rx.recv_timeout(SOON) else {
+        let _ = child.kill();
+        panic!("no first line within {SOON:?}");
+    };
+    let first = first.expect("read the first line");
+    let port = announced_port(&first);
+    (child, out, port)
+}
+
+/// Everything a child writes to one pipe (or a terminal), collected by a thread as it
+/// arrives, so that neither a full pipe nor a read blocks the test.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    text: Arc<Mutex<String>>,
+    ended: Arc<Mutex<bool>>,
+}
+
+impl Collector {
+    pub fn start(mut from: impl Read + Send + 'static) -> Collector {
+        let c = Collector {
+            text: Arc::new(Mutex::new(String::new())),
+            ended: Arc::new(Mutex::new(false)),
+        };
+        let sink = c.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // A pipe ends with 0; a terminal with EIO once nobody else holds it.
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.text
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            *sink.ended.lock().unwrap() = true;
+        });
+        c
+    }
+
+    /// What has arrived so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) until the text holds `what`.
+    pub fn wait_for(&self, what: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while !self.text.lock().unwrap().contains(what) {
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// Waits (at most `timeout`) for the end of the output (every writer gone), then
+    /// returns all of it; panics if it has not ended.
+    pub fn wait_end(&self, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        while !*self.ended.lock().unwrap() {
+            assert!(
+                Instant::now() < end,
+                "output still open after {timeout:?}:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.text()
+    }
+}
+
+// ----- the machine --------------------------------------------------------------------
+
+/// Raises this process's open-file limit to its hard limit (at most 65,536), for tests
+/// that hold thousands of connections.
+pub fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on structs we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`"VmRSS:"`, `"VmHWM:"`), in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/PID/stat`).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
