@@ -1,22 +1,23 @@
 //! A person at a terminal: the node runs on a pseudo-terminal, as in a real session, so it
 //! asks for what is missing and shows the menu's prompts. Human output, not `--json`.
 
+mod common;
+
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p2pchat");
-const SOON: Duration = Duration::from_secs(10);
+use common::{BIN, Collector, SOON, wait_child};
 
 /// A node whose stdin, stdout and stderr are one pseudo-terminal.
 struct Tty {
     child: Child,
     master: File,
-    screen: Arc<Mutex<String>>,
+    /// Everything the node has written to the terminal.
+    screen: Collector,
 }
 
 impl Tty {
@@ -33,6 +34,13 @@ impl Tty {
             )
         };
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // Not inherited by the nodes other tests start meanwhile: a copy of the slave side
+        // in another process would keep this terminal open after this node has gone.
+        for fd in [master, slave] {
+            // SAFETY: F_SETFD on a descriptor openpty just returned.
+            let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            assert_eq!(r, 0, "fcntl: {}", std::io::Error::last_os_error());
+        }
         // SAFETY: openpty returned two open descriptors that nothing else owns.
         let (master, slave) = unsafe { (File::from_raw_fd(master), File::from_raw_fd(slave)) };
         let child = Command::new(BIN)
@@ -44,21 +52,9 @@ impl Tty {
             .stderr(Stdio::from(slave))
             .spawn()
             .unwrap();
-        let screen = Arc::new(Mutex::new(String::new()));
-        let sink = screen.clone();
-        let mut reader = master.try_clone().unwrap();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // Ends with EIO once the node has gone and the terminal has no other user.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        // The reader ends with EIO once the node has gone: the command (dropped with this
+        // statement's temporaries) held the only other copies of the terminal's slave side.
+        let screen = Collector::start(master.try_clone().unwrap());
         Tty {
             child,
             master,
@@ -67,7 +63,7 @@ impl Tty {
     }
 
     fn screen(&self) -> String {
-        self.screen.lock().unwrap().replace("\r\n", "\n")
+        self.screen.text().replace("\r\n", "\n")
     }
 
     /// Waits until the screen holds `what` after byte `from`; returns where it ends.
@@ -93,13 +89,9 @@ impl Tty {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let until = Instant::now() + SOON;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < until, "still running:\n{}", self.screen());
-            thread::sleep(Duration::from_millis(10));
+        match wait_child(&mut self.child, SOON) {
+            Some(status) => status,
+            None => panic!("still running:\n{}", self.screen()),
         }
     }
 }
@@ -166,8 +158,8 @@ fn menu_answers_come_before_the_next_prompt_and_quit_asks_nothing_more() {
     t.type_line("0");
     let exiting = t.wait_for(after, "Exiting...");
     assert!(t.wait_exit().success());
-    // Let the last bytes reach the reader.
-    thread::sleep(Duration::from_millis(100));
+    // Everything the node wrote: the terminal's reader has seen its end.
+    t.screen.wait_end(SOON);
     let screen = t.screen();
     assert!(
         !screen[exiting..].contains("Enter choice"),
