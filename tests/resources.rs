@@ -10,41 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn proc_field(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn raise_fd_limit() {
-    // SAFETY: plain getrlimit/setrlimit on structs we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
 #[test]
 fn an_idle_node_uses_no_cpu() {
     let mut a = Node::start("idle", &[]);
     // Give it something with a deadline far away, so it has a timer armed.
     let (_l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} pending"));
-    thread::sleep(Duration::from_millis(300));
+    // Answered once the line before it has been acted on.
+    a.peers();
     let before = cpu_ticks(a.child.id());
     thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(a.child.id()) - before;
@@ -88,9 +61,18 @@ fn memory_stays_bounded_with_many_peers_and_connections() {
             .unwrap();
         held.push(s);
     }
-    thread::sleep(Duration::from_millis(500));
-    let rss = proc_field(a.child.id(), "VmRSS:");
-    let hwm = proc_field(a.child.id(), "VmHWM:");
+    // Accepts come in connection order: once a message sent after them is shown, all
+    // 1,000 are open in the node.
+    assert!(send_raw(
+        to,
+        b"127.0.0.1:20000 p0 marker after the held ones"
+    ));
+    a.expect_event(
+        "message",
+        &[("text", serde_json::json!("marker after the held ones"))],
+    );
+    let rss = proc_status_kib(a.child.id(), "VmRSS:");
+    let hwm = proc_status_kib(a.child.id(), "VmHWM:");
     eprintln!("10,000 peers + 1,000 open connections: RSS {rss} KiB, peak {hwm} KiB");
     assert!(hwm < 20 * 1024, "peak RSS {hwm} KiB");
     assert_eq!(a.peers().len(), 10_000);
@@ -138,7 +120,7 @@ fn soak_a_million_messages() {
         next[p] += 1;
         total += 1;
         if total.is_multiple_of(100_000) {
-            rss_samples.push(proc_field(a.child.id(), "VmRSS:"));
+            rss_samples.push(proc_status_kib(a.child.id(), "VmRSS:"));
             a.seen.clear();
         }
     }
@@ -173,20 +155,14 @@ fn send_raw_ok(to: std::net::SocketAddr, payload: &[u8]) -> bool {
 /// buffering without bound or dropping events; once stdout drains, every message is shown.
 #[test]
 fn slow_stdout_pushes_back_and_loses_nothing() {
-    use std::io::{BufRead, BufReader};
+    use std::io::BufRead;
     use std::process::Stdio;
-    let mut child = common::command("slow", &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out, port) = spawn_and_read_port(
+        common::command("slow", &[])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = serde_json::from_str::<serde_json::Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap();
     let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     const N: usize = 20_000;
     let text = "w".repeat(900);
@@ -201,7 +177,7 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     // Nobody reads stdout for a while: up to 18 MB of events would wait to be shown.
     thread::sleep(Duration::from_secs(3));
     let pid = child.id();
-    let rss = proc_field(pid, "VmRSS:");
+    let rss = proc_status_kib(pid, "VmRSS:");
     assert!(rss < 12 * 1024, "RSS {rss} KiB while stdout is blocked");
     // Now read everything: each message exactly once, in order.
     let mut next = 0;
@@ -289,17 +265,12 @@ fn a_second_signal_leaves_at_once_even_with_output_pending() {
     let second = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(second.elapsed() < SOON, "never left");
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, SOON).expect("never left");
     assert!(status.success(), "{status}");
-    // The exit-time wait for stdout is 5 s; a second signal skips it.
+    // Without the second signal the node would wait for the unread stdout at least the
+    // exit-time drain (`EXIT_DRAIN`, 5 s, src/reactor/stdout.rs) after it.
     assert!(
-        second.elapsed() < Duration::from_secs(3),
+        second.elapsed() < Duration::from_secs(5),
         "left {:?} after the second signal",
         second.elapsed()
     );
@@ -318,7 +289,7 @@ fn fd_exhaustion_backs_off_and_recovers() {
     let to = a.sock();
     // Hold far more connections than the node has descriptors for.
     let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(to).unwrap()).collect();
-    thread::sleep(Duration::from_millis(500));
+    a.expect_stderr("out of file descriptors");
     let before = cpu_ticks(a.child.id());
     thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(a.child.id()) - before;
@@ -326,14 +297,8 @@ fn fd_exhaustion_backs_off_and_recovers() {
         used < 30,
         "{used} ticks in 1 s while out of descriptors: spinning"
     );
-    assert!(
-        a.stderr_text().contains("out of file descriptors"),
-        "{}",
-        a.stderr_text()
-    );
     drop(held);
-    // Recovered: a well-behaved peer is served.
-    thread::sleep(Duration::from_millis(300));
+    // Recovered: a well-behaved peer is served (accepted once the back-off ends).
     assert!(send_raw(to, b"127.0.0.1:5009 after recovered"));
     a.expect("the message after recovery", |v| v["text"] == "recovered");
 }
