@@ -253,7 +253,7 @@ fn invalid_utf8_and_nul_are_shown_safely() {
 #[test]
 fn control_sequences_never_reach_the_terminal() {
     // Human output: read every byte the node writes and look for anything dangerous.
-    let (mut child, mut out, port) = spawn_and_read_port(
+    let (mut child, out, port) = spawn_and_read_port(
         Command::new(BIN)
             .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
             .stdin(Stdio::piped())
@@ -282,9 +282,8 @@ fn control_sequences_never_reach_the_terminal() {
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "/peers").unwrap();
     drop(stdin);
-    let mut text = String::new();
-    out.read_to_string(&mut text).unwrap();
-    assert!(child.wait().unwrap().success());
+    let (status, text) = finish_output(&mut child, out);
+    assert!(status.success(), "{status}");
     assert!(
         text.contains("Message from good [127.0.0.1:5999]: done"),
         "{text}"

@@ -191,6 +191,7 @@ fn send_failures_are_reported_with_their_reason() {
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} reset me"));
     let (mut conn, _) = accept_within(&l);
+    conn.set_read_timeout(Some(SOON)).unwrap();
     let mut two = [0u8; 2];
     conn.read_exact(&mut two).unwrap();
     drop(conn); // closing with unread data sends a reset
@@ -336,11 +337,8 @@ fn stdout_on_a_full_disk_is_an_error() {
 
 /// Waits for `child` (at most [`SOON`]) and returns its status and stderr.
 fn wait_child_stderr(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
-    let err = Collector::start(child.stderr.take().unwrap());
-    let Some(status) = wait_child(child, SOON) else {
-        panic!("no exit within {SOON:?}; stderr:\n{}", err.text());
-    };
-    (status, err.wait_end(SOON))
+    let err = child.stderr.take().unwrap();
+    finish_output(child, err)
 }
 
 #[test]
@@ -424,14 +422,9 @@ fn human_output_speaks_like_the_original() {
     writeln!(stdin, "/send {} hello", b.addr()).unwrap();
     writeln!(stdin, "/peers").unwrap();
     drop(stdin);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = child.stdout.take().unwrap();
+    let (status, out) = finish_output(&mut child, out);
+    assert!(status.success(), "{status}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("Server listening on port "), "{out}");
     let who = format!("[127.0.0.1:{}]", b.port);

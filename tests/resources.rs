@@ -157,12 +157,11 @@ fn send_raw_ok(to: std::net::SocketAddr, payload: &[u8]) -> bool {
 fn slow_stdout_pushes_back_and_loses_nothing() {
     use std::io::BufRead;
     use std::process::Stdio;
-    let (mut child, mut out, port) = spawn_and_read_port(
+    let (mut child, out, port) = spawn_and_read_port(
         common::command("slow", &[])
             .stdin(Stdio::piped())
             .stderr(Stdio::null()),
     );
-    let mut line = String::new();
     let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     const N: usize = 20_000;
     let text = "w".repeat(900);
@@ -179,14 +178,21 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     let pid = child.id();
     let rss = proc_status_kib(pid, "VmRSS:");
     assert!(rss < 12 * 1024, "RSS {rss} KiB while stdout is blocked");
-    // Now read everything: each message exactly once, in order.
+    // Now read everything: each message exactly once, in order (each line within SOON).
+    let (tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut next = 0;
     while next < N {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "stdout ended at {next}"
-        );
+        let line = lines
+            .recv_timeout(SOON)
+            .unwrap_or_else(|e| panic!("no line after message {next} within {SOON:?}: {e}"));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         if v["event"] != "message" {
             continue;
@@ -198,14 +204,14 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     }
     sender.join().unwrap();
     drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    let status = wait_child(&mut child, SOON).expect("no exit at the end of input");
+    assert!(status.success(), "{status}");
 }
 
 /// Output still buffered when the node leaves (far more than a pipe holds) reaches a slow
 /// reader whole: the exit waits for it instead of dropping the rest mid-line.
 #[test]
 fn output_pending_at_exit_reaches_a_slow_reader() {
-    use std::io::Read;
     use std::process::Stdio;
     const N: usize = 3000;
     let mut child = common::command("leaver", &[])
@@ -220,14 +226,9 @@ fn output_pending_at_exit_reaches_a_slow_reader() {
     stdin.write_all("/help\n".repeat(N).as_bytes()).unwrap();
     drop(stdin);
     thread::sleep(Duration::from_secs(1));
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = child.stdout.take().unwrap();
+    let (status, out) = finish_output(&mut child, out);
+    assert!(status.success(), "{status}");
     let events: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("cut line ({e}): {l:?}")))

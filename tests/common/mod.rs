@@ -317,6 +317,17 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Waits (each at most [`SOON`]) for `child` to exit and for the end of `out`, one of its
+/// pipes; returns the exit status and all that `out` carried.
+pub fn finish_output(child: &mut Child, out: impl Read + Send + 'static) -> (ExitStatus, String) {
+    let out = Collector::start(out);
+    let Some(status) = wait_child(child, SOON) else {
+        let _ = child.kill();
+        panic!("no exit within {SOON:?}; output so far:\n{}", out.text());
+    };
+    (status, out.wait_end(SOON))
+}
+
 /// The port a node announces on its first line: `{"event":"listening",..,"port":N}` with
 /// `--json`, `Server listening on port N` without.
 pub fn announced_port(line: &str) -> u16 {
