@@ -8,11 +8,10 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Node, SOON, closed_port};
+use common::{Collector, Node, SOON, closed_port, wait_child};
 use serde_json::{Value, json};
 
 /// The legacy program's questions: printed without a newline, so what it prints next
@@ -47,7 +46,7 @@ struct Legacy {
     lines: Receiver<String>,
     /// Every line read so far (prompts cut off), in order.
     seen: Vec<String>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Collector,
     port: u16,
 }
 
@@ -106,7 +105,7 @@ impl Legacy {
                 }
             }
         });
-        let stderr = common::collect(child.stderr.take().unwrap());
+        let stderr = Collector::start(child.stderr.take().unwrap());
         let stdin = child.stdin.take();
         let mut legacy = Legacy {
             child,
@@ -132,7 +131,7 @@ impl Legacy {
         panic!(
             "legacy peer: {what}; lines so far: {:#?}\nstderr:\n{}",
             self.seen,
-            self.stderr.lock().unwrap()
+            self.stderr.text()
         )
     }
 
@@ -179,16 +178,12 @@ impl Legacy {
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > end {
+        match wait_child(&mut self.child, timeout) {
+            Some(status) => status,
+            None => {
                 let _ = self.child.kill();
-                self.fail(&format!("did not exit within {timeout:?}"));
+                self.fail(&format!("did not exit within {timeout:?}"))
             }
-            thread::sleep(Duration::from_millis(20));
         }
     }
 }

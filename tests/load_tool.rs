@@ -4,14 +4,15 @@
 //! `connect` then `exit` while dead and refusing peers fail as they should (fan-out).
 //! Correctness only: rates and latencies are not asserted (they depend on the machine).
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN as NODE, Collector, SOON, wait_child};
 use serde_json::Value;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_p2pchat-load");
-const NODE: &str = env!("CARGO_BIN_EXE_p2pchat");
 
 /// Runs the tool with `args` (at most `limit`), returns its exit code and last stdout line
 /// parsed as JSON, plus all its output for failure messages.
@@ -24,32 +25,18 @@ fn run(args: &[&str], limit: Duration) -> (Option<i32>, Value, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run p2pchat-load");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() >= end {
+    let out = Collector::start(child.stdout.take().unwrap());
+    let err = Collector::start(child.stderr.take().unwrap());
+    let status = wait_child(&mut child, limit);
+    let (stdout, stderr) = match status {
+        // Finished: all it wrote (its own children may hold its pipes a moment longer).
+        Some(_) => (out.wait_end(SOON), err.wait_end(SOON)),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            (out.text(), err.text())
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
     let all = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         status.is_some(),

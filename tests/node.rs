@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -196,7 +196,7 @@ fn send_failures_are_reported_with_their_reason() {
     // A peer that accepts and never reads nor closes: written, but not confirmed.
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} are you there"));
-    let (_conn, _) = l.accept().unwrap();
+    let (_conn, _) = accept_within(&l);
     a.expect_event(
         "sent",
         &[("confirmed", json!(false)), ("port", json!(port))],
@@ -204,7 +204,8 @@ fn send_failures_are_reported_with_their_reason() {
     // A peer that reads part and resets: a failure.
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} reset me"));
-    let (mut conn, _) = l.accept().unwrap();
+    let (mut conn, _) = accept_within(&l);
+    conn.set_read_timeout(Some(SOON)).unwrap();
     let mut two = [0u8; 2];
     conn.read_exact(&mut two).unwrap();
     drop(conn); // closing with unread data sends a reset
@@ -251,14 +252,18 @@ fn wire_bytes_are_exactly_the_originals() {
 #[test]
 fn too_long_message_is_refused_not_cut() {
     let (l, port) = listener();
-    l.set_nonblocking(true).unwrap();
     let mut a = Node::start("alice", &[]);
     let long = "x".repeat(1100);
     a.type_line(&format!("/send 127.0.0.1:{port} {long}"));
     let e = a.expect_event("error", &[]);
     assert!(e["detail"].as_str().unwrap().contains("1024"), "{e}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(l.accept().is_err(), "nothing may be sent");
+    // Nothing was sent: the first connection the peer sees carries the next message.
+    a.type_line(&format!("/send 127.0.0.1:{port} after the refusal"));
+    let (_, payload) = accept_one(&l);
+    assert_eq!(
+        String::from_utf8_lossy(&payload),
+        format!("127.0.0.1:{} alice after the refusal", a.port)
+    );
 }
 
 #[test]
@@ -306,18 +311,11 @@ fn stdin_from_dev_null_quits_cleanly() {
 #[test]
 fn stdout_closed_early_ends_the_node_cleanly() {
     let b = Node::start("bob", &[]);
-    let mut child = command("alice", &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let (mut child, out, port) = spawn_and_read_port(
+        command("alice", &[])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     drop(out); // like `p2pchat | head -1`
     // Something to print: a message arrives.
     assert!(send_raw(
@@ -353,26 +351,8 @@ fn stdout_on_a_full_disk_is_an_error() {
 
 /// Waits for `child` (at most [`SOON`]) and returns its status and stderr.
 fn wait_child_stderr(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
-    let status = wait_child(child, SOON);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status, err)
-}
-
-fn wait_child(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(Instant::now() < end, "no exit within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let err = child.stderr.take().unwrap();
+    finish_output(child, err)
 }
 
 #[test]
@@ -456,14 +436,9 @@ fn human_output_speaks_like_the_original() {
     writeln!(stdin, "/send {} hello", b.addr()).unwrap();
     writeln!(stdin, "/peers").unwrap();
     drop(stdin);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = child.stdout.take().unwrap();
+    let (status, out) = finish_output(&mut child, out);
+    assert!(status.success(), "{status}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("Server listening on port "), "{out}");
     let who = format!("[127.0.0.1:{}]", b.port);
@@ -495,16 +470,16 @@ fn inbound_variants_in_the_wild_are_understood() {
     // CONNECT:<port> opening.
     assert!(send_raw(to, format!("CONNECT:{lp}").as_bytes()));
     a.expect_event("connected_with_you", &[("port", json!(lp))]);
-    // Several unframed messages on one connection.
+    // Several unframed messages on one connection: the first is shown once the sender
+    // goes quiet, the next starts with the header again.
     let mut s = TcpStream::connect(to).unwrap();
     let h = format!("127.0.0.1:{lp} multi ");
     s.write_all(format!("{h}one").as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    s.write_all(format!("{h}two").as_bytes()).unwrap();
     a.expect_event(
         "message",
         &[("name", json!("multi")), ("text", json!("one"))],
     );
+    s.write_all(format!("{h}two").as_bytes()).unwrap();
     drop(s);
     a.expect_event(
         "message",
@@ -560,19 +535,19 @@ fn a_sender_that_keeps_its_connection_open_is_shown_each_message() {
             v["event"] == "message" && v["text"] == *text
         });
     }
-    // More than one --read-timeout has passed since the accept: still read.
+    // More than one --read-timeout has passed since the accept: still read. Its deadline
+    // runs from its arrival (or later), which comes after `started`.
+    let started = Instant::now();
     s.write_all(format!("{h}five").as_bytes()).unwrap();
     a.expect_within("five", quick, |v| {
         v["event"] == "message" && v["text"] == "five"
     });
-    // Quiet for longer than --read-timeout after its last message: closed by the node.
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 16];
-    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    // Quiet for longer than --read-timeout after its last message: closed by the node,
+    // having read everything (EOF), and not before that deadline.
+    assert_eq!(wait_end(&mut s, SOON), End::Eof);
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "{:?}",
+        started.elapsed() >= Duration::from_secs(3),
+        "closed {:?} after the last message",
         started.elapsed()
     );
     let texts: Vec<_> = a
@@ -681,20 +656,23 @@ fn pieces_of_a_paused_text_and_later_messages_on_a_kept_open_connection() {
     let mut a = Node::start("alice", &[]);
     let (_l, lp) = listener();
     let quick = Duration::from_secs(3);
+    // Longer than the quiet time after which a kept-open connection's text is shown (1 s).
     let pause = Duration::from_millis(1500);
     let h = format!("127.0.0.1:{lp} paused ");
     let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("{h}hello wor").as_bytes()).unwrap();
+    // Each piece is written once the one before it has been shown.
+    let mut piece = |s: &mut TcpStream, bytes: &[u8], shown: &str| {
+        s.write_all(bytes).unwrap();
+        a.expect_within(shown, quick, |v| {
+            v["event"] == "message" && v["text"] == shown
+        });
+    };
+    piece(&mut s, format!("{h}hello wor").as_bytes(), "hello wor");
+    piece(&mut s, b"ld", "ld");
+    piece(&mut s, b"exit", "exit"); // the rest of a text: not a departure
+    s.write_all(b"127.0.0.1:").unwrap(); // a header, still arriving: nothing to show
     thread::sleep(pause);
-    s.write_all(b"ld").unwrap();
-    thread::sleep(pause);
-    s.write_all(b"exit").unwrap(); // the rest of a text: not a departure
-    thread::sleep(pause);
-    s.write_all(b"127.0.0.1:").unwrap(); // a header, still arriving
-    thread::sleep(pause);
-    s.write_all(format!("{lp} paused second").as_bytes())
-        .unwrap();
-    thread::sleep(Duration::from_millis(300));
+    piece(&mut s, format!("{lp} paused second").as_bytes(), "second");
     s.write_all(format!("{h}exit").as_bytes()).unwrap();
     a.expect_within("the departure", quick, |v| v["event"] == "peer_left");
     drop(s);
@@ -722,12 +700,10 @@ fn the_size_cap_is_per_message_on_a_kept_open_connection() {
     let mut s = TcpStream::connect(a.sock()).unwrap();
     s.write_all(format!("{h}{}", "A".repeat(600)).as_bytes())
         .unwrap();
-    thread::sleep(Duration::from_millis(200));
+    a.expect_event("message", &[("text", json!("A".repeat(600)))]);
     s.write_all(format!("{h}{}", "B".repeat(600)).as_bytes())
         .unwrap();
-    thread::sleep(Duration::from_millis(200));
     drop(s);
-    a.expect_event("message", &[("text", json!("A".repeat(600)))]);
     a.expect_event("message", &[("text", json!("B".repeat(600)))]);
     // One message of 600 + 600 bytes of text, in two pieces that do not start anew: too big.
     let mut s = TcpStream::connect(a.sock()).unwrap();
@@ -736,11 +712,7 @@ fn the_size_cap_is_per_message_on_a_kept_open_connection() {
     thread::sleep(Duration::from_millis(200));
     let _ = s.write_all("D".repeat(600).as_bytes());
     drop(s);
-    let end = Instant::now() + SOON;
-    while !a.stderr_text().contains("longer than 1024 bytes") {
-        assert!(Instant::now() < end, "no log:\n{}", a.stderr_text());
-        thread::sleep(Duration::from_millis(20));
-    }
+    a.expect_stderr("longer than 1024 bytes");
     assert!(send_raw(a.sock(), format!("{h}still here").as_bytes()));
     a.expect_event("message", &[("text", json!("still here"))]);
     assert!(
@@ -808,13 +780,9 @@ fn eviction_takes_the_quietest_and_only_for_a_connection_that_needs_a_slot() {
             ("text", json!("part one, part two")),
         ],
     );
+    // Evicted: closed having sent nothing, so a clean end.
     let mut idle = idle;
-    idle.set_read_timeout(Some(SOON)).unwrap();
-    let mut buf = [0u8; 1];
-    assert!(
-        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
-        "idle was evicted"
-    );
+    assert_eq!(wait_end(&mut idle, SOON), End::Eof, "idle was evicted");
     third.write_all(b"gets in").unwrap();
     third.shutdown(std::net::Shutdown::Write).unwrap();
     a.expect_event(
@@ -826,10 +794,11 @@ fn eviction_takes_the_quietest_and_only_for_a_connection_that_needs_a_slot() {
 /// A header still incomplete when the sender goes quiet is not delivered as a message.
 #[test]
 fn a_quiet_partial_header_is_not_a_message() {
-    let mut a = Node::start("alice", &["--read-timeout", "2"]);
+    let mut a = Node::start("alice", &["--read-timeout", "10"]);
     let mut s = TcpStream::connect(a.sock()).unwrap();
     s.write_all(b"127.0.0.1:50").unwrap();
-    thread::sleep(Duration::from_millis(1000));
+    // Quiet for longer than the 1 s after which a whole message would be shown.
+    thread::sleep(Duration::from_millis(1500));
     s.write_all(b"00 late arrival").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     a.expect_event(

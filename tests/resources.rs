@@ -10,41 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn proc_field(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn raise_fd_limit() {
-    // SAFETY: plain getrlimit/setrlimit on structs we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}
-
 #[test]
 fn an_idle_node_uses_no_cpu() {
     let mut a = Node::start("idle", &[]);
     // Give it something with a deadline far away, so it has a timer armed.
     let (_l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} pending"));
-    thread::sleep(Duration::from_millis(300));
+    // Answered once the line before it has been acted on.
+    a.peers();
     let before = cpu_ticks(a.child.id());
     thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(a.child.id()) - before;
@@ -88,9 +61,18 @@ fn memory_stays_bounded_with_many_peers_and_connections() {
             .unwrap();
         held.push(s);
     }
-    thread::sleep(Duration::from_millis(500));
-    let rss = proc_field(a.child.id(), "VmRSS:");
-    let hwm = proc_field(a.child.id(), "VmHWM:");
+    // Accepts come in connection order: once a message sent after them is shown, all
+    // 1,000 are open in the node.
+    assert!(send_raw(
+        to,
+        b"127.0.0.1:20000 p0 marker after the held ones"
+    ));
+    a.expect_event(
+        "message",
+        &[("text", serde_json::json!("marker after the held ones"))],
+    );
+    let rss = proc_status_kib(a.child.id(), "VmRSS:");
+    let hwm = proc_status_kib(a.child.id(), "VmHWM:");
     eprintln!("10,000 peers + 1,000 open connections: RSS {rss} KiB, peak {hwm} KiB");
     assert!(hwm < 20 * 1024, "peak RSS {hwm} KiB");
     assert_eq!(a.peers().len(), 10_000);
@@ -138,7 +120,7 @@ fn soak_a_million_messages() {
         next[p] += 1;
         total += 1;
         if total.is_multiple_of(100_000) {
-            rss_samples.push(proc_field(a.child.id(), "VmRSS:"));
+            rss_samples.push(proc_status_kib(a.child.id(), "VmRSS:"));
             a.seen.clear();
         }
     }
@@ -173,20 +155,13 @@ fn send_raw_ok(to: std::net::SocketAddr, payload: &[u8]) -> bool {
 /// buffering without bound or dropping events; once stdout drains, every message is shown.
 #[test]
 fn slow_stdout_pushes_back_and_loses_nothing() {
-    use std::io::{BufRead, BufReader};
+    use std::io::BufRead;
     use std::process::Stdio;
-    let mut child = common::command("slow", &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let port = serde_json::from_str::<serde_json::Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let (mut child, out, port) = spawn_and_read_port(
+        common::command("slow", &[])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     const N: usize = 20_000;
     let text = "w".repeat(900);
@@ -201,16 +176,23 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     // Nobody reads stdout for a while: up to 18 MB of events would wait to be shown.
     thread::sleep(Duration::from_secs(3));
     let pid = child.id();
-    let rss = proc_field(pid, "VmRSS:");
+    let rss = proc_status_kib(pid, "VmRSS:");
     assert!(rss < 12 * 1024, "RSS {rss} KiB while stdout is blocked");
-    // Now read everything: each message exactly once, in order.
+    // Now read everything: each message exactly once, in order (each line within SOON).
+    let (tx, lines) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut next = 0;
     while next < N {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "stdout ended at {next}"
-        );
+        let line = lines
+            .recv_timeout(SOON)
+            .unwrap_or_else(|e| panic!("no line after message {next} within {SOON:?}: {e}"));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         if v["event"] != "message" {
             continue;
@@ -222,14 +204,14 @@ fn slow_stdout_pushes_back_and_loses_nothing() {
     }
     sender.join().unwrap();
     drop(child.stdin.take());
-    assert!(child.wait().unwrap().success());
+    let status = wait_child(&mut child, SOON).expect("no exit at the end of input");
+    assert!(status.success(), "{status}");
 }
 
 /// Output still buffered when the node leaves (far more than a pipe holds) reaches a slow
 /// reader whole: the exit waits for it instead of dropping the rest mid-line.
 #[test]
 fn output_pending_at_exit_reaches_a_slow_reader() {
-    use std::io::Read;
     use std::process::Stdio;
     const N: usize = 3000;
     let mut child = common::command("leaver", &[])
@@ -244,14 +226,9 @@ fn output_pending_at_exit_reaches_a_slow_reader() {
     stdin.write_all("/help\n".repeat(N).as_bytes()).unwrap();
     drop(stdin);
     thread::sleep(Duration::from_secs(1));
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = child.stdout.take().unwrap();
+    let (status, out) = finish_output(&mut child, out);
+    assert!(status.success(), "{status}");
     let events: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("cut line ({e}): {l:?}")))
@@ -289,17 +266,12 @@ fn a_second_signal_leaves_at_once_even_with_output_pending() {
     let second = Instant::now();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(second.elapsed() < SOON, "never left");
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, SOON).expect("never left");
     assert!(status.success(), "{status}");
-    // The exit-time wait for stdout is 5 s; a second signal skips it.
+    // Without the second signal the node would wait for the unread stdout at least the
+    // exit-time drain (`EXIT_DRAIN`, 5 s, src/reactor/stdout.rs) after it.
     assert!(
-        second.elapsed() < Duration::from_secs(3),
+        second.elapsed() < Duration::from_secs(5),
         "left {:?} after the second signal",
         second.elapsed()
     );
@@ -396,7 +368,7 @@ fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
     let pid = child.id();
     // Output unread: the node holds back; connections pile up in the accept queue.
     thread::sleep(Duration::from_secs(3));
-    let held_back = proc_field(pid, "VmHWM:");
+    let held_back = proc_status_kib(pid, "VmHWM:");
     // The reader comes back: the queue is taken in, a bounded share at a time.
     let read = Arc::new(AtomicU64::new(0));
     let reader = {
@@ -427,8 +399,8 @@ fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
         last = now;
         thread::sleep(Duration::from_millis(500));
     }
-    let peak = proc_field(pid, "VmHWM:");
-    let rss = proc_field(pid, "VmRSS:");
+    let peak = proc_status_kib(pid, "VmHWM:");
+    let rss = proc_status_kib(pid, "VmRSS:");
     eprintln!(
         "{} messages sent; {} MiB shown; peak RSS {} KiB while held back, {peak} KiB in all; \
          {rss} KiB after",

@@ -10,9 +10,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use serde_json::{Value, json};
@@ -32,7 +30,7 @@ fn flood(to: std::net::SocketAddr, n: usize, payload: &[u8]) {
 fn assert_sends(node: &mut Node) {
     let (l, port) = listener();
     node.type_line(&format!("/send 127.0.0.1:{port} still sending"));
-    let (_, got) = accept_within(&l, SOON).expect("the /send reaches its peer");
+    let (_, got) = accept_read_within(&l, SOON).expect("the /send reaches its peer");
     assert!(got.ends_with(b" still sending"), "{got:?}");
     node.expect_event("sent", &[("port", json!(port))]);
 }
@@ -69,19 +67,15 @@ fn log_lines_a_full_stderr_cannot_take_are_dropped_counted_and_said() {
     let exit = format!("{}:5000 ghost exit", "h".repeat(250));
     flood(a.sock(), N, exit.as_bytes());
     assert_serves(&mut a);
-    let stderr = collect(unread);
+    let stderr = Collector::start(unread);
     let said = "log lines dropped: stderr was not keeping up";
-    let end = Instant::now() + SOON;
-    while !stderr.lock().unwrap().contains(said) {
-        assert!(
-            Instant::now() < end,
-            "no {said:?} once stderr is read:\n{}",
-            stderr.lock().unwrap()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        stderr.wait_for(said, SOON),
+        "no {said:?} once stderr is read:\n{}",
+        stderr.text()
+    );
     sigterm_quits_cleanly(&mut a);
-    let text = stderr.lock().unwrap().clone();
+    let text = stderr.text();
     let kept = text
         .lines()
         .filter(|l| l.contains("ghost") || l.contains("hhh"))
@@ -108,7 +102,7 @@ struct SocketNode {
     sock: UnixStream,
     /// Bytes read from the socket, not yet a whole line.
     partial: Vec<u8>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Collector,
     port: u16,
 }
 
@@ -121,7 +115,7 @@ impl SocketNode {
             .stdout(Stdio::from(theirs))
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run p2pchat");
-        let stderr = collect(child.stderr.take().unwrap());
+        let stderr = Collector::start(child.stderr.take().unwrap());
         ours.set_write_timeout(Some(SOON)).unwrap();
         let mut node = SocketNode {
             child,
@@ -174,10 +168,7 @@ impl SocketNode {
             match self.next_event(until) {
                 Some(v) if pred(&v) => return v,
                 Some(_) => {}
-                None => panic!(
-                    "no {what} within {SOON:?}; stderr:\n{}",
-                    self.stderr.lock().unwrap()
-                ),
+                None => panic!("no {what} within {SOON:?}; stderr:\n{}", self.stderr.text()),
             }
         }
     }
@@ -187,7 +178,7 @@ impl SocketNode {
         self.sock.shutdown(Shutdown::Write).unwrap();
         // Read what it still writes, so its exit is not held up by a full socket.
         while self.next_event(Instant::now() + SOON).is_some() {}
-        let status = wait_exit(&mut self.child, SOON).expect("the node exits");
+        let status = wait_child(&mut self.child, SOON).expect("the node exits");
         assert!(status.success(), "{status}");
     }
 }
@@ -236,7 +227,7 @@ fn a_socket_stdout_nobody_reads_does_not_stop_the_node() {
     }
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} while stdout is full"));
-    let (_, got) = accept_within(&l, SOON).expect("the /send reaches its peer");
+    let (_, got) = accept_read_within(&l, SOON).expect("the /send reaches its peer");
     assert!(got.ends_with(b" alice while stdout is full"), "{got:?}");
     let mut messages = 0;
     a.expect("the send's outcome", |v| {

@@ -108,6 +108,20 @@ impl Tty {
         self.master = None;
     }
 
+    /// Waits until the terminal's reader has seen the end of the output (the node and
+    /// every other holder of the terminal are gone).
+    fn wait_end(&mut self) {
+        let until = Instant::now() + SOON;
+        while self.reader.as_ref().is_some_and(|r| !r.is_finished()) {
+            assert!(
+                Instant::now() < until,
+                "output still open:\n{}",
+                self.screen()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn master(&self) -> &File {
         self.master.as_ref().expect("the terminal is open")
     }
@@ -212,8 +226,8 @@ fn menu_answers_come_before_the_next_prompt_and_quit_asks_nothing_more() {
     t.type_line("0");
     let exiting = t.wait_for(after, "Exiting...");
     assert!(t.wait_exit().success());
-    // Let the last bytes reach the reader.
-    thread::sleep(Duration::from_millis(100));
+    // Everything the node wrote: the terminal's reader has seen its end.
+    t.wait_end();
     let screen = t.screen();
     assert!(
         !screen[exiting..].contains("Enter choice"),
@@ -258,7 +272,7 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
         .parse()
         .unwrap();
     let at = t.wait_for(at, "Enter choice: ");
-    let (_, hello) = common::accept_within(&peer, SOON).expect("the greeting");
+    let (_, hello) = common::accept_read_within(&peer, SOON).expect("the greeting");
     assert!(hello.ends_with(b" alice hello"), "{hello:?}");
     // Quitting: its `exit` waits for the peer, which does not take it yet. (Told before
     // the hang-up, so that the end of input the hang-up also is cannot come first and
@@ -269,8 +283,8 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
     // A warning to log on the gone terminal; the node goes on.
     let node: std::net::SocketAddr = format!("127.0.0.1:{node_port}").parse().unwrap();
     assert!(common::send_raw(node, b"complete garbage"), "clean close");
-    let (_, bye) = common::accept_within(&peer, SOON).expect("an exit after the hang-up");
+    let (_, bye) = common::accept_read_within(&peer, SOON).expect("an exit after the hang-up");
     assert!(bye.ends_with(b" alice exit"), "{bye:?}");
-    let status = common::wait_exit(&mut t.child, SOON).expect("the node exits");
+    let status = common::wait_child(&mut t.child, SOON).expect("the node exits");
     assert_ne!(status.code(), Some(101), "a panic: {status}");
 }

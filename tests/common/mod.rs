@@ -1,10 +1,10 @@
 //! Test harness: runs real `p2pchat` processes on loopback with `--port 0 --json`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -23,7 +23,7 @@ pub struct Node {
     events: Receiver<Value>,
     /// Every event seen so far, in order.
     pub seen: Vec<Value>,
-    pub stderr: Arc<Mutex<String>>,
+    pub stderr: Collector,
     pub port: u16,
     pub name: String,
 }
@@ -84,8 +84,8 @@ impl Node {
         });
         let mut err = child.stderr.take();
         let stderr = match read_stderr {
-            true => collect(err.take().unwrap()),
-            false => Arc::default(),
+            true => Collector::start(err.take().unwrap()),
+            false => Collector::empty(),
         };
         let stdin = child.stdin.take();
         let mut node = Node {
@@ -153,7 +153,7 @@ impl Node {
                     "{}: no {what} within {timeout:?}; events: {:#?}\nstderr:\n{}",
                     self.name,
                     self.seen,
-                    self.stderr.lock().unwrap()
+                    self.stderr.text()
                 ),
             }
         }
@@ -177,14 +177,17 @@ impl Node {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        match wait_exit(&mut self.child, timeout) {
+        match wait_child(&mut self.child, timeout) {
             Some(status) => status,
-            None => panic!(
-                "{} did not exit within {timeout:?}; events {:#?}\nstderr:\n{}",
-                self.name,
-                self.seen,
-                self.stderr.lock().unwrap()
-            ),
+            None => {
+                let _ = self.child.kill();
+                panic!(
+                    "{} did not exit within {timeout:?}; events {:#?}\nstderr:\n{}",
+                    self.name,
+                    self.seen,
+                    self.stderr.text()
+                );
+            }
         }
     }
 
@@ -196,21 +199,22 @@ impl Node {
     }
 
     pub fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
-    /// Waits until stderr holds `text` (it is read on another thread, so a line the node
-    /// has written may not be there yet); panics with the log after [`SOON`].
-    pub fn expect_log(&self, text: &str) {
-        let end = Instant::now() + SOON;
-        while !self.stderr_text().contains(text) {
-            assert!(
-                Instant::now() < end,
-                "{}: no {text:?} logged within {SOON:?}; stderr:\n{}",
+    /// Waits until the node's log (stderr) holds `what`; panics with the history.
+    pub fn expect_stderr(&self, what: &str) {
+        self.expect_stderr_within(what, SOON);
+    }
+
+    pub fn expect_stderr_within(&self, what: &str, timeout: Duration) {
+        if !self.stderr.wait_for(what, timeout) {
+            panic!(
+                "{}: no {what:?} logged within {timeout:?}; events: {:#?}\nstderr:\n{}",
                 self.name,
-                self.stderr_text()
+                self.seen,
+                self.stderr.text()
             );
-            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -229,38 +233,65 @@ impl Drop for Node {
     }
 }
 
-/// Reads `err` to its end on a thread; what has arrived so far is in the string.
-pub fn collect(mut err: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
+/// Sends one raw legacy message (one connection, write, close) and returns what the node
+/// did with the connection: `true` if it closed cleanly.
+pub fn send_raw(to: SocketAddr, payload: &[u8]) -> bool {
+    let mut s = TcpStream::connect(to).expect("connect to node");
+    s.set_read_timeout(Some(SOON)).unwrap();
+    s.write_all(payload).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).is_ok()
 }
 
-/// Waits up to `timeout` for `child` to exit; kills it and returns `None` if it has not.
-pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + timeout;
+/// A listener on a free loopback port, as a fake peer.
+pub fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// Accepts one connection within [`SOON`]; panics if none comes.
+pub fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    l.set_nonblocking(true).unwrap();
+    let end = Instant::now() + SOON;
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
+        match l.accept() {
+            Ok((s, from)) => {
+                s.set_nonblocking(false).unwrap();
+                return (s, from);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < end => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("no connection to the raw listener within {SOON:?}: {e}"),
         }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Accepts one connection (within [`SOON`]) and reads it to the end, as a well-behaved
+/// legacy receiver.
+pub fn accept_one(l: &TcpListener) -> (SocketAddr, Vec<u8>) {
+    let (mut s, from) = accept_within(l);
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    (from, buf)
+}
+
+/// Accepts one connection within `limit` and reads it to the end; `None` if none came.
+pub fn accept_read_within(l: &TcpListener, limit: Duration) -> Option<(SocketAddr, Vec<u8>)> {
+    let mut pfd = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, its count is 1.
+    if unsafe { libc::poll(&mut pfd, 1, ms) } != 1 {
+        return None;
+    }
+    Some(accept_one(l))
 }
 
 /// Sends `sig` to `child`.
@@ -284,52 +315,210 @@ pub fn assert_serves(node: &mut Node) {
     );
 }
 
-/// Sends one raw legacy message (one connection, write, close) and returns what the node
-/// did with the connection: `true` if it closed cleanly.
-pub fn send_raw(to: SocketAddr, payload: &[u8]) -> bool {
-    let mut s = TcpStream::connect(to).expect("connect to node");
-    s.set_read_timeout(Some(SOON)).unwrap();
-    s.write_all(payload).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).is_ok()
-}
-
-/// A listener on a free loopback port, as a fake peer.
-pub fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, port)
-}
-
-/// Accepts one connection and reads it to the end (a well-behaved legacy receiver).
-pub fn accept_one(l: &TcpListener) -> (SocketAddr, Vec<u8>) {
-    l.set_nonblocking(false).unwrap();
-    let (mut s, from) = l.accept().unwrap();
-    s.set_read_timeout(Some(SOON)).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    (from, buf)
-}
-
-/// Accepts one connection within `limit` and reads it to the end; `None` if none came.
-pub fn accept_within(l: &TcpListener, limit: Duration) -> Option<(SocketAddr, Vec<u8>)> {
-    let mut pfd = libc::pollfd {
-        fd: l.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd, its count is 1.
-    if unsafe { libc::poll(&mut pfd, 1, ms) } != 1 {
-        return None;
-    }
-    Some(accept_one(l))
-}
-
 /// A closed port: bound then dropped, so nothing listens there.
 pub fn closed_port() -> u16 {
     let (l, port) = listener();
     drop(l);
     port
+}
+
+/// How a connection to the node ended, as its other end sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The node closed it having read everything sent (FIN).
+    Eof,
+    /// The node closed it with bytes unread, or refused it at once (RST).
+    Reset,
+    /// Still open when the wait ended.
+    Open,
+}
+
+/// Waits (at most `limit`) for the node to close `s`. The node never writes on a
+/// connection it accepted, so bytes from it, or another error, fail the test.
+pub fn wait_end(s: &mut TcpStream, limit: Duration) -> End {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    match s.read(&mut buf) {
+        Ok(0) => End::Eof,
+        Ok(n) => panic!("the node wrote {n} bytes on an inbound connection"),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => End::Reset,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            End::Open
+        }
+        Err(e) => panic!("reading a connection to the node: {e}"),
+    }
+}
+
+// ----- processes ----------------------------------------------------------------------
+
+/// Waits for `child` to exit, at most `timeout`; `None` if it is still running.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (each at most [`SOON`]) for `child` to exit and for the end of `out`, one of its
+/// pipes; returns the exit status and all that `out` carried.
+pub fn finish_output(child: &mut Child, out: impl Read + Send + 'static) -> (ExitStatus, String) {
+    let out = Collector::start(out);
+    let Some(status) = wait_child(child, SOON) else {
+        let _ = child.kill();
+        panic!("no exit within {SOON:?}; output so far:\n{}", out.text());
+    };
+    (status, out.wait_end(SOON))
+}
+
+/// The port a node announces on its first line: `{"event":"listening",..,"port":N}` with
+/// `--json`, `Server listening on port N` without.
+pub fn announced_port(line: &str) -> u16 {
+    let line = line.trim_end();
+    let port = match serde_json::from_str::<Value>(line) {
+        Ok(v) => v["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
+        Err(_) => line
+            .strip_prefix("Server listening on port ")
+            .and_then(|p| p.parse().ok()),
+    };
+    port.unwrap_or_else(|| panic!("no port in the first line {line:?}"))
+}
+
+/// Spawns `cmd` with stdout piped and reads its first line (within [`SOON`]) for the port
+/// it listens on; returns the child, the rest of its stdout and the port.
+pub fn spawn_and_read_port(cmd: &mut Command) -> (Child, BufReader<ChildStdout>, u16) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("run p2pchat");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    // The first line is read on a thread, so a node that never prints one fails the test
+    // instead of hanging it.
+    thread::spawn(move || {
+        let mut out = BufReader::new(out);
+        let mut first = String::new();
+        let read = out.read_line(&mut first).map(|_| first);
+        let _ = tx.send((read, out));
+    });
+    let Ok((first, out)) = rx.recv_timeout(SOON) else {
+        let _ = child.kill();
+        panic!("no first line within {SOON:?}");
+    };
+    let first = first.expect("read the first line");
+    let port = announced_port(&first);
+    (child, out, port)
+}
+
+/// Everything a child writes to one pipe (or a terminal), collected by a thread as it
+/// arrives, so that neither a full pipe nor a read blocks the test.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    text: Arc<Mutex<String>>,
+    ended: Arc<Mutex<bool>>,
+}
+
+impl Collector {
+    /// A collector for output the test does not read (it stays empty).
+    pub fn empty() -> Collector {
+        Collector {
+            text: Arc::default(),
+            ended: Arc::new(Mutex::new(true)),
+        }
+    }
+
+    pub fn start(mut from: impl Read + Send + 'static) -> Collector {
+        let c = Collector {
+            text: Arc::new(Mutex::new(String::new())),
+            ended: Arc::new(Mutex::new(false)),
+        };
+        let sink = c.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // A pipe ends with 0; a terminal with EIO once nobody else holds it.
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.text
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            *sink.ended.lock().unwrap() = true;
+        });
+        c
+    }
+
+    /// What has arrived so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) until the text holds `what`.
+    pub fn wait_for(&self, what: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while !self.text.lock().unwrap().contains(what) {
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    /// Waits (at most `timeout`) for the end of the output (every writer gone), then
+    /// returns all of it; panics if it has not ended.
+    pub fn wait_end(&self, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        while !*self.ended.lock().unwrap() {
+            assert!(
+                Instant::now() < end,
+                "output still open after {timeout:?}:\n{}",
+                self.text()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.text()
+    }
+}
+
+// ----- the machine --------------------------------------------------------------------
+
+/// Raises this process's open-file limit to its hard limit (at most 65,536), for tests
+/// that hold thousands of connections.
+pub fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on structs we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(65536);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`"VmRSS:"`, `"VmHWM:"`), in KiB.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/PID/stat`).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
