@@ -621,141 +621,10 @@ fn a_text_quoting_its_own_header_stays_one_message() {
     assert_eq!(shown, 2);
 }
 
-/// A sender that pauses mid-text on a kept-open connection: the text is shown in two
-/// parts, both from that sender, nothing dropped.
-#[test]
-fn a_text_resumed_after_a_pause_is_shown_not_dropped() {
-    let mut a = Node::start("alice", &[]);
-    let (_l, lp) = listener();
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("127.0.0.1:{lp} slowpoke hello ").as_bytes())
-        .unwrap();
-    a.expect_within("first part", Duration::from_secs(3), |v| {
-        v["event"] == "message" && v["text"] == "hello "
-    });
-    s.write_all(b"world and more").unwrap();
-    thread::sleep(Duration::from_millis(200));
-    s.write_all(b" tail").unwrap();
-    drop(s);
-    a.expect_event(
-        "message",
-        &[
-            ("name", json!("slowpoke")),
-            ("port", json!(lp)),
-            ("text", json!("world and more tail")),
-        ],
-    );
-    assert!(!a.stderr_text().contains("dropped"), "{}", a.stderr_text());
-}
-
-/// Pieces of a paused text stay with their sender and stay text; a later message with the
-/// connection's header is a message again (its `exit` is a departure), and a header still
-/// arriving is never shown as text.
-#[test]
-fn pieces_of_a_paused_text_and_later_messages_on_a_kept_open_connection() {
-    let mut a = Node::start("alice", &[]);
-    let (_l, lp) = listener();
-    let quick = Duration::from_secs(3);
-    // Longer than the quiet time after which a kept-open connection's text is shown (1 s).
-    let pause = Duration::from_millis(1500);
-    let h = format!("127.0.0.1:{lp} paused ");
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    // Each piece is written once the one before it has been shown.
-    let mut piece = |s: &mut TcpStream, bytes: &[u8], shown: &str| {
-        s.write_all(bytes).unwrap();
-        a.expect_within(shown, quick, |v| {
-            v["event"] == "message" && v["text"] == shown
-        });
-    };
-    piece(&mut s, format!("{h}hello wor").as_bytes(), "hello wor");
-    piece(&mut s, b"ld", "ld");
-    piece(&mut s, b"exit", "exit"); // the rest of a text: not a departure
-    s.write_all(b"127.0.0.1:").unwrap(); // a header, still arriving: nothing to show
-    thread::sleep(pause);
-    piece(&mut s, format!("{lp} paused second").as_bytes(), "second");
-    s.write_all(format!("{h}exit").as_bytes()).unwrap();
-    a.expect_within("the departure", quick, |v| v["event"] == "peer_left");
-    drop(s);
-    let texts: Vec<&str> = a
-        .seen
-        .iter()
-        .filter(|v| v["event"] == "message")
-        .map(|v| {
-            assert_eq!(v["name"], "paused");
-            assert_eq!(v["port"], json!(lp));
-            v["text"].as_str().unwrap()
-        })
-        .collect();
-    assert_eq!(texts, ["hello wor", "ld", "exit", "second"]);
-    assert!(a.peers().is_empty());
-}
-
-/// `--max-message` caps each message on a kept-open connection, not the sum of those that
-/// arrive close together; a message grown past it by pieces is still dropped.
-#[test]
-fn the_size_cap_is_per_message_on_a_kept_open_connection() {
-    let mut a = Node::start("alice", &["--max-message", "1024"]);
-    let (_l, lp) = listener();
-    let h = format!("127.0.0.1:{lp} big ");
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("{h}{}", "A".repeat(600)).as_bytes())
-        .unwrap();
-    a.expect_event("message", &[("text", json!("A".repeat(600)))]);
-    s.write_all(format!("{h}{}", "B".repeat(600)).as_bytes())
-        .unwrap();
-    drop(s);
-    a.expect_event("message", &[("text", json!("B".repeat(600)))]);
-    // One message of 600 + 600 bytes of text, in two pieces that do not start anew: too big.
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("{h}{}", "C".repeat(600)).as_bytes())
-        .unwrap();
-    thread::sleep(Duration::from_millis(200));
-    let _ = s.write_all("D".repeat(600).as_bytes());
-    drop(s);
-    a.expect_stderr("longer than 1024 bytes");
-    assert!(send_raw(a.sock(), format!("{h}still here").as_bytes()));
-    a.expect_event("message", &[("text", json!("still here"))]);
-    assert!(
-        !a.seen
-            .iter()
-            .any(|v| v["text"].as_str().is_some_and(|t| t.starts_with('C')))
-    );
-}
-
-/// A piece that happens to look like the start of a header (`127`) is still text.
-#[test]
-fn a_piece_that_looks_like_a_header_start_is_still_shown() {
-    let mut a = Node::start("alice", &[]);
-    let (_l, lp) = listener();
-    let h = format!("127.0.0.1:{lp} piecer ");
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("{h}hello").as_bytes()).unwrap();
-    a.expect_event("message", &[("text", json!("hello"))]);
-    s.write_all(b"127").unwrap();
-    thread::sleep(Duration::from_millis(300));
-    s.write_all(format!("{h}bye").as_bytes()).unwrap();
-    thread::sleep(Duration::from_millis(300));
-    s.write_all(b"1").unwrap();
-    thread::sleep(Duration::from_millis(100));
-    drop(s);
-    a.expect_event("message", &[("text", json!("127"))]);
-    // "1" came within the second after "bye": the same message.
-    a.expect_event("message", &[("text", json!("bye1"))]);
-    // At the end of the stream, a lone "12" after a pause is text too.
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(format!("{h}again").as_bytes()).unwrap();
-    a.expect_event("message", &[("text", json!("again"))]);
-    s.write_all(b"12").unwrap();
-    thread::sleep(Duration::from_millis(100));
-    drop(s);
-    a.expect_event("message", &[("text", json!("12"))]);
-    assert!(!a.stderr_text().contains("dropped"), "{}", a.stderr_text());
-}
-
 /// With every inbound slot taken, a connection that needs none (complete at accept) evicts
-/// nobody; one that does evicts the connection quiet longest, not the one sending.
+/// nobody; one that does evicts the connection whose message began longest ago, not the one sending.
 #[test]
-fn eviction_takes_the_quietest_and_only_for_a_connection_that_needs_a_slot() {
+fn eviction_only_for_a_connection_that_needs_a_slot_and_never_of_the_one_sending() {
     let mut a = Node::start("alice", &["--max-inbound", "2"]);
     let (_l, lp) = listener();
     let idle = TcpStream::connect(a.sock()).unwrap();
@@ -789,23 +658,6 @@ fn eviction_takes_the_quietest_and_only_for_a_connection_that_needs_a_slot() {
         "message",
         &[("name", json!("third")), ("text", json!("gets in"))],
     );
-}
-
-/// A header still incomplete when the sender goes quiet is not delivered as a message.
-#[test]
-fn a_quiet_partial_header_is_not_a_message() {
-    let mut a = Node::start("alice", &["--read-timeout", "10"]);
-    let mut s = TcpStream::connect(a.sock()).unwrap();
-    s.write_all(b"127.0.0.1:50").unwrap();
-    // Quiet for longer than the 1 s after which a whole message would be shown.
-    thread::sleep(Duration::from_millis(1500));
-    s.write_all(b"00 late arrival").unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    a.expect_event(
-        "message",
-        &[("name", json!("late")), ("text", json!("arrival"))],
-    );
-    assert_eq!(a.peers().len(), 1);
 }
 
 #[test]

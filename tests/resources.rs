@@ -322,20 +322,15 @@ fn a_low_descriptor_limit_lowers_the_inbound_limits_and_keeps_room_for_sends() {
 /// once took (807 MiB), and the node serves and quits normally afterwards.
 #[test]
 fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     raise_fd_limit();
     let mut cmd = command("burst", &[]);
     cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
-    let to: std::net::SocketAddr = format!("127.0.0.1:{}", v["port"]).parse().unwrap();
+    let (mut child, mut out, port) = spawn_and_read_port(&mut cmd);
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let attackers: Vec<_> = (0..20u16)
@@ -413,16 +408,8 @@ fn a_burst_while_output_is_backed_up_keeps_memory_bounded() {
         "the node showed the burst once the reader came back"
     );
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + SOON;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "did not quit on SIGTERM");
-        thread::sleep(Duration::from_millis(20));
-    };
+    signal(&child, libc::SIGTERM);
+    let status = wait_child(&mut child, SOON).expect("quits on SIGTERM");
     assert!(status.success(), "{status}");
     reader.join().unwrap();
 }
@@ -460,15 +447,8 @@ fn sigterm_does_not_wait_for_a_stdout_nobody_reads() {
         thread::sleep(Duration::from_millis(20));
     }
     let signalled = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(signalled.elapsed() < SOON, "never left");
-        thread::sleep(Duration::from_millis(20));
-    };
+    signal(&child, libc::SIGTERM);
+    let status = wait_child(&mut child, SOON).expect("leaves on SIGTERM");
     let took = signalled.elapsed();
     assert!(status.success(), "{status}");
     assert!(
