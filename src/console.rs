@@ -48,8 +48,10 @@ pub enum Reply {
     Run(Command),
     /// A question, shown without a newline (only when a person is typing).
     Prompt(&'static str),
-    /// A full line or block of text for the user (help, a hint about a mistake).
+    /// A full line or block of text for the user (help).
     Say(String),
+    /// What is wrong with what was typed, and what to do instead.
+    Mistake(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -99,13 +101,13 @@ impl Console {
             State::AskIp => self.ask_ip(line.trim()),
             State::AskPort(host) => match parse_port(line.trim()) {
                 Some(port) => self.ask(State::AskText(host.with_port(port))),
-                None => vec![say(format!(
+                None => vec![mistake(format!(
                     "{:?} is not a port number (1-65535)",
                     line.trim()
                 ))],
             },
             State::AskText(addr) => match line {
-                "" => vec![say("empty message: nothing sent".to_owned())],
+                "" => vec![mistake("empty message: nothing sent".to_owned())],
                 text => vec![Reply::Run(Command::Send {
                     target: Target::Addr(addr),
                     text: text.to_owned(),
@@ -114,7 +116,7 @@ impl Console {
             State::AskIndex => match line.trim().parse::<usize>() {
                 Ok(0) => vec![Reply::Run(Command::Connect(Which::All))],
                 Ok(i) => vec![Reply::Run(Command::Connect(Which::Candidate(i)))],
-                Err(_) => vec![say(format!("{:?} is not an index", line.trim()))],
+                Err(_) => vec![mistake(format!("{:?} is not an index", line.trim()))],
             },
         };
         if self.state == State::Choice {
@@ -134,8 +136,8 @@ impl Console {
         }
         match address::parse_host(line) {
             Ok(host) => self.ask(State::AskPort(host)),
-            Err(HostError::NotAnIp) => vec![say(format!("{line:?} is not an IP address"))],
-            Err(e) => vec![say(format!("{line:?}: {e}"))],
+            Err(HostError::NotAnIp) => vec![mistake(format!("{line:?} is not an IP address"))],
+            Err(e) => vec![mistake(format!("{line:?}: {e}"))],
         }
     }
 
@@ -152,15 +154,15 @@ impl Console {
             }
             "0" => vec![Reply::Run(Command::Quit)],
             t if t.starts_with('/') => parse_command(line.trim_start()),
-            _ => vec![say(
+            _ => vec![mistake(
                 "unknown choice: type 1, 2, 3 or 0, or /help for commands".to_owned(),
             )],
         }
     }
 }
 
-fn say(s: String) -> Reply {
-    Reply::Say(s)
+fn mistake(s: String) -> Reply {
+    Reply::Mistake(s)
 }
 
 /// Parses a `/` command line.
@@ -173,33 +175,35 @@ fn parse_command(line: &str) -> Vec<Reply> {
         "/peers" | "/list" | "/p" => Command::Peers,
         "/connect" | "/c" => return parse_connect(rest),
         "/quit" | "/q" => Command::Quit,
-        "/help" | "/h" | "/?" => return vec![say(HELP.trim_end().to_owned())],
+        "/help" | "/h" | "/?" => return vec![Reply::Say(HELP.trim_end().to_owned())],
         other => {
-            return vec![say(format!("unknown command {other:?}: type /help"))];
+            return vec![mistake(format!("unknown command {other:?}: type /help"))];
         }
     };
     if !rest.is_empty() {
-        return vec![say(format!("{word} takes no arguments"))];
+        return vec![mistake(format!("{word} takes no arguments"))];
     }
     vec![Reply::Run(cmd)]
 }
 
 fn parse_send(rest: &str) -> Vec<Reply> {
     let Some((addr, text)) = rest.split_once(char::is_whitespace) else {
-        return vec![say(
-            "usage: /send ADDR TEXT (ADDR: IP:PORT, #N or a name)".to_owned()
+        return vec![mistake(
+            "usage: /send ADDR TEXT (ADDR: IP:PORT, #N or a name)".to_owned(),
         )];
     };
     let text = text.trim_start();
     if text.is_empty() {
-        return vec![say("usage: /send ADDR TEXT: the text is missing".to_owned())];
+        return vec![mistake(
+            "usage: /send ADDR TEXT: the text is missing".to_owned(),
+        )];
     }
     match parse_target(addr) {
         Ok(target) => vec![Reply::Run(Command::Send {
             target,
             text: text.to_owned(),
         })],
-        Err(why) => vec![say(why)],
+        Err(why) => vec![mistake(why)],
     }
 }
 
@@ -212,7 +216,7 @@ fn parse_connect(rest: &str) -> Vec<Reply> {
         match word.strip_prefix('#').unwrap_or(word).parse::<usize>() {
             Ok(i) if i > 0 => indices.push(i),
             _ => {
-                return vec![say(format!(
+                return vec![mistake(format!(
                     "{word:?} is not a peer number like #1: see /peers"
                 ))];
             }
@@ -325,13 +329,13 @@ mod tests {
         c.feed("1", 0);
         let r = c.feed("fe80::1%nosuchif0", 0);
         assert!(
-            matches!(&r[0], Reply::Say(s) if s.contains("no network interface is called")),
+            matches!(&r[0], Reply::Mistake(s) if s.contains("no network interface is called")),
             "{r:?}"
         );
         assert!(!c.in_dialog());
         let r = c.feed("/send [fe80::1%nosuchif0]:9000 x", 0);
         assert!(
-            matches!(&r[0], Reply::Say(s) if s.contains("no network interface is called")),
+            matches!(&r[0], Reply::Mistake(s) if s.contains("no network interface is called")),
             "{r:?}"
         );
     }
@@ -341,11 +345,11 @@ mod tests {
         let mut c = Console::new();
         c.feed("1", 0);
         let r = c.feed("not-an-ip", 0);
-        assert!(matches!(&r[0], Reply::Say(s) if s.contains("not an IP")));
+        assert!(matches!(&r[0], Reply::Mistake(s) if s.contains("not an IP")));
         assert!(!c.in_dialog());
         c.feed("1", 0);
         c.feed("::1", 0);
-        assert!(matches!(&c.feed("70000", 0)[0], Reply::Say(_)));
+        assert!(matches!(&c.feed("70000", 0)[0], Reply::Mistake(_)));
         c.feed("1", 0);
         c.feed("10.0.0.1", 0);
         c.feed("5", 0);
@@ -440,7 +444,7 @@ mod tests {
         ] {
             let r = c.feed(line, 0);
             assert!(runs(&r).is_empty(), "{line:?} ran {r:?}");
-            assert!(matches!(&r[0], Reply::Say(_)), "{line:?}: {r:?}");
+            assert!(matches!(&r[0], Reply::Mistake(_)), "{line:?}: {r:?}");
         }
         assert!(matches!(&c.feed("/help", 0)[0], Reply::Say(s) if s.contains("/send")));
     }

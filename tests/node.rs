@@ -685,3 +685,23 @@ fn header_claims_do_not_decide_identity() {
         1
     );
 }
+
+/// One output path: what the user typed wrong is an `error` event, help is `info`.
+#[test]
+fn mistakes_are_errors_and_help_is_info() {
+    let mut a = Node::start("alice", &[]);
+    a.type_line("/frobnicate");
+    let v = a.expect("the reply", |v| {
+        v["event"] == "error" || v["event"] == "info"
+    });
+    assert_eq!(v["event"], "error", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("/frobnicate"), "{v}");
+    a.type_line("/send 10.0.0.1:99999 hi");
+    a.expect_event("error", &[]);
+    a.type_line("/help");
+    let v = a.expect("the help", |v| {
+        v["event"] == "error" || v["event"] == "info"
+    });
+    assert_eq!(v["event"], "info", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("/send"), "{v}");
+}

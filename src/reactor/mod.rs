@@ -415,8 +415,9 @@ impl Node {
         self.stdin_pending = false;
         let input = self.stdin.read();
         for _ in 0..input.too_long {
-            self.stdout
-                .say("line longer than 64 KiB: ignored (messages are at most 1 KiB)");
+            self.stdout.event(&Event::Refused(
+                "line longer than 64 KiB: ignored (messages are at most 1 KiB)".to_owned(),
+            ));
         }
         for line in input.lines {
             self.stdout.answered();
@@ -429,6 +430,7 @@ impl Node {
                 match reply {
                     Reply::Run(cmd) => self.run_command(now, cmd),
                     Reply::Say(text) => self.stdout.say(&text),
+                    Reply::Mistake(text) => self.stdout.event(&Event::Refused(text)),
                     Reply::Prompt(_) => {}
                 }
             }
