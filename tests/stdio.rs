@@ -238,3 +238,55 @@ fn a_socket_stdout_nobody_reads_does_not_stop_the_node() {
     drop((flood, l)); // their `exit`s are refused at once
     a.end_input_and_wait();
 }
+
+/// A writer on stdin faster than the node can run what it types (`yes /help | p2pchat`):
+/// stdin is read one chunk per turn and its lines run only while output keeps up, so
+/// memory stays bounded and a message from the network is still shown promptly (before,
+/// every line was read into memory first: gigabytes, and the network waited).
+#[test]
+fn a_stdin_writer_faster_than_the_node_neither_grows_memory_nor_stalls_the_network() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cmd = command("typist", &[]);
+    cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+    let (mut child, out, port) = spawn_and_read_port(&mut cmd);
+    let mut stdin = child.stdin.take().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let block = "/help\n".repeat(10_000);
+            while !stop.load(Ordering::Relaxed) {
+                if stdin.write_all(block.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    // Read stdout as it comes (a fast reader), looking for the network's message.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if line.contains("\"event\":\"message\"") && tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Let the flood run, then a peer sends a message.
+    let pid = child.id();
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(send_raw(to, b"127.0.0.1:5999 netpeer through the flood"));
+    let shown = rx.recv_timeout(SOON);
+    let peak = proc_status_kib(pid, "VmHWM:");
+    stop.store(true, Ordering::Relaxed);
+    signal(&child, libc::SIGTERM);
+    let status = wait_child(&mut child, SOON).expect("quits on SIGTERM");
+    writer.join().unwrap();
+    let shown = shown.expect("the network's message was shown during the flood");
+    assert!(shown.contains("through the flood"), "{shown}");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    assert!(status.success(), "{status}");
+}

@@ -147,6 +147,12 @@ pub struct Node {
     accept_pending: bool,
     /// stdin became readable while paused: what it asks would add to the backed-up output.
     stdin_pending: bool,
+    /// Lines read from stdin, not run yet (at most one chunk's worth).
+    typed: VecDeque<String>,
+    /// stdin has ended (its last lines may still be in `typed`).
+    typed_eof: bool,
+    /// The end of input has been acted on.
+    typed_ended: bool,
     scratch: Box<[u8]>,
     exit: bool,
     /// A second signal: leave without waiting for a slow stdout reader.
@@ -232,6 +238,9 @@ impl Node {
             deferred: VecDeque::new(),
             accept_pending: false,
             stdin_pending: false,
+            typed: VecDeque::new(),
+            typed_eof: false,
+            typed_ended: false,
             cfg,
             poll,
             listener,
@@ -311,7 +320,7 @@ impl Node {
     /// The earliest instant the loop must wake at, or `None` to sleep until an event.
     fn next_wake(&self, now: Instant) -> Option<Instant> {
         let accept_now = self.accept_pending && !self.paused;
-        if (self.stdin.wants_turn() && !self.paused) || accept_now {
+        if self.stdin_waiting() || accept_now {
             return Some(now);
         }
         [
@@ -327,7 +336,7 @@ impl Node {
 
     /// Everything due at `now` whether or not an event came.
     fn fire_timers(&mut self, now: Instant) {
-        if self.stdin.wants_turn() && !self.paused {
+        if self.stdin_waiting() {
             self.read_stdin(now);
         }
         if self.admission.handle_timeout(now) || self.accept_pending {
@@ -407,40 +416,32 @@ impl Node {
 
     // ----- stdin, stdout, signals -----------------------------------------------------------
 
+    /// Reads one chunk of what was typed (once the previous chunk's lines have all run)
+    /// and runs its lines until output backs up; the rest wait for the next turn.
     fn read_stdin(&mut self, now: Instant) {
         if self.paused {
             self.stdin_pending = true;
             return;
         }
         self.stdin_pending = false;
-        let input = self.stdin.read();
-        for _ in 0..input.too_long {
-            self.stdout.event(&Event::Refused(
-                "line longer than 64 KiB: ignored (messages are at most 1 KiB)".to_owned(),
-            ));
-        }
-        for line in input.lines {
-            self.stdout.answered();
-            let candidates = self
-                .table
-                .peers()
-                .filter(|(_, p)| p.status == PeerStatus::YetToConnect)
-                .count();
-            for reply in self.console.feed(&line, candidates) {
-                match reply {
-                    Reply::Run(cmd) => self.run_command(now, cmd),
-                    Reply::Say(text) => self.stdout.say(&text),
-                    Reply::Mistake(text) => self.stdout.event(&Event::Refused(text)),
-                    Reply::Prompt(_) => {}
-                }
+        if self.typed.is_empty() && !self.typed_eof {
+            let input = self.stdin.read();
+            for _ in 0..input.too_long {
+                self.stdout.event(&Event::Refused(
+                    "line longer than 64 KiB: ignored (messages are at most 1 KiB)".to_owned(),
+                ));
             }
-            // What the command shows (a peer list) comes before the next question.
-            self.drain_effects(now);
-            if !self.table.is_quitting() {
-                self.stdout.set_prompt(Some(self.console.current_prompt()));
-            }
+            self.typed.extend(input.lines);
+            self.typed_eof = input.eof;
         }
-        if input.eof {
+        while !self.paused && !self.exit {
+            let Some(line) = self.typed.pop_front() else {
+                break;
+            };
+            self.run_line(now, &line);
+        }
+        if self.typed.is_empty() && self.typed_eof && !self.typed_ended {
+            self.typed_ended = true;
             if let Some(fd) = self.stdin.pollable_fd() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
@@ -449,6 +450,33 @@ impl Node {
                 log::info!("end of input: quitting");
                 self.table.quit(now);
             }
+        }
+    }
+
+    /// Whether typed input waits to be read or run (the loop must not sleep).
+    fn stdin_waiting(&self) -> bool {
+        !self.paused && (self.stdin.wants_turn() || !self.typed.is_empty())
+    }
+
+    fn run_line(&mut self, now: Instant, line: &str) {
+        self.stdout.answered();
+        let candidates = self
+            .table
+            .peers()
+            .filter(|(_, p)| p.status == PeerStatus::YetToConnect)
+            .count();
+        for reply in self.console.feed(line, candidates) {
+            match reply {
+                Reply::Run(cmd) => self.run_command(now, cmd),
+                Reply::Say(text) => self.stdout.say(&text),
+                Reply::Mistake(text) => self.stdout.event(&Event::Refused(text)),
+                Reply::Prompt(_) => {}
+            }
+        }
+        // What the command shows (a peer list) comes before the next question.
+        self.drain_effects(now);
+        if !self.table.is_quitting() {
+            self.stdout.set_prompt(Some(self.console.current_prompt()));
         }
     }
 
@@ -509,6 +537,7 @@ impl Node {
             }
         }
         self.stdout.set_prompt(None);
+        self.stdout.tell_not_shown_at_exit();
         // A slow reader gets a bounded wait for the rest; a second signal means "now".
         let drain_limit = if self.leave_now {
             Duration::ZERO

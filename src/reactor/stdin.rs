@@ -33,6 +33,10 @@ pub struct Stdin {
     discarding: bool,
     pub kind: InputKind,
     eof: bool,
+    /// The last read filled its chunk: more may be waiting (a fast writer never lets the
+    /// descriptor block). Read again next turn, one chunk per turn, so that what is typed
+    /// shares the loop with the network.
+    more: bool,
 }
 
 impl Stdin {
@@ -48,6 +52,7 @@ impl Stdin {
             partial: Vec::new(),
             discarding: false,
             eof: false,
+            more: false,
         }
     }
 
@@ -62,12 +67,13 @@ impl Stdin {
         self.eager = true;
     }
 
-    /// True when the loop must not sleep: an eager source with input left.
+    /// True when the loop must not sleep: an eager source, or one that had more to give,
+    /// with input left.
     pub fn wants_turn(&self) -> bool {
-        self.eager && !self.eof
+        (self.eager || self.more) && !self.eof
     }
 
-    /// Reads what is available now (one chunk for an eager source).
+    /// Reads at most one chunk of what is available now.
     pub fn read(&mut self) -> Lines {
         let mut out = Lines::default();
         if self.eof {
@@ -87,11 +93,15 @@ impl Stdin {
                 }
                 Ok(n) => {
                     self.split(&chunk[..n], &mut out);
-                    if self.eager {
-                        return out;
-                    }
+                    // Read again next turn, until it would block: with edge-triggered
+                    // readiness, what is left (the end of input too) brings no new event.
+                    self.more = true;
+                    return out;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return out,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.more = false;
+                    return out;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::warn!("reading stdin failed ({e}): treating it as end of input");

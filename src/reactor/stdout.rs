@@ -84,20 +84,37 @@ impl Stdout {
             self.not_shown += 1;
             return false;
         }
-        if self.not_shown > 0 && self.pending() <= LOW_WATER {
-            let n = std::mem::take(&mut self.not_shown);
-            log::error!("{n} events were not shown: output was not keeping up");
-            self.say(&format!(
-                "{n} events were not shown: output was not keeping up"
-            ));
-        }
+        self.tell_not_shown();
         true
     }
 
-    pub fn event(&mut self, e: &Event) {
-        if !self.room() {
-            return;
+    /// Once there is room again (or as the node leaves), says how many events were not
+    /// shown, on stdout and in the log.
+    pub fn tell_not_shown(&mut self) {
+        self.tell_not_shown_within(LOW_WATER);
+    }
+
+    /// As the node leaves: says it whatever is still waiting.
+    pub fn tell_not_shown_at_exit(&mut self) {
+        self.tell_not_shown_within(usize::MAX);
+    }
+
+    fn tell_not_shown_within(&mut self, waiting: usize) {
+        if self.not_shown > 0 && self.pending() <= waiting && !self.closed {
+            let n = std::mem::take(&mut self.not_shown);
+            let text = format!("{n} events were not shown: output was not keeping up");
+            log::error!("{text}");
+            self.render(&Event::Info(text));
         }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if self.room() {
+            self.render(e);
+        }
+    }
+
+    fn render(&mut self, e: &Event) {
         self.end_prompt_line();
         if self.json {
             render::json(e, &mut self.buf);
@@ -166,6 +183,7 @@ impl Stdout {
             self.discard();
             return Ok(());
         }
+        self.tell_not_shown();
         if self.prompts
             && !self.prompt_visible
             && let Some(p) = self.prompt
