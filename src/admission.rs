@@ -8,9 +8,10 @@
 //!   rule); each further message on a kept-open connection costs one more.
 //! * At most `max_inbound` connections are open, and unfinished messages hold at most
 //!   `max_buffered` bytes in all. When either is reached, a connection is closed to make
-//!   room: from the source holding the most connections, the one whose message has been in
-//!   progress longest (a sender dripping bytes to look busy), so an honest sender pausing
-//!   mid-message is not the one cut.
+//!   room: from the source holding the most connections, the one dripping most (more
+//!   arrivals for its message than an honest sender's one or two writes), then the one
+//!   whose message has been in progress longest, so an honest sender pausing mid-message
+//!   is not the one cut.
 //! * Out of file descriptors, accepting pauses for [`ACCEPT_BACKOFF`].
 //! * This machine's own processes are limited only by the overall caps, unless
 //!   `limit_local`.
@@ -102,8 +103,14 @@ pub struct Candidate<K> {
     pub source: IpAddr,
     /// When the message it is sending began (the accept, or the end of the one before).
     pub message_began: Instant,
+    /// Arrivals since that message began.
+    pub arrivals: usize,
     pub buffered: usize,
 }
+
+/// Arrivals an honest sender takes for one message (one write, perhaps split in two
+/// segments); more mark a sender dripping bytes.
+const HONEST_ARRIVALS: usize = 2;
 
 /// Per-source counts, caps, rate limits and the accept back-off. See the module docs.
 #[derive(Debug)]
@@ -225,8 +232,9 @@ impl Admission {
     }
 
     /// The connection to close to make room: from the source holding most slots, the one
-    /// whose message has been in progress longest; when over the byte budget, the one
-    /// holding most bytes from that source.
+    /// dripping most (arrivals past an honest sender's), then the one whose message has
+    /// been in progress longest; when over the byte budget, the one holding most bytes
+    /// from that source.
     pub fn choose_victim<K: Copy>(
         &self,
         candidates: impl IntoIterator<Item = Candidate<K>>,
@@ -240,12 +248,9 @@ impl Admission {
                     .get(&limit_bucket(c.source))
                     .copied()
                     .unwrap_or(0);
-                let (a, b) = if for_memory {
-                    (c.buffered, std::cmp::Reverse(c.message_began))
-                } else {
-                    (0, std::cmp::Reverse(c.message_began))
-                };
-                (held, a, b)
+                let dripping = c.arrivals.saturating_sub(HONEST_ARRIVALS);
+                let size = if for_memory { c.buffered } else { 0 };
+                (held, size, dripping, std::cmp::Reverse(c.message_began))
             })
             .map(|c| c.id)
     }

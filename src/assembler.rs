@@ -132,6 +132,9 @@ pub struct Assembler {
     message_began: Instant,
     /// When bytes last arrived (or the accept).
     last_arrival: Instant,
+    /// Arrivals since the message being read began: an honest sender writes a message in
+    /// one or two; a sender dripping bytes to keep its connection looking busy, in many.
+    arrivals_in_message: usize,
     /// When the message being read must be complete.
     read_deadline: Instant,
     /// When buffered bytes that already parse are shown if nothing more arrives.
@@ -153,6 +156,7 @@ impl Assembler {
             header: None,
             message_began: now,
             last_arrival: now,
+            arrivals_in_message: 0,
             read_deadline: now + limits.read_timeout,
             flush_at: None,
             received: 0,
@@ -213,6 +217,11 @@ impl Assembler {
         self.last_arrival
     }
 
+    /// Arrivals since the message being read began (see the field).
+    pub fn arrivals_in_message(&self) -> usize {
+        self.arrivals_in_message
+    }
+
     /// The next thing to show, if any. Call until `None` after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -241,6 +250,7 @@ impl Assembler {
         self.received += data.len();
         self.buf.extend_from_slice(data);
         self.last_arrival = now;
+        self.arrivals_in_message += 1;
         if self.header.is_none() {
             self.header = wire::header_prefix(&self.buf).map(Bytes::copy_from_slice);
         }
@@ -259,6 +269,7 @@ impl Assembler {
         if completed {
             // A message is done: the next one gets its own read deadline.
             self.message_began = now;
+            self.arrivals_in_message = usize::from(!self.buf.is_empty());
             self.read_deadline = now + self.limits.read_timeout;
         }
         self.flush_at = (!self.buf.is_empty()).then_some(now + self.limits.idle_flush);
@@ -304,6 +315,7 @@ impl Assembler {
                 let cut = None;
                 self.out.push_back(Output::Message { msg, index, cut });
                 self.message_began = now;
+                self.arrivals_in_message = 0;
                 self.read_deadline = now + self.limits.read_timeout;
             }
         }

@@ -532,6 +532,20 @@ fn the_same_host_by_two_addresses_is_one_peer() {
 /// the victims come from the source holding the most slots.
 #[test]
 fn a_dripping_attacker_is_evicted_before_an_honest_sender_that_pauses() {
+    drip_attack(|_| "127.0.0.2".to_owned());
+}
+
+/// The same from sixteen addresses, each holding one slot at a time (as the attack on the
+/// first fix did): holdings tie, and the drippers (many arrivals for one message) go first.
+#[test]
+fn drippers_from_many_addresses_are_evicted_before_an_honest_sender_that_pauses() {
+    drip_attack(|i| format!("127.0.0.{}", 10 + i % 16));
+}
+
+/// `--max-inbound 8`; an honest sender writes half a message, pauses 0.6 s and finishes,
+/// while the attacker opens a connection every 50 ms from `source(i)` and drips a byte on
+/// each it holds. The honest message must arrive whole, unmarked.
+fn drip_attack(source: fn(usize) -> String) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut a = Node::start("alice", &["--max-inbound", "8"]);
@@ -548,7 +562,7 @@ fn a_dripping_attacker_is_evicted_before_an_honest_sender_that_pauses() {
             let mut opened = 0;
             while !stop.load(Ordering::Relaxed) {
                 // A new connection every round: each needs a slot, so someone is evicted.
-                let s = connect_from("127.0.0.2", to);
+                let s = connect_from(&source(opened), to);
                 s.set_nonblocking(true).unwrap();
                 held.push(s);
                 opened += 1;

@@ -24,6 +24,7 @@ fn cand(id: u32, source: &str, began: Instant, buffered: usize) -> Candidate<u32
         id,
         source: ip(source),
         message_began: began,
+        arrivals: 1,
         buffered,
     }
 }
@@ -182,4 +183,36 @@ fn the_limits_fit_the_descriptor_limit() {
     // Even an absurdly low limit leaves one of each.
     let f = fit_to_fd_limit(&asked, 3);
     assert!(f.limits.max_inbound >= 1 && f.max_sends >= 1 && f.limits.max_per_source >= 1);
+}
+
+/// The attack run against the first fix: sixteen sources holding one slot each, every one
+/// dripping a byte every 50 ms. Holdings tie, so the drippers (many arrivals for their
+/// message) go before an honest sender that wrote once and paused, however old its message.
+#[test]
+fn with_holdings_tied_a_dripper_goes_before_an_honest_pause() {
+    let t0 = Instant::now();
+    let mut a = admission(Limits {
+        max_inbound: 17,
+        ..limits()
+    });
+    a.opened(ip("10.0.0.1"));
+    let honest = cand(0, "10.0.0.1", t0, 30);
+    let now = t0 + Duration::from_millis(600);
+    let mut all = vec![honest];
+    for i in 1..=16u32 {
+        a.opened(ip(&format!("10.9.0.{i}")));
+        all.push(Candidate {
+            arrivals: 12,
+            ..cand(i, &format!("10.9.0.{i}"), now - Duration::from_millis(50 * u64::from(i)), 12)
+        });
+    }
+    let victim = a.choose_victim(all.iter().copied()).unwrap();
+    assert_ne!(victim, 0, "the honest sender was chosen");
+    assert_eq!(victim, 16, "the dripper whose message is oldest");
+    // One or two arrivals are an honest sender's: age decides between those.
+    let two = Candidate {
+        arrivals: 2,
+        ..cand(1, "10.9.0.1", t0 + Duration::from_millis(100), 0)
+    };
+    assert_eq!(a.choose_victim([honest, two]), Some(0));
 }

@@ -393,3 +393,21 @@ fn a_connection_complete_at_accept_follows_the_same_rules() {
         );
     }
 }
+
+#[test]
+fn arrivals_are_counted_per_message() {
+    let t0 = Instant::now();
+    let mut a = Assembler::new(limits(), t0);
+    assert_eq!(a.arrivals_in_message(), 0);
+    for (i, b) in format!("{H}drip").bytes().enumerate() {
+        a.on_bytes(&[b], ms(t0, 10 * i as u64));
+    }
+    assert_eq!(a.arrivals_in_message(), H.len() + 4);
+    // The next message begins: the count starts again with its first arrival.
+    a.on_bytes(format!("{H}next").as_bytes(), ms(t0, 500));
+    assert_eq!(texts(&drain(&mut a)), ["drip"]);
+    assert_eq!(a.arrivals_in_message(), 1);
+    a.handle_timeout(ms(t0, 1500));
+    assert_eq!(texts(&drain(&mut a)), ["next"]);
+    assert_eq!(a.arrivals_in_message(), 0);
+}

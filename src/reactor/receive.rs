@@ -210,6 +210,7 @@ impl Node {
                     id,
                     source: i.source.ip(),
                     message_began: i.asm.message_began(),
+                    arrivals: i.asm.arrivals_in_message(),
                     buffered: i.asm.buffered(),
                 }),
                 _ => None,
