@@ -72,6 +72,8 @@ pub fn dial_addr(source: SocketAddr, port: u16) -> SocketAddr {
 /// limits and by the peer table's per-host cap.
 pub fn limit_bucket(ip: IpAddr) -> IpAddr {
     match ip {
+        // Every host on a link shares fe80::/64: a link-local source counts on its own.
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => ip,
         IpAddr::V6(v6) if !v6.is_loopback() => {
             let net = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(Ipv6Addr::from(net))
@@ -83,7 +85,7 @@ pub fn limit_bucket(ip: IpAddr) -> IpAddr {
 /// A [`limit_bucket`] as logged: `10.1.2.3`, or `2001:db8:1:2::/64`.
 pub fn bucket_text(bucket: IpAddr) -> String {
     match bucket {
-        IpAddr::V6(v6) if !v6.is_loopback() => format!("{v6}/64"),
+        IpAddr::V6(v6) if !v6.is_loopback() && !v6.is_unicast_link_local() => format!("{v6}/64"),
         other => other.to_string(),
     }
 }
@@ -131,6 +133,11 @@ mod tests {
         assert_ne!(limit_bucket(ip("2001:db8:1:3::1")), a);
         assert_eq!(bucket_text(a), "2001:db8:1:2::/64");
         assert_eq!(bucket_text(ip("10.1.2.3")), "10.1.2.3");
+        // Link-local: every host on the link is in fe80::/64, so each address counts alone.
+        let ll = limit_bucket(ip("fe80::2"));
+        assert_eq!(ll, ip("fe80::2"));
+        assert_ne!(limit_bucket(ip("fe80::3")), ll);
+        assert_eq!(bucket_text(ll), "fe80::2");
     }
 
     #[test]
