@@ -47,7 +47,7 @@ pub struct Cli {
     #[arg(long, default_value = "20", value_name = "SECS", value_parser = parse_secs)]
     pub timeout: Duration,
     /// Largest inbound message in bytes; a longer stream is dropped and its connection closed.
-    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES", value_parser = parse_max_message)]
     pub max_message: usize,
     /// Deadline in seconds for a whole inbound message (not an idle timer).
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
@@ -99,6 +99,21 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("{s} is out of range (0 < SECS <= 86400)"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Largest `--max-message`: what all unfinished inbound messages may hold together.
+pub const MAX_MAX_MESSAGE: usize = 16 << 20;
+
+fn parse_max_message(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if !(1..=MAX_MAX_MESSAGE).contains(&n) {
+        return Err(format!(
+            "{s} is out of range (1 <= BYTES <= {MAX_MAX_MESSAGE})"
+        ));
+    }
+    Ok(n)
 }
 
 /// Everything the reactor needs to run a node.
@@ -332,6 +347,11 @@ mod tests {
         assert!(cli(&["--timeout", "0"]).is_err());
         assert!(cli(&["--timeout", "-3"]).is_err());
         assert!(cli(&["-v", "-q"]).is_err());
+        // A size that would be allocated at start-up is bounded (it panicked or aborted).
+        assert!(cli(&["--max-message", "18446744073709551615"]).is_err());
+        assert!(cli(&["--max-message", "1000000000000"]).is_err());
+        assert!(cli(&["--max-message", "0"]).is_err());
+        assert!(cli(&["--max-message", "16777216"]).is_ok());
     }
 
     #[test]

@@ -624,3 +624,75 @@ fn a_peer_talking_back_endlessly_is_cut_off_and_reported_at_once() {
     assert!(a.stderr_text().contains("!!!!"), "{}", a.stderr_text());
     assert_serves(&mut a);
 }
+
+/// Warnings summed up per interval are not lost when the node leaves before the interval
+/// ends: the summaries still due are written on the way out.
+#[test]
+fn summaries_still_due_are_written_when_the_node_leaves() {
+    let mut a = Node::start("alice", &[]);
+    for _ in 0..50 {
+        assert!(send_raw(a.sock(), b"complete garbage"));
+    }
+    a.expect_stderr("dropped 16 bytes");
+    signal(&a.child, libc::SIGTERM);
+    assert!(a.wait_exit(SOON).success());
+    a.expect_stderr("49 more malformed messages dropped");
+}
+
+/// A second signal leaves at once even when both stdout and stderr are backed up: it
+/// skips the wait for stderr as well as the one for stdout (it used to cut the first and
+/// then still wait 2 s for the log).
+#[test]
+fn a_second_signal_skips_every_exit_wait() {
+    use std::os::fd::AsRawFd;
+    let mut cmd = common::command("stuck", &[]);
+    cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
+    let (mut child, out, port) = spawn_and_read_port(&mut cmd);
+    let err = child.stderr.take().unwrap();
+    // SAFETY: fcntl on a pipe descriptor we own: the smallest pipe, so the log fills it.
+    unsafe { libc::fcntl(err.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // A warning each from a hundred sources (each one's first is logged in full).
+    for i in 0..100 {
+        let mut s = connect_from(&format!("127.0.0.{}", 10 + i), to);
+        s.write_all(b"complete garbage").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert!(closed_by_node(&mut s, SOON));
+    }
+    // Far more output than the unread stdout pipe holds.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
+    let fd = out.get_ref().as_raw_fd();
+    let end = Instant::now() + SOON;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe we own, into an int we own.
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if queued >= 60_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the pipe never filled ({queued} bytes)"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, libc::SIGTERM);
+    // While it waits for stdout at exit, the second signal.
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting for stdout"
+    );
+    let second = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_child(&mut child, SOON).expect("leaves");
+    let took = second.elapsed();
+    assert!(status.success(), "{status}");
+    // The log's exit wait is 2 s: a second signal must not sit through it.
+    assert!(
+        took < Duration::from_millis(1500),
+        "left {took:?} after the second signal"
+    );
+    drop((out, err, stdin));
+}

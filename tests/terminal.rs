@@ -287,4 +287,8 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
     assert!(bye.ends_with(b" alice exit"), "{bye:?}");
     let status = common::wait_child(&mut t.child, SOON).expect("the node exits");
     assert_ne!(status.code(), Some(101), "a panic: {status}");
+    assert!(
+        status.success(),
+        "a terminal that hung up is a normal way out: {status}"
+    );
 }

@@ -203,7 +203,12 @@ fn with_holdings_tied_a_dripper_goes_before_an_honest_pause() {
         a.opened(ip(&format!("10.9.0.{i}")));
         all.push(Candidate {
             arrivals: 12,
-            ..cand(i, &format!("10.9.0.{i}"), now - Duration::from_millis(50 * u64::from(i)), 12)
+            ..cand(
+                i,
+                &format!("10.9.0.{i}"),
+                now - Duration::from_millis(50 * u64::from(i)),
+                12,
+            )
         });
     }
     let victim = a.choose_victim(all.iter().copied()).unwrap();

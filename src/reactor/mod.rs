@@ -49,7 +49,7 @@ use crate::identity::{LocalAddrs, bucket_text};
 use crate::log_sink;
 use crate::os;
 use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
-use crate::rate_log::SourceLog;
+use crate::rate_log::{SourceLog, WARN_INTERVAL};
 
 use conns::{ConnId, Conns};
 use inbound::Inbound;
@@ -296,7 +296,7 @@ impl Node {
             }
             self.fire_timers(now);
         }
-        self.finish();
+        self.finish(Instant::now());
         match self.output_error.take() {
             Some(e) => Err(RunError::Output(e)),
             None => Ok(()),
@@ -511,7 +511,7 @@ impl Node {
 
     fn flush_stdout(&mut self, now: Instant) {
         if let Err(e) = self.stdout.flush() {
-            if e.kind() == io::ErrorKind::BrokenPipe {
+            if e.kind() == io::ErrorKind::BrokenPipe || self.stdout.hung_up(&e) {
                 log::info!("stdout closed ({e}): quitting");
             } else {
                 log::error!("cannot write to stdout ({e}): quitting");
@@ -526,7 +526,7 @@ impl Node {
     }
 
     /// Leaves: the table reports every send still open as cut short by the quit.
-    fn finish(&mut self) {
+    fn finish(&mut self, now: Instant) {
         self.table.abandon();
         for id in self.conns.ids() {
             self.close(id);
@@ -545,22 +545,38 @@ impl Node {
             stdout::EXIT_DRAIN
         };
         let signals = &mut self.signals;
-        match self
-            .stdout
-            .flush_before_exit(drain_limit, || signals.pending().next().is_some())
-        {
+        let mut signalled = false;
+        let mut give_up = || {
+            signalled |= signals.pending().next().is_some();
+            signalled
+        };
+        let drained = self.stdout.flush_before_exit(drain_limit, &mut give_up);
+        if signalled {
+            self.leave_now = true;
+        }
+        match drained {
             Ok(0) => {}
             Ok(unwritten) => log::error!(
                 "stdout is not taking output: {unwritten} bytes of events were not shown \
                  (waited at most {:.1}s at exit)",
                 drain_limit.as_secs_f64()
             ),
+            Err(e) if self.stdout.hung_up(&e) => log::info!("stdout closed ({e}) at exit"),
             Err(e) => {
                 log::error!("cannot write to stdout ({e}) at exit: the last events are lost");
                 self.output_error.get_or_insert(e);
             }
         }
-        log_sink::flush_before_exit(drain_limit.min(log_sink::EXIT_DRAIN));
+        // Summaries still due are written now rather than lost.
+        let later = now + WARN_INTERVAL;
+        self.admission.handle_timeout(later);
+        self.remote_log.report(later);
+        let log_limit = if self.leave_now {
+            Duration::ZERO
+        } else {
+            log_sink::EXIT_DRAIN
+        };
+        log_sink::flush_before_exit(log_limit);
     }
 }
 

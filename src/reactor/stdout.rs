@@ -75,6 +75,12 @@ impl Stdout {
         }
     }
 
+    /// An error writing is the terminal having hung up (its window closed): EIO on what
+    /// was a terminal at start-up. Like a closed pipe, a normal way for the user to go.
+    pub fn hung_up(&self, e: &io::Error) -> bool {
+        e.raw_os_error() == Some(libc::EIO) && self.sink.kind() == crate::os::InputKind::Terminal
+    }
+
     /// Whether there is room for one more event; counts it when there is not.
     fn room(&mut self) -> bool {
         if self.closed {
