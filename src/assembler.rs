@@ -116,6 +116,11 @@ pub enum Output {
     Probe,
     /// `bytes` bytes were not shown, and why.
     Dropped { bytes: usize, why: Dropped },
+    /// The last message was shown after the sender went quiet (the idle flush), and then
+    /// the connection was reset or evicted with nothing more: that message may have been
+    /// cut short. (A read deadline after it is not this: senders that keep their
+    /// connection open, waiting for a reply, end that way.)
+    ShownMayBeCut(Cut),
 }
 
 /// One inbound connection's bytes. See the module documentation.
@@ -132,6 +137,8 @@ pub struct Assembler {
     message_began: Instant,
     /// When bytes last arrived (or the accept).
     last_arrival: Instant,
+    /// The last output was the idle flush and nothing has arrived since.
+    flushed: bool,
     /// Arrivals since the message being read began: an honest sender writes a message in
     /// one or two; a sender dripping bytes to keep its connection looking busy, in many.
     arrivals_in_message: usize,
@@ -157,6 +164,7 @@ impl Assembler {
             message_began: now,
             last_arrival: now,
             arrivals_in_message: 0,
+            flushed: false,
             read_deadline: now + limits.read_timeout,
             flush_at: None,
             received: 0,
@@ -251,6 +259,7 @@ impl Assembler {
         self.buf.extend_from_slice(data);
         self.last_arrival = now;
         self.arrivals_in_message += 1;
+        self.flushed = false;
         if self.header.is_none() {
             self.header = wire::header_prefix(&self.buf).map(Bytes::copy_from_slice);
         }
@@ -316,6 +325,7 @@ impl Assembler {
                 self.out.push_back(Output::Message { msg, index, cut });
                 self.message_began = now;
                 self.arrivals_in_message = 0;
+                self.flushed = true;
                 self.read_deadline = now + self.limits.read_timeout;
             }
         }
@@ -327,6 +337,9 @@ impl Assembler {
         }
         self.done = true;
         if self.buf.is_empty() {
+            if self.flushed && cut != Cut::TimedOut {
+                self.out.push_back(Output::ShownMayBeCut(cut));
+            }
             return;
         }
         let piece = self.split(self.buf.len());

@@ -411,3 +411,42 @@ fn arrivals_are_counted_per_message() {
     assert_eq!(texts(&drain(&mut a)), ["next"]);
     assert_eq!(a.arrivals_in_message(), 0);
 }
+
+/// A message shown at the idle flush, then a reset with nothing more: it may have been cut,
+/// and that is said; a read deadline after it is how kept-open senders end, not said.
+#[test]
+fn a_reset_after_a_message_shown_at_a_pause_says_it_may_be_cut() {
+    let t0 = Instant::now();
+    for (end, expect) in [
+        (
+            Assembler::on_reset as fn(&mut Assembler),
+            vec![Output::ShownMayBeCut(Cut::Reset)],
+        ),
+        (
+            Assembler::on_evicted,
+            vec![Output::ShownMayBeCut(Cut::Evicted)],
+        ),
+        (Assembler::on_eof, vec![]),
+    ] {
+        let mut a = Assembler::new(limits(), t0);
+        a.on_bytes(format!("{H}half-a-mess").as_bytes(), t0);
+        a.handle_timeout(ms(t0, 1000));
+        assert_eq!(texts(&drain(&mut a)), ["half-a-mess"]);
+        end(&mut a);
+        assert_eq!(drain(&mut a), expect);
+    }
+    let mut a = Assembler::new(limits(), t0);
+    a.on_bytes(format!("{H}waiting for a reply").as_bytes(), t0);
+    fire_until(&mut a, ms(t0, 10_000));
+    assert_eq!(texts(&drain(&mut a)), ["waiting for a reply"]);
+    assert!(a.is_done());
+    // More bytes after the flush: a new message, nothing to say about the old one.
+    let mut a = Assembler::new(limits(), t0);
+    a.on_bytes(format!("{H}one").as_bytes(), t0);
+    a.handle_timeout(ms(t0, 1000));
+    a.on_bytes(format!("{H}two").as_bytes(), ms(t0, 1100));
+    a.on_reset();
+    let out = drain(&mut a);
+    assert_eq!(texts(&out), ["one", "two"]);
+    assert!(!out.iter().any(|o| matches!(o, Output::ShownMayBeCut(_))));
+}

@@ -255,6 +255,19 @@ impl Node {
                 self.drain_effects(now);
             }
             Output::Probe => log::debug!("{source}: empty connection (probe)"),
+            Output::ShownMayBeCut(cut) => {
+                self.remote_log.hit(
+                    now,
+                    limit_bucket(ip),
+                    "messages shown at a pause then cut",
+                    || {
+                        format!(
+                            "{source}: the message last shown from this connection (after a pause \
+                         in its sending) may be cut short: then {cut}"
+                        )
+                    },
+                );
+            }
             Output::Dropped { bytes, why } => {
                 let kind = match why {
                     Dropped::Malformed(_) => "malformed messages dropped",
