@@ -125,6 +125,7 @@ pub struct Admission {
     rejected: RateLog,
     evicted: RateLog,
     fd_exhausted: RateLog,
+    accept_errors: RateLog,
 }
 
 impl Admission {
@@ -140,6 +141,7 @@ impl Admission {
             rejected: RateLog::new("inbound connections closed at once (--max-inbound-per-ip)"),
             evicted: RateLog::new("inbound connections closed to admit new ones (--max-inbound)"),
             fd_exhausted: RateLog::new("accepts paused: out of file descriptors"),
+            accept_errors: RateLog::new("accepts paused: accepting failed"),
         }
     }
 
@@ -278,6 +280,14 @@ impl Admission {
         self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
     }
 
+    /// Accepting failed otherwise: pause accepts a moment too, rather than retry at once.
+    pub fn accept_failed(&mut self, now: Instant, error: &std::io::Error) {
+        self.accept_errors.hit(now, || {
+            format!("accepting a connection failed ({error}): accepts paused for 100 ms")
+        });
+        self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+    }
+
     /// The earliest instant [`Admission::handle_timeout`] has work to do.
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         [
@@ -286,6 +296,7 @@ impl Admission {
             self.rejected.due(),
             self.evicted.due(),
             self.fd_exhausted.due(),
+            self.accept_errors.due(),
         ]
         .into_iter()
         .flatten()
@@ -297,6 +308,7 @@ impl Admission {
         self.rejected.report(now);
         self.evicted.report(now);
         self.fd_exhausted.report(now);
+        self.accept_errors.report(now);
         for d in self.rate.take_report(now) {
             log::warn!(
                 "{}: {} messages over the rate limit (--rate {}/s, --burst {}) dropped",

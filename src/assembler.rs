@@ -314,10 +314,13 @@ impl Assembler {
         if self.done {
             return;
         }
-        if now >= self.read_deadline {
-            return self.end_early(Cut::TimedOut);
-        }
-        if self.flush_at.is_some_and(|t| t <= now) {
+        // The idle flush first when it fell due no later than the read deadline: called
+        // late (the reactor held back while its output was backed up), a message that was
+        // whole and quiet in time is still a whole message, not one cut by the deadline.
+        let flush_due = self
+            .flush_at
+            .is_some_and(|t| t <= now && t <= self.read_deadline);
+        if flush_due {
             self.flush_at = None;
             if let Some(msg) = self.take_if_whole() {
                 let index = self.next_index();
@@ -328,6 +331,9 @@ impl Assembler {
                 self.flushed = true;
                 self.read_deadline = now + self.limits.read_timeout;
             }
+        }
+        if now >= self.read_deadline {
+            self.end_early(Cut::TimedOut);
         }
     }
 

@@ -52,8 +52,9 @@ pub struct Cli {
     /// Deadline in seconds for a whole inbound message (not an idle timer).
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_secs)]
     pub read_timeout: Duration,
-    /// Most unfinished inbound connections open at once; when full, the stalest is closed
-    /// to admit a new one.
+    /// Most unfinished inbound connections open at once (lowered to fit the open-files
+    /// limit); when full, one from the source holding the most, dripping most, else the
+    /// oldest message, is closed to admit a new one.
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_inbound: usize,
     /// Most inbound connections open at once from one source IP.

@@ -696,3 +696,46 @@ fn a_second_signal_skips_every_exit_wait() {
     );
     drop((out, err, stdin));
 }
+
+/// Evictions give back what the evicted connections held: after hundreds of them, the
+/// 16 MiB budget for unfinished messages is as free as before (the bytes of every evicted
+/// connection stayed counted, so the node came to evict every newcomer, the honest included).
+#[test]
+fn evictions_give_back_the_bytes_they_held() {
+    raise_fd_limit();
+    let mut a = Node::start("alice", &["--max-inbound", "4"]);
+    let to = a.sock();
+    let half = format!("127.0.0.1:5200 filler {}", "x".repeat(60_000));
+    // Held open: each newcomer needs a slot, so the node evicts an older one.
+    let held: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = TcpStream::connect(to).unwrap();
+            s.write_all(half.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    // Each newcomer evicted an older one, shown marked as cut.
+    for _ in 0..396 {
+        a.expect("an evicted filler", |v| {
+            v["event"] == "message" && v["name"] == "filler" && v["cut"] == "evicted"
+        });
+    }
+    // The last four are shown once they close.
+    drop(held);
+    for _ in 0..4 {
+        a.expect("a filler", |v| {
+            v["event"] == "message" && v["name"] == "filler"
+        });
+    }
+    // Alone now, an honest sender pauses mid-message: nothing needs its room.
+    let mut honest = TcpStream::connect(to).unwrap();
+    honest
+        .write_all(b"127.0.0.1:5100 honest part one, ")
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    honest.write_all(b"part two").unwrap();
+    honest.shutdown(Shutdown::Write).unwrap();
+    let v = a.expect_event("message", &[("name", json!("honest"))]);
+    assert_eq!(v["text"], "part one, part two", "{v}");
+    assert!(v.get("cut").is_none(), "{v}");
+}

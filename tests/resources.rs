@@ -462,3 +462,77 @@ fn sigterm_does_not_wait_for_a_stdout_nobody_reads() {
 fn stdout_exit_drain() -> Duration {
     Duration::from_secs(5)
 }
+
+/// stdout a regular file (no writable event ever comes): after output backs up while the
+/// node was stopped, it catches up by itself (it used to sleep paused until some
+/// unrelated event, a batch at a time).
+#[test]
+fn with_stdout_a_file_the_node_catches_up_after_a_backlog() {
+    use std::process::Stdio;
+    let path = std::env::temp_dir().join(format!("p2pchat-out-{}.jsonl", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = command("filer", &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let end = Instant::now() + SOON;
+    let port = loop {
+        if let Some(first) = lines(&path).lines().next() {
+            break announced_port(first);
+        }
+        assert!(Instant::now() < end, "no first line");
+        thread::sleep(Duration::from_millis(10));
+    };
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Stopped, so that everything queues up and arrives in one go.
+    signal(&child, libc::SIGSTOP);
+    const N: usize = 1000;
+    let body = "x".repeat(8000);
+    for i in 0..N {
+        let mut s = TcpStream::connect(to).unwrap();
+        s.write_all(format!("127.0.0.1:5300 fill{i} {body}").as_bytes())
+            .unwrap();
+    }
+    signal(&child, libc::SIGCONT);
+    let end = Instant::now() + SOON;
+    loop {
+        let shown = lines(&path)
+            .lines()
+            .filter(|l| l.contains("\"event\":\"message\""))
+            .count();
+        if shown == N {
+            break;
+        }
+        assert!(Instant::now() < end, "only {shown} of {N} shown");
+        thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, libc::SIGTERM);
+    assert!(wait_child(&mut child, SOON).expect("quits").success());
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Out of descriptors while connections wait to be accepted: accepting backs off for
+/// 100 ms at a time instead of spinning (the back-off was a busy loop).
+#[test]
+fn running_out_of_descriptors_backs_off_without_spinning() {
+    let script =
+        format!("ulimit -n 12 && exec {BIN} --name fds --port 0 --bind 127.0.0.1 --json -v");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &script])
+        .stdin(std::process::Stdio::piped());
+    let a = Node::spawn("fds", cmd);
+    let to = a.sock();
+    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(to).unwrap()).collect();
+    a.expect_stderr("accepts paused");
+    let before = cpu_ticks(a.child.id());
+    thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(a.child.id()) - before;
+    assert!(
+        used < 30,
+        "{used} ticks in 1 s while out of descriptors: spinning"
+    );
+    drop(held);
+}

@@ -450,3 +450,32 @@ fn a_reset_after_a_message_shown_at_a_pause_says_it_may_be_cut() {
     assert_eq!(texts(&out), ["one", "two"]);
     assert!(!out.iter().any(|o| matches!(o, Output::ShownMayBeCut(_))));
 }
+
+/// Called late (output was backed up and the reactor held back), a message that was whole
+/// and quiet before its read deadline is shown whole, not cut by the deadline.
+#[test]
+fn a_late_timeout_shows_a_message_that_was_whole_in_time_as_whole() {
+    let t0 = Instant::now();
+    let mut a = Assembler::new(limits(), t0);
+    a.on_bytes(format!("{H}whole and quiet").as_bytes(), t0);
+    a.handle_timeout(ms(t0, 5000));
+    let out = drain(&mut a);
+    assert_eq!(texts(&out), ["whole and quiet"]);
+    assert!(
+        matches!(out[0], Output::Message { cut: None, .. }),
+        "{out:?}"
+    );
+    assert!(!a.is_done(), "its next message has a deadline of its own");
+    // A header that never became a message is still cut by the deadline.
+    let mut a = Assembler::new(limits(), t0);
+    a.on_bytes(b"127.0.0.1:7001 ke", t0);
+    a.handle_timeout(ms(t0, 5000));
+    assert!(a.is_done());
+    assert_eq!(
+        drain(&mut a),
+        [Output::Dropped {
+            bytes: 17,
+            why: Dropped::Cut(Cut::TimedOut)
+        }]
+    );
+}

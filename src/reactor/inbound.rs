@@ -18,6 +18,8 @@ pub struct Inbound {
     pub asm: Assembler,
     /// Waiting in the reactor's deferred list (output backed up): listed once.
     pub deferred: bool,
+    /// The bytes admission counts for this connection (its assembler's, when last told).
+    pub accounted: usize,
 }
 
 /// How a read pass ended.

@@ -141,6 +141,8 @@ pub struct Node {
     signals: Signals,
     /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
+    /// stdout is registered with the poll (a writable event follows a full pipe).
+    stdout_polled: bool,
     /// Inbound connections that needed attention while paused, each listed once.
     deferred: VecDeque<ConnId>,
     /// The listener has connections waiting (paused, or the turn's share was taken).
@@ -188,14 +190,15 @@ impl Node {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
         let interactive = stdin.kind == os::InputKind::Terminal;
-        let mut stdout = stdout::Stdout::new(cfg.json, interactive);
+        let stdout = stdout::Stdout::new(cfg.json, interactive);
+        let mut stdout_polled = stdout.pollable_fd().is_some();
         if let Some(fd) = stdout.pollable_fd()
             && let Err(e) = poll
                 .registry()
                 .register(&mut SourceFd(&fd), STDOUT, Interest::WRITABLE)
         {
-            log::debug!("stdout cannot be polled ({e})");
-            stdout = stdout::Stdout::new(cfg.json, interactive);
+            log::debug!("stdout cannot be polled ({e}): retried every 10 ms while it waits");
+            stdout_polled = false;
         }
         let local_addrs = LocalAddrs::new(os::local_addrs());
         let asked = admission::Limits {
@@ -235,6 +238,7 @@ impl Node {
             remote_log: SourceLog::new(bucket_text),
             framing,
             paused: false,
+            stdout_polled,
             deferred: VecDeque::new(),
             accept_pending: false,
             stdin_pending: false,
@@ -319,9 +323,17 @@ impl Node {
 
     /// The earliest instant the loop must wake at, or `None` to sleep until an event.
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let accept_now = self.accept_pending && !self.paused;
-        if self.stdin_waiting() || accept_now {
+        let accept_now = self.accept_pending && !self.paused && self.admission.may_accept(now);
+        // Output that could be written now (produced after this turn's write, or for a
+        // regular file, which never says it is writable), or paused with nothing left to
+        // write: write and resume now rather than sleep until something else happens.
+        let output_now = self.stdout.writable_now() || (self.paused && self.stdout.pending() == 0);
+        if self.stdin_waiting() || accept_now || output_now {
             return Some(now);
+        }
+        if self.stdout.pending() > 0 && !self.stdout_polled {
+            // Output waits on a descriptor the poll cannot watch: try again shortly.
+            return Some(now + Duration::from_millis(10));
         }
         [
             self.conns.next_deadline(),
@@ -381,7 +393,7 @@ impl Node {
         // the epoll set (one system call per message saved). An event for it still in this
         // turn's batch carries the old generation and is ignored.
         match self.conns.remove(id) {
-            Some(Conn::In(i)) => self.admission.closed(i.source.ip(), i.asm.buffered()),
+            Some(Conn::In(i)) => self.admission.closed(i.source.ip(), i.accounted),
             Some(Conn::Out(o)) => self.sends.closed(o.id),
             None => {}
         }

@@ -47,7 +47,8 @@ impl Node {
                     return;
                 }
                 Err(e) => {
-                    log::warn!("accept failed: {e}");
+                    // Whatever it is (ENOBUFS, ENOMEM...), back off rather than spin.
+                    self.admission.accept_failed(now, &e);
                     return;
                 }
             }
@@ -103,15 +104,16 @@ impl Node {
             {
                 Ok(()) => {
                     self.admission.opened(addr.ip());
-                    self.admission.buffered_changed(0, asm.buffered());
                     let deadline = asm.poll_timeout();
                     let conn = Inbound {
                         stream,
                         source: addr,
                         asm,
                         deferred: false,
+                        accounted: 0,
                     };
                     let id = self.conns.insert(Conn::In(conn), deadline);
+                    self.account(id);
                     self.drain_inbound(now, id);
                     if self.admission.over_budget() {
                         self.evict(now);
@@ -146,13 +148,11 @@ impl Node {
         let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
             return;
         };
-        let before = conn.asm.buffered();
         if readable {
             conn.read(&mut self.scratch, now);
         }
         conn.asm.handle_timeout(now);
-        let after = conn.asm.buffered();
-        self.admission.buffered_changed(before, after);
+        self.account(id);
         self.drain_inbound(now, id);
         if self.admission.over_budget() {
             self.evict(now);
@@ -183,6 +183,16 @@ impl Node {
         } else {
             let at = conn.asm.poll_timeout();
             self.conns.set_deadline(id, at);
+        }
+    }
+
+    /// Tells admission what the connection's assembler holds now. Called after every
+    /// change to it, so that what a connection is counted for leaves with it.
+    fn account(&mut self, id: ConnId) {
+        if let Some(Conn::In(conn)) = self.conns.get_mut(id) {
+            let now_held = conn.asm.buffered();
+            self.admission.buffered_changed(conn.accounted, now_held);
+            conn.accounted = now_held;
         }
     }
 
@@ -226,6 +236,7 @@ impl Node {
             return;
         };
         conn.asm.on_evicted();
+        self.account(victim);
         // Shown whatever the output's state: the slot must be free now.
         while let Some(Conn::In(conn)) = self.conns.get_mut(victim) {
             let Some(out) = conn.asm.poll_output() else {

@@ -81,6 +81,11 @@ impl Node {
         let Some(&id) = self.sends.open.get(&send) else {
             return;
         };
+        if self.table.send_stage(send).is_none() {
+            // Ended in the meantime (its deadline in the same turn): its Abort follows,
+            // and a message the user was told failed must not go out.
+            return;
+        }
         if let Some(Conn::Out(conn)) = self.conns.get_mut(id) {
             conn.set_payload(payload);
             // Edge-triggered: the socket said writable already; write now.

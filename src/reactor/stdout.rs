@@ -47,6 +47,8 @@ pub struct Stdout {
     pub closed: bool,
     /// Events not added because [`HARD_CAP`] bytes were waiting.
     not_shown: u64,
+    /// The last write would have blocked: the sink says (a writable event) when to retry.
+    blocked: bool,
 }
 
 impl Stdout {
@@ -65,6 +67,7 @@ impl Stdout {
             prompt_visible: false,
             closed: false,
             not_shown: 0,
+            blocked: false,
         }
     }
 
@@ -170,6 +173,12 @@ impl Stdout {
         self.pending() <= LOW_WATER
     }
 
+    /// Output waits that could be written now (nothing said the sink is full): the loop
+    /// must not sleep before trying.
+    pub fn writable_now(&self) -> bool {
+        self.pending() > 0 && !self.blocked && !self.closed
+    }
+
     /// Bytes buffered and not yet written.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.head
@@ -190,6 +199,7 @@ impl Stdout {
             return Ok(());
         }
         self.tell_not_shown();
+        self.blocked = false;
         if self.prompts
             && !self.prompt_visible
             && let Some(p) = self.prompt
@@ -206,6 +216,7 @@ impl Stdout {
                 Ok(n) => self.head += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
                     // The terminal or pipe is full: keep the rest until it is writable.
                     // Reclaim the written front only once it outweighs what remains, so
                     // the copy is paid once per buffer's worth, not per partial write.
