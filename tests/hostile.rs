@@ -663,20 +663,7 @@ fn a_second_signal_skips_every_exit_wait() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
     let fd = out.get_ref().as_raw_fd();
-    let end = Instant::now() + SOON;
-    loop {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: FIONREAD on a pipe we own, into an int we own.
-        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
-        if queued >= 60_000 {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the pipe never filled ({queued} bytes)"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_pipe_holds(fd, 60_000);
     signal(&child, libc::SIGTERM);
     // While it waits for stdout at exit, the second signal.
     thread::sleep(Duration::from_millis(200));

@@ -284,12 +284,7 @@ fn a_second_signal_leaves_at_once_even_with_output_pending() {
 /// for sends. It does not spin meanwhile.
 #[test]
 fn a_low_descriptor_limit_lowers_the_inbound_limits_and_keeps_room_for_sends() {
-    let script =
-        format!("ulimit -n 64 && exec {BIN} --name fds --port 0 --bind 127.0.0.1 --json -v");
-    let mut cmd = std::process::Command::new("bash");
-    cmd.args(["-c", &script])
-        .stdin(std::process::Stdio::piped());
-    let mut a = Node::spawn("fds", cmd);
+    let mut a = node_with_fd_limit("fds", 64);
     let to = a.sock();
     // Hold far more idle connections than the node has descriptors for.
     let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(to).unwrap()).collect();
@@ -432,20 +427,7 @@ fn sigterm_does_not_wait_for_a_stdout_nobody_reads() {
     let stdout = child.stdout.take().unwrap();
     // Wait until the pipe is full: the node is holding output back.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stdout);
-    let end = Instant::now() + SOON;
-    loop {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: FIONREAD on a pipe we own, into an int we own.
-        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
-        if queued >= 60_000 {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the pipe never filled ({queued} bytes)"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_pipe_holds(fd, 60_000);
     let signalled = Instant::now();
     signal(&child, libc::SIGTERM);
     let status = wait_child(&mut child, SOON).expect("leaves on SIGTERM");
@@ -518,12 +500,7 @@ fn with_stdout_a_file_the_node_catches_up_after_a_backlog() {
 /// 100 ms at a time instead of spinning (the back-off was a busy loop).
 #[test]
 fn running_out_of_descriptors_backs_off_without_spinning() {
-    let script =
-        format!("ulimit -n 12 && exec {BIN} --name fds --port 0 --bind 127.0.0.1 --json -v");
-    let mut cmd = std::process::Command::new("bash");
-    cmd.args(["-c", &script])
-        .stdin(std::process::Stdio::piped());
-    let a = Node::spawn("fds", cmd);
+    let a = node_with_fd_limit("fds", 12);
     let to = a.sock();
     let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(to).unwrap()).collect();
     a.expect_stderr("accepts paused");

@@ -294,6 +294,35 @@ pub fn accept_read_within(l: &TcpListener, limit: Duration) -> Option<(SocketAdd
     Some(accept_one(l))
 }
 
+/// Waits (at most [`SOON`]) until the pipe read end `fd` holds at least `bytes` unread
+/// bytes: the child writing into it is being held back.
+pub fn wait_pipe_holds(fd: std::os::fd::RawFd, bytes: libc::c_int) {
+    let end = Instant::now() + SOON;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe the caller owns, into an int we own.
+        unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if queued >= bytes {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the pipe never filled ({queued} bytes)"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node started under `ulimit -n limit` (through bash), stdin piped.
+pub fn node_with_fd_limit(name: &str, limit: u32) -> Node {
+    let script = format!(
+        "ulimit -n {limit} && exec {BIN} --name {name} --port 0 --bind 127.0.0.1 --json -v"
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script]).stdin(Stdio::piped());
+    Node::spawn(name, cmd)
+}
+
 /// Sends `sig` to `child`.
 pub fn signal(child: &Child, sig: i32) {
     // SAFETY: sending a signal to our own child.
