@@ -48,8 +48,10 @@ fn run(args: &[&str], limit: Duration) -> (Option<i32>, Value, String) {
     (status.and_then(|s| s.code()), summary, all)
 }
 
-/// A base port for `count` simulated peers outside the ephemeral range (where the tool
-/// refuses them), `slot` apart from the other test's.
+/// A base port for `count` simulated peers (the tool gives them consecutive ports) outside
+/// the ephemeral range (where the tool refuses them), `slot` apart from the other test's,
+/// and free now: a range every port of which binds. Tried from an offset that differs per
+/// test process, so that suites run side by side (two checkouts) do not collide.
 fn base_port(slot: u16, count: u16) -> String {
     let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -58,15 +60,26 @@ fn base_port(slot: u16, count: u16) -> String {
             Some((it.next()??, it.next()??))
         })
         .unwrap_or((32768, 60999));
-    let want = 26000 + slot * 100;
-    let base = if want + count < lo || want > hi {
-        want
-    } else if lo > 1024 + 300 {
-        lo - 300 + slot * 100
-    } else {
-        hi + 1 + slot * 100
-    };
-    base.to_string()
+    // The ranges outside the ephemeral one that can hold `count` ports.
+    let below = (1025u32, u32::from(lo).saturating_sub(1));
+    let above = (u32::from(hi) + 1, 65535u32);
+    let start = (std::process::id() % 64) * 200 + u32::from(slot) * 100;
+    for attempt in 0..64u32 {
+        let offset = (start + attempt * 200) % 12_800;
+        for (from, to) in [below, above] {
+            let base = from + 1000 + offset;
+            if base + u32::from(count) > to {
+                continue;
+            }
+            let base = u16::try_from(base).expect("below 65536");
+            let free =
+                (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+            if free {
+                return base.to_string();
+            }
+        }
+    }
+    panic!("no free range of {count} ports outside the ephemeral range {lo}-{hi}");
 }
 
 #[test]
