@@ -145,15 +145,6 @@ impl Admission {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Inbound connections holding a slot.
-    pub fn open(&self) -> usize {
-        self.open
-    }
-
     /// Bytes held by unfinished inbound messages.
     pub fn buffered(&self) -> usize {
         self.buffered

@@ -135,8 +135,6 @@ pub struct Assembler {
     header: Option<Bytes>,
     /// When the message being read began (the accept, or the end of the previous one).
     message_began: Instant,
-    /// When bytes last arrived (or the accept).
-    last_arrival: Instant,
     /// The last output was the idle flush and nothing has arrived since.
     flushed: bool,
     /// Arrivals since the message being read began: an honest sender writes a message in
@@ -162,7 +160,6 @@ impl Assembler {
             arrivals: Vec::new(),
             header: None,
             message_began: now,
-            last_arrival: now,
             arrivals_in_message: 0,
             flushed: false,
             read_deadline: now + limits.read_timeout,
@@ -210,19 +207,10 @@ impl Assembler {
         self.buf.len()
     }
 
-    /// Bytes received in all.
-    pub fn received(&self) -> usize {
-        self.received
-    }
-
     /// When the message being read began: an admission policy evicts long-unfinished
     /// messages (a sender dripping bytes) before fresh ones.
     pub fn message_began(&self) -> Instant {
         self.message_began
-    }
-
-    pub fn last_arrival(&self) -> Instant {
-        self.last_arrival
     }
 
     /// Arrivals since the message being read began (see the field).
@@ -257,7 +245,6 @@ impl Assembler {
         }
         self.received += data.len();
         self.buf.extend_from_slice(data);
-        self.last_arrival = now;
         self.arrivals_in_message += 1;
         self.flushed = false;
         if self.header.is_none() {

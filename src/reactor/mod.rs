@@ -191,15 +191,15 @@ impl Node {
             .map_err(RunError::Poll)?;
         let interactive = stdin.kind == os::InputKind::Terminal;
         let stdout = stdout::Stdout::new(cfg.json, interactive);
-        let mut stdout_polled = stdout.pollable_fd().is_some();
-        if let Some(fd) = stdout.pollable_fd()
-            && let Err(e) = poll
+        let stdout_polled = stdout.pollable_fd().is_some_and(|fd| {
+            let r = poll
                 .registry()
-                .register(&mut SourceFd(&fd), STDOUT, Interest::WRITABLE)
-        {
-            log::debug!("stdout cannot be polled ({e}): retried every 10 ms while it waits");
-            stdout_polled = false;
-        }
+                .register(&mut SourceFd(&fd), STDOUT, Interest::WRITABLE);
+            if let Err(e) = &r {
+                log::debug!("stdout cannot be polled ({e}): retried every 10 ms while it waits");
+            }
+            r.is_ok()
+        });
         let local_addrs = LocalAddrs::new(os::local_addrs());
         let asked = admission::Limits {
             max_inbound: cfg.max_inbound,
@@ -351,7 +351,8 @@ impl Node {
         if self.stdin_waiting() {
             self.read_stdin(now);
         }
-        if self.admission.handle_timeout(now) || self.accept_pending {
+        let admission_due = self.admission.poll_timeout(now).is_some_and(|t| t <= now);
+        if (admission_due && self.admission.handle_timeout(now)) || self.accept_pending {
             self.accept(now);
         }
         while let Some(id) = self.conns.pop_due(now) {

@@ -89,9 +89,8 @@ impl Node {
         now: Instant,
         mut stream: TcpStream,
         addr: SocketAddr,
-        asm: Assembler,
+        mut asm: Assembler,
     ) {
-        let mut asm = asm;
         if !asm.is_done() {
             if self.admission.full() {
                 self.evict(now);
@@ -256,12 +255,10 @@ impl Node {
                 if !self.admission.allow_message(now, ip, index) {
                     return; // counted by the limiter, reported once per interval
                 }
+                // A cut message carries its mark to the user: no log line per message.
                 match cut {
                     None => self.table.handle_message(now, source, msg),
-                    Some(cut) => {
-                        log::info!("{source}: a message shown may be cut short: {cut}");
-                        self.table.handle_cut_message(now, source, msg, cut);
-                    }
+                    Some(cut) => self.table.handle_cut_message(now, source, msg, cut),
                 }
                 self.drain_effects(now);
             }
