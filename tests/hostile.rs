@@ -659,11 +659,8 @@ fn a_second_signal_skips_every_exit_wait() {
         s.shutdown(Shutdown::Write).unwrap();
         assert!(closed_by_node(&mut s, SOON));
     }
-    // Far more output than the unread stdout pipe holds.
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
-    let fd = out.get_ref().as_raw_fd();
-    wait_pipe_holds(fd, 60_000);
+    back_up_stdout(&mut stdin, out.get_ref().as_raw_fd());
     signal(&child, libc::SIGTERM);
     // While it waits for stdout at exit, the second signal.
     thread::sleep(Duration::from_millis(200));

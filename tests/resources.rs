@@ -422,12 +422,8 @@ fn sigterm_does_not_wait_for_a_stdout_nobody_reads() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // Far more output than the unread stdout pipe holds.
-    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
     let stdout = child.stdout.take().unwrap();
-    // Wait until the pipe is full: the node is holding output back.
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stdout);
-    wait_pipe_holds(fd, 60_000);
+    back_up_stdout(&mut stdin, std::os::fd::AsRawFd::as_raw_fd(&stdout));
     let signalled = Instant::now();
     signal(&child, libc::SIGTERM);
     let status = wait_child(&mut child, SOON).expect("leaves on SIGTERM");

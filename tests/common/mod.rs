@@ -294,6 +294,13 @@ pub fn accept_read_within(l: &TcpListener, limit: Duration) -> Option<(SocketAdd
     Some(accept_one(l))
 }
 
+/// Types far more `/help` into `stdin` than the unread pipe `stdout_fd` (the node's
+/// stdout) holds, and waits until that pipe is full: the node is holding output back.
+pub fn back_up_stdout(stdin: &mut ChildStdin, stdout_fd: std::os::fd::RawFd) {
+    stdin.write_all("/help\n".repeat(3000).as_bytes()).unwrap();
+    wait_pipe_holds(stdout_fd, 60_000);
+}
+
 /// Waits (at most [`SOON`]) until the pipe read end `fd` holds at least `bytes` unread
 /// bytes: the child writing into it is being held back.
 pub fn wait_pipe_holds(fd: std::os::fd::RawFd, bytes: libc::c_int) {
