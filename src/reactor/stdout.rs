@@ -99,7 +99,7 @@ impl Stdout {
 
     /// Once there is room again (or as the node leaves), says how many events were not
     /// shown, on stdout and in the log.
-    pub fn tell_not_shown(&mut self) {
+    fn tell_not_shown(&mut self) {
         self.tell_not_shown_within(LOW_WATER);
     }
 
