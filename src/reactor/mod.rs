@@ -151,8 +151,6 @@ pub struct Node {
     stdin_pending: bool,
     /// Lines read from stdin, not run yet (at most one chunk's worth).
     typed: VecDeque<String>,
-    /// stdin has ended (its last lines may still be in `typed`).
-    typed_eof: bool,
     /// The end of input has been acted on.
     typed_ended: bool,
     scratch: Box<[u8]>,
@@ -243,7 +241,6 @@ impl Node {
             accept_pending: false,
             stdin_pending: false,
             typed: VecDeque::new(),
-            typed_eof: false,
             typed_ended: false,
             cfg,
             poll,
@@ -437,7 +434,7 @@ impl Node {
             return;
         }
         self.stdin_pending = false;
-        if self.typed.is_empty() && !self.typed_eof {
+        if self.typed.is_empty() && !self.stdin.ended() {
             let input = self.stdin.read();
             for _ in 0..input.too_long {
                 self.stdout.event(&Event::Refused(
@@ -445,7 +442,6 @@ impl Node {
                 ));
             }
             self.typed.extend(input.lines);
-            self.typed_eof = input.eof;
         }
         while !self.paused && !self.exit {
             let Some(line) = self.typed.pop_front() else {
@@ -453,7 +449,7 @@ impl Node {
             };
             self.run_line(now, &line);
         }
-        if self.typed.is_empty() && self.typed_eof && !self.typed_ended {
+        if self.typed.is_empty() && self.stdin.ended() && !self.typed_ended {
             self.typed_ended = true;
             if let Some(fd) = self.stdin.pollable_fd() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));

@@ -21,7 +21,6 @@ pub struct Lines {
     pub lines: Vec<String>,
     /// Lines dropped for being longer than [`MAX_LINE`].
     pub too_long: usize,
-    pub eof: bool,
 }
 
 #[derive(Debug)]
@@ -67,6 +66,11 @@ impl Stdin {
         self.eager = true;
     }
 
+    /// stdin has ended (end of input, or a read error taken as one).
+    pub fn ended(&self) -> bool {
+        self.eof
+    }
+
     /// True when the loop must not sleep: an eager source, or one that had more to give,
     /// with input left.
     pub fn wants_turn(&self) -> bool {
@@ -88,7 +92,6 @@ impl Stdin {
                         let line = std::mem::take(&mut self.partial);
                         out.lines.push(String::from_utf8_lossy(&line).into_owned());
                     }
-                    out.eof = true;
                     return out;
                 }
                 Ok(n) => {
@@ -106,7 +109,6 @@ impl Stdin {
                 Err(e) => {
                     log::warn!("reading stdin failed ({e}): treating it as end of input");
                     self.eof = true;
-                    out.eof = true;
                     return out;
                 }
             }
