@@ -144,7 +144,8 @@ pub struct Assembler {
     read_deadline: Instant,
     /// When buffered bytes that already parse are shown if nothing more arrives.
     flush_at: Option<Instant>,
-    received: usize,
+    /// Any byte has arrived (a connection without one is a probe).
+    any_bytes: bool,
     /// Messages output so far (the next one's index).
     messages: usize,
     out: VecDeque<Output>,
@@ -164,7 +165,7 @@ impl Assembler {
             flushed: false,
             read_deadline: now + limits.read_timeout,
             flush_at: None,
-            received: 0,
+            any_bytes: false,
             messages: 0,
             out: VecDeque::new(),
             done: false,
@@ -243,7 +244,7 @@ impl Assembler {
         if start > 0 && self.arrivals.len() < MAX_ARRIVALS {
             self.arrivals.push(start);
         }
-        self.received += data.len();
+        self.any_bytes = true;
         self.buf.extend_from_slice(data);
         self.arrivals_in_message += 1;
         self.flushed = false;
@@ -277,7 +278,7 @@ impl Assembler {
             return;
         }
         self.done = true;
-        if self.received == 0 {
+        if !self.any_bytes {
             self.out.push_back(Output::Probe);
         } else if !self.buf.is_empty() {
             let piece = self.split(self.buf.len());
