@@ -23,7 +23,7 @@
 use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{LevelFilter, Log, Metadata, Record};
 use mio::unix::SourceFd;
@@ -104,37 +104,33 @@ pub fn watch(registry: &Registry, token: Token) {
 }
 
 /// The last writes, as the process ends: waits up to `limit` for a slow reader to take
-/// the lines still held (once: after one wait has run out, later calls only try). Returns
-/// how many bytes were left unwritten.
+/// the lines still held, but not for one that takes nothing ([`os::drain_at_exit`]), and
+/// only once: after one wait has run out, later calls only try. Returns how many bytes
+/// were left unwritten.
 pub fn flush_before_exit(limit: Duration) -> usize {
-    let deadline = Instant::now()
-        + if lock().gave_up {
-            Duration::ZERO
-        } else {
-            limit
-        };
-    loop {
-        let (fd, left) = {
-            let mut sink = lock();
-            if sink.flush() == Flush::Done {
-                return 0;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match sink.pollable_fd() {
-                Some(fd) if !left.is_zero() => (fd, left),
-                _ => {
-                    sink.gave_up = true;
-                    return sink.backlog.pending().len();
-                }
-            }
-        };
-        // Not holding the lock: other threads may log meanwhile.
-        if os::wait_writable(fd, left).is_err() {
-            let mut sink = lock();
-            sink.gave_up = true;
-            return sink.backlog.pending().len();
-        }
+    let limit = if lock().gave_up {
+        Duration::ZERO
+    } else {
+        limit
+    };
+    // The lock is taken per write, never held while waiting: other threads may log.
+    let write = || -> io::Result<usize> {
+        let mut sink = lock();
+        Ok(match sink.flush() {
+            Flush::Done => 0,
+            Flush::Waiting => sink.backlog.pending().len(),
+        })
+    };
+    let fd = lock().pollable_fd();
+    let left = match fd {
+        Some(fd) => os::drain_at_exit(fd, limit, write, || false),
+        None => write(),
     }
+    .unwrap_or(0);
+    if left > 0 {
+        lock().gave_up = true;
+    }
+    left
 }
 
 /// The end of logging: [`flush_before_exit`], then stderr is let go (a shared

@@ -291,6 +291,45 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
+/// How long a reader that takes nothing is waited for as the process ends.
+pub const EXIT_STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last writes as the process ends, to a reader that may be slow: `write` writes what
+/// `fd` takes now and returns how many bytes still wait. Between writes it waits for `fd`
+/// to be writable: at most `limit` in all, never [`EXIT_STALL`] without progress (a
+/// reader that takes nothing is not waited for), and not once `give_up` says so. Returns
+/// how many bytes were left.
+pub fn drain_at_exit(
+    fd: RawFd,
+    limit: std::time::Duration,
+    mut write: impl FnMut() -> io::Result<usize>,
+    mut give_up: impl FnMut() -> bool,
+) -> io::Result<usize> {
+    let start = std::time::Instant::now();
+    let deadline = start + limit;
+    let mut stalled_at = start + EXIT_STALL;
+    let mut least = usize::MAX;
+    loop {
+        let waiting = write()?;
+        if waiting == 0 {
+            return Ok(0);
+        }
+        let now = std::time::Instant::now();
+        if waiting < least {
+            least = waiting;
+            stalled_at = now + EXIT_STALL;
+        }
+        let wait = deadline.min(stalled_at).saturating_duration_since(now);
+        if wait.is_zero() || give_up() {
+            return Ok(waiting);
+        }
+        if let Err(e) = wait_writable(fd, wait) {
+            log::debug!("waiting to write at exit: {e}");
+            return Ok(waiting);
+        }
+    }
+}
+
 /// Waits until `fd` can be written, or `limit` passes (a signal ends the wait early).
 pub fn wait_writable(fd: RawFd, limit: std::time::Duration) -> io::Result<()> {
     let mut pfd = libc::pollfd {

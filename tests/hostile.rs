@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -639,11 +639,9 @@ fn summaries_still_due_are_written_when_the_node_leaves() {
     a.expect_stderr("49 more malformed messages dropped");
 }
 
-/// A second signal leaves at once even when both stdout and stderr are backed up: it
-/// skips the wait for stderr as well as the one for stdout (it used to cut the first and
-/// then still wait 2 s for the log).
-#[test]
-fn a_second_signal_skips_every_exit_wait() {
+/// A node whose stdout and stderr are both pipes nobody reads, full: its exit would wait
+/// for both readers. Returns the child and the pipes (kept open, unread).
+fn node_with_stdout_and_stderr_backed_up() -> (Child, impl Sized) {
     use std::os::fd::AsRawFd;
     let mut cmd = common::command("stuck", &[]);
     cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
@@ -661,6 +659,15 @@ fn a_second_signal_skips_every_exit_wait() {
     }
     let mut stdin = child.stdin.take().unwrap();
     back_up_stdout(&mut stdin, out.get_ref().as_raw_fd());
+    (child, (out, err, stdin))
+}
+
+/// A second signal leaves at once even when both stdout and stderr are backed up: it
+/// skips the wait for stderr as well as the one for stdout (it used to cut the first and
+/// then still wait 2 s for the log).
+#[test]
+fn a_second_signal_skips_every_exit_wait() {
+    let (mut child, _pipes) = node_with_stdout_and_stderr_backed_up();
     signal(&child, libc::SIGTERM);
     // While it waits for stdout at exit, the second signal.
     thread::sleep(Duration::from_millis(200));
@@ -678,7 +685,24 @@ fn a_second_signal_skips_every_exit_wait() {
         took < Duration::from_millis(1500),
         "left {took:?} after the second signal"
     );
-    drop((out, err, stdin));
+}
+
+/// One SIGTERM with stdout and stderr both backed up by readers that take nothing: each
+/// exit wait gives up after 1 s without progress, so the node leaves in about two seconds
+/// (it waited the 1 s for stdout, then the whole 2 s for stderr).
+#[test]
+fn sigterm_does_not_wait_for_a_stderr_nobody_reads_either() {
+    let (mut child, _pipes) = node_with_stdout_and_stderr_backed_up();
+    let signalled = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let status = wait_child(&mut child, SOON).expect("leaves");
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    // 1 s without progress for each; before, 1 s + the whole 2 s drain for the log.
+    assert!(
+        took < Duration::from_millis(2800),
+        "left {took:?} after SIGTERM"
+    );
 }
 
 /// Evictions give back what the evicted connections held: after hundreds of them, the

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::os::{self, StdFd};
 
@@ -19,8 +19,6 @@ pub const HIGH_WATER: usize = 1 << 20;
 pub const LOW_WATER: usize = 256 << 10;
 /// How long the node, as it exits, waits for a slow reader to take what is still buffered.
 pub const EXIT_DRAIN: Duration = Duration::from_secs(5);
-/// At exit, a reader that has taken nothing for this long is not waited for any more.
-pub const EXIT_STALL: Duration = Duration::from_secs(1);
 /// Buffered output past which events are not added but counted (the reactor pauses long
 /// before: this only catches a path that would not): told once the output drains.
 pub const HARD_CAP: usize = 4 << 20;
@@ -239,42 +237,26 @@ impl Stdout {
 
     /// The last flush, as the node exits: waits up to `limit` for a slow reader to take
     /// everything still buffered (a pipe holds only 64 KiB), so no line is lost or cut
-    /// because the node stopped, but not for a reader that has taken nothing for
-    /// [`EXIT_STALL`]; `give_up` (another signal) ends the wait early. Returns how many
-    /// bytes were left unwritten, or the error that stopped the writing (a closed pipe is
-    /// not one: nobody is reading any more).
+    /// because the node stopped, but not for a reader that takes nothing
+    /// ([`os::drain_at_exit`]); `give_up` (another signal) ends the wait early. Returns how
+    /// many bytes were left unwritten, or the error that stopped the writing (a closed pipe
+    /// is not one: nobody is reading any more).
     pub fn flush_before_exit(
         &mut self,
         limit: Duration,
-        mut give_up: impl FnMut() -> bool,
+        give_up: impl FnMut() -> bool,
     ) -> io::Result<usize> {
-        let deadline = Instant::now() + limit;
-        let mut stalled_at = Instant::now() + EXIT_STALL;
-        loop {
-            let before = self.pending();
+        let fd = self.pollable_fd();
+        let mut write = || -> io::Result<usize> {
             match self.flush() {
-                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
-                _ => {}
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+                _ if self.closed => Ok(0),
+                _ => Ok(self.pending()),
             }
-            if self.closed || self.pending() == 0 {
-                return Ok(0);
-            }
-            let Some(fd) = self.pollable_fd() else {
-                return Ok(self.pending());
-            };
-            let now = Instant::now();
-            if self.pending() < before {
-                stalled_at = now + EXIT_STALL;
-            }
-            let until = deadline.min(stalled_at);
-            let left = until.saturating_duration_since(now);
-            if left.is_zero() || give_up() {
-                return Ok(self.pending());
-            }
-            if let Err(e) = os::wait_writable(fd, left) {
-                log::debug!("stdout: waiting to write: {e}");
-                return Ok(self.pending());
-            }
+        };
+        match fd {
+            Some(fd) => os::drain_at_exit(fd, limit, write, give_up),
+            None => write(),
         }
     }
 }
