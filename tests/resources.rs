@@ -496,7 +496,8 @@ fn with_stdout_a_file_the_node_catches_up_after_a_backlog() {
 /// 100 ms at a time instead of spinning (the back-off was a busy loop).
 #[test]
 fn running_out_of_descriptors_backs_off_without_spinning() {
-    let a = node_with_fd_limit("fds", 12);
+    let a = Node::start("fds", &[]);
+    leave_no_free_fd(a.child.id());
     let to = a.sock();
     let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(to).unwrap()).collect();
     a.expect_stderr("accepts paused");

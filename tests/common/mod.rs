@@ -540,6 +540,23 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// Lowers a running process's open-file limit to its lowest free descriptor number, so
+/// the next descriptor it opens fails with EMFILE whatever descriptors it inherited.
+pub fn leave_no_free_fd(pid: u32) {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    let lim = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: lowest_free,
+    };
+    // SAFETY: prlimit on our own child with a struct we own; the old value is not asked.
+    let rc = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
 /// A `kB` field of `/proc/PID/status` (`"VmRSS:"`, `"VmHWM:"`), in KiB.
 pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
