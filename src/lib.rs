@@ -51,6 +51,7 @@ pub mod console;
 pub mod event;
 pub mod identity;
 pub mod log_sink;
+pub mod look;
 mod os;
 pub mod peer_table;
 pub mod rate;
