@@ -25,10 +25,17 @@ pub const DEFAULT_MAX_ENTRIES: usize = 1000;
 pub const MAX_ENTRY_BYTES: usize = 4096;
 
 /// The lines sent, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct History {
     entries: VecDeque<String>,
     max: usize,
+}
+
+impl Default for History {
+    /// An empty history of [`DEFAULT_MAX_ENTRIES`].
+    fn default() -> Self {
+        History::new(DEFAULT_MAX_ENTRIES)
+    }
 }
 
 impl History {

@@ -23,6 +23,13 @@ fn keys_split(chunks: &[&[u8]]) -> Vec<Key> {
     out
 }
 
+/// Checks that each byte string is exactly its one key.
+fn each_is_one_key(cases: &[(&[u8], Key)]) {
+    for (bytes, key) in cases {
+        assert_eq!(keys(bytes), vec![key.clone()], "{bytes:?}");
+    }
+}
+
 fn chars(s: &str) -> Vec<Key> {
     s.chars().map(Key::Char).collect()
 }
@@ -59,9 +66,7 @@ fn control_keys() {
         (b"\x15", Key::CtrlU),
         (b"\x17", Key::CtrlW),
     ];
-    for (bytes, key) in cases {
-        assert_eq!(keys(bytes), vec![key.clone()], "{bytes:?}");
-    }
+    each_is_one_key(cases);
     // Controls with no meaning here are dropped.
     assert_eq!(keys(b"\x00\x07\x11\x13\x1a\x1c\x1fa"), chars("a"));
 }
@@ -97,9 +102,7 @@ fn arrows_in_every_spelling() {
         (b"\x1b[a", Key::Up),
         (b"\x1b[b", Key::Down),
     ];
-    for (bytes, key) in cases {
-        assert_eq!(keys(bytes), vec![key.clone()], "{bytes:?}");
-    }
+    each_is_one_key(cases);
 }
 
 #[test]
@@ -117,9 +120,7 @@ fn word_moves() {
         (b"\x1bf", Key::WordRight),
         (b"\x1b\x7f", Key::CtrlW),
     ];
-    for (bytes, key) in cases {
-        assert_eq!(keys(bytes), vec![key.clone()], "{bytes:?}");
-    }
+    each_is_one_key(cases);
 }
 
 #[test]
@@ -139,9 +140,7 @@ fn home_end_delete_backtab() {
         (b"\x1b[Z", Key::BackTab),
         (b"\x1bOM", Key::Enter),
     ];
-    for (bytes, key) in cases {
-        assert_eq!(keys(bytes), vec![key.clone()], "{bytes:?}");
-    }
+    each_is_one_key(cases);
 }
 
 #[test]
