@@ -1,7 +1,7 @@
 //! The line editor: what the user types at the terminal, as lines to send. Pure.
 //!
 //! * [`keys`]: raw-mode terminal bytes as [`Key`]s ([`KeyParser`], time passed in).
-//! * [`line`]: the text and its cursor, edited by grapheme cluster, bounded.
+//! * [`line`](mod@line): the text and its cursor, edited by grapheme cluster, bounded.
 //! * [`history`]: the lines sent, bounded, kept in a private file across runs.
 //! * [`complete`]: Tab completion (common prefix, then a cycle).
 //! * [`view`]: what to draw: the prompt and the visible part of the line.
