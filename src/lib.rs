@@ -48,6 +48,7 @@ pub mod admission;
 pub mod assembler;
 pub mod config;
 pub mod console;
+pub mod editor;
 pub mod event;
 pub mod identity;
 pub mod log_sink;
