@@ -84,12 +84,36 @@ pub struct Cli {
     /// One JSON object per line on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Colour on a terminal: auto (when stdout is a terminal and NO_COLOR is not set),
+    /// always, or never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
     /// More log detail on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// When to colour output (ripgrep's convention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether stdout is a terminal and the `NO_COLOR` variable
+    /// (<https://no-color.org>: set and not empty means no colour).
+    pub fn colour(self, terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -136,6 +160,7 @@ pub struct Config {
     pub burst: u32,
     pub limit_local: bool,
     pub json: bool,
+    pub color: ColorChoice,
 }
 
 impl Config {
@@ -158,6 +183,7 @@ impl Config {
             burst: 200,
             limit_local: false,
             json: false,
+            color: ColorChoice::Never,
         }
     }
 }
@@ -292,6 +318,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         burst: cli.burst,
         limit_local: cli.limit_local,
         json: cli.json,
+        color: cli.color,
     })
 }
 
@@ -301,6 +328,22 @@ mod tests {
 
     fn cli(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("p2pchat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn colour_follows_the_choice_the_terminal_and_no_color() {
+        use std::ffi::OsStr;
+        let auto = cli(&[]).unwrap().color;
+        assert_eq!(auto, ColorChoice::Auto);
+        assert!(auto.colour(true, None));
+        assert!(!auto.colour(false, None), "not a terminal");
+        assert!(!auto.colour(true, Some(OsStr::new("1"))), "NO_COLOR set");
+        assert!(auto.colour(true, Some(OsStr::new(""))), "NO_COLOR empty counts as unset");
+        let always = cli(&["--color", "always"]).unwrap().color;
+        assert!(always.colour(false, Some(OsStr::new("1"))));
+        let never = cli(&["--color", "never"]).unwrap().color;
+        assert!(!never.colour(true, None));
+        assert!(cli(&["--color", "sometimes"]).is_err());
     }
 
     #[test]

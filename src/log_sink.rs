@@ -140,6 +140,29 @@ pub fn close(limit: Duration) {
     lock().end();
 }
 
+/// Keeps log lines for [`take_held`] instead of writing them to stderr (`true`), or
+/// writes them again, those still kept first (`false`).
+pub fn hold(on: bool) {
+    let mut sink = lock();
+    sink.held = on;
+    sink.flush();
+}
+
+/// Moves the log lines kept while [`hold`] is on into `out` (whole lines, each ending in
+/// a newline, with a line counting those dropped when more came than the buffer holds).
+pub fn take_held(out: &mut Vec<u8>) {
+    let mut sink = lock();
+    if !sink.held {
+        return;
+    }
+    let backlog = &mut sink.backlog;
+    backlog.resume();
+    out.extend_from_slice(backlog.pending());
+    backlog.buf.clear();
+    backlog.head = 0;
+    backlog.resume();
+}
+
 /// The sink. Nothing that may log is called while it is held (the lock is not reentrant).
 fn lock() -> MutexGuard<'static, Sink> {
     static SINK: Mutex<Sink> = Mutex::new(Sink::new());
@@ -192,6 +215,9 @@ struct Sink {
     watched: bool,
     /// A wait at exit ran out.
     gave_up: bool,
+    /// Lines are kept for the reactor to show (stderr is the terminal the line editor
+    /// draws on: a line written there would land in the middle of the input line).
+    held: bool,
 }
 
 impl Sink {
@@ -202,6 +228,7 @@ impl Sink {
             gone: false,
             watched: false,
             gave_up: false,
+            held: false,
         }
     }
 
@@ -212,7 +239,7 @@ impl Sink {
     }
 
     fn flush(&mut self) -> Flush {
-        if self.gone {
+        if self.gone || self.held {
             return Flush::Done;
         }
         let fd = self.fd.get_or_insert_with(|| {

@@ -348,3 +348,16 @@ pub fn wait_writable(fd: RawFd, limit: std::time::Duration) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The local wall-clock time as (hour, minute), for the stamps on interactive output.
+pub fn local_hour_minute() -> (u8, u8) {
+    // SAFETY: time(NULL) and localtime_r into a tm we own; the result is checked.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return (0, 0);
+        }
+        (tm.tm_hour as u8, tm.tm_min as u8)
+    }
+}

@@ -16,19 +16,66 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_p2pchat");
 const SOON: Duration = Duration::from_secs(10);
 
+/// The terminal's size in the tests, unless a test resizes it.
+const COLS: u16 = 80;
+const ROWS: u16 = 24;
+
 /// A node whose stdin, stdout and stderr are one pseudo-terminal.
 struct Tty {
     child: Child,
     /// `None` once the terminal has hung up.
     master: Option<File>,
+    /// The terminal's other end, kept to read its settings (let go for `wait_end`).
+    slave: Option<File>,
+    /// Everything written to the terminal, as text.
     screen: Arc<Mutex<String>>,
+    /// What a terminal would show: a screen model fed the same bytes.
+    vt: Arc<Mutex<vt100::Parser>>,
+    /// `XDG_STATE_HOME` for this node (its history file), removed at the end.
+    home: std::path::PathBuf,
     /// Tells the screen reader to let go of its copy of the master.
     hang_up: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
 
+fn nz(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).expect("a terminal is at least one cell")
+}
+
+fn set_size(fd: i32, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize through a valid pointer.
+    assert_eq!(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }, 0);
+}
+
+/// The terminal's settings (to compare before and after a run).
+fn settings(f: &File) -> Vec<u8> {
+    // SAFETY: termios is plain data; tcgetattr fills it.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a termios we own.
+    assert_eq!(unsafe { libc::tcgetattr(f.as_raw_fd(), &mut t) }, 0);
+    let t = [t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag];
+    t.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
 impl Tty {
     fn spawn(args: &[&str]) -> Tty {
+        Tty::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Tty {
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let home = std::env::temp_dir().join(format!(
+            "p2pchat-tty-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&home).unwrap();
         // Both ends close-on-exec (openpty's are not): a master inherited by a child (this
         // node, or one another test starts meanwhile) would keep the terminal from ever
         // hanging up.
@@ -53,17 +100,29 @@ impl Tty {
             .custom_flags(libc::O_NOCTTY)
             .open(path.to_str().unwrap())
             .expect("open the terminal");
-        let child = Command::new(BIN)
-            .args(args)
+        set_size(master.as_raw_fd(), COLS, ROWS);
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")
+            .env_remove("NO_COLOR")
+            .env("XDG_STATE_HOME", &home)
+            .env("TERM", "xterm");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let keep = slave.try_clone().unwrap();
+        let child = cmd
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave))
             .spawn()
             .unwrap();
+        let slave = keep;
         let screen = Arc::new(Mutex::new(String::new()));
         let sink = screen.clone();
+        let vt = Arc::new(Mutex::new(vt100::Parser::new(nz(ROWS), nz(COLS), 0)));
+        let vt_sink = vt.clone();
         let hang_up = Arc::new(AtomicBool::new(false));
         let stop = hang_up.clone();
         let mut reader = master.try_clone().unwrap();
@@ -83,17 +142,22 @@ impl Tty {
                 // Ends with EIO once the node has gone and the terminal has no other user.
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                    Ok(n) => {
+                        vt_sink.lock().unwrap().process(&buf[..n]);
+                        sink.lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n]))
+                    }
                 }
             }
         });
         Tty {
             child,
             master: Some(master),
+            slave: Some(slave),
             screen,
+            vt,
+            home,
             hang_up,
             reader: Some(reader),
         }
@@ -111,6 +175,7 @@ impl Tty {
     /// Waits until the terminal's reader has seen the end of the output (the node and
     /// every other holder of the terminal are gone).
     fn wait_end(&mut self) {
+        self.slave = None;
         let until = Instant::now() + SOON;
         while self.reader.as_ref().is_some_and(|r| !r.is_finished()) {
             assert!(
@@ -168,6 +233,107 @@ impl Drop for Tty {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// The screen model: what a person would see.
+impl Tty {
+    /// The screen's rows, trailing blanks trimmed.
+    fn rows(&self) -> Vec<String> {
+        let vt = self.vt.lock().unwrap();
+        let (_, cols) = vt.screen().size();
+        vt.screen()
+            .rows(0, cols.get())
+            .map(|r| r.trim_end().to_owned())
+            .collect()
+    }
+
+    /// The row the cursor is on, and its column.
+    fn cursor(&self) -> (u16, u16) {
+        self.vt.lock().unwrap().screen().cursor_position()
+    }
+
+    /// The text of the row the cursor is on (the input line).
+    fn input_row(&self) -> String {
+        let (row, _) = self.cursor();
+        self.rows()[row as usize].clone()
+    }
+
+    /// Waits until `pred` holds for the screen's rows; panics with the screen if it does not
+    /// within the deadline.
+    fn wait_screen(&self, what: &str, pred: impl Fn(&[String]) -> bool) {
+        let until = Instant::now() + SOON;
+        loop {
+            let rows = self.rows();
+            if pred(&rows) {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "screen never showed {what} within {SOON:?}:\n{}\ncursor {:?}",
+                rows.join("\n"),
+                self.cursor()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until some row contains `text`.
+    fn wait_row(&self, text: &str) {
+        self.wait_screen(&format!("{text:?}"), |rows| rows.iter().any(|r| r.contains(text)));
+    }
+
+    /// Waits until the input line (the cursor's row) is `text` with the cursor at `col`.
+    fn wait_input(&self, text: &str, col: u16) {
+        let until = Instant::now() + SOON;
+        loop {
+            let (row, c) = self.cursor();
+            let line = self.rows()[row as usize].clone();
+            if line == text.trim_end() && c == col {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "input line {line:?} cursor {c}, expected {text:?} cursor {col}; screen:\n{}",
+                self.rows().join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Types bytes as keys (no newline added).
+    fn keys(&self, bytes: &[u8]) {
+        self.master().write_all(bytes).unwrap();
+    }
+
+    /// The cell at (row, col), for its colours.
+    fn cell_fg(&self, row: u16, col: u16) -> vt100::Color {
+        let vt = self.vt.lock().unwrap();
+        vt.screen().cell(row, col).map(|c| c.fgcolor()).unwrap()
+    }
+
+    /// Resizes the terminal as a window manager does, and tells the node (the node is not
+    /// the terminal's session leader here, so the kernel does not).
+    fn resize(&self, cols: u16, rows: u16) {
+        set_size(self.master().as_raw_fd(), cols, rows);
+        self.vt.lock().unwrap().screen_mut().set_size(nz(rows), nz(cols));
+        common::signal(&self.child, libc::SIGWINCH);
+    }
+
+    /// The node's port, from the `Server listening on port N` line.
+    fn port(&self) -> u16 {
+        let at = self.wait_for(0, "Server listening on port ");
+        self.screen()[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.port()).parse().unwrap()
     }
 }
 
@@ -176,19 +342,11 @@ fn name_and_port_are_asked_for_on_a_terminal() {
     let mut t = Tty::spawn(&["--bind", "127.0.0.1"]);
     let at = t.wait_for(0, "Enter your name (without spaces): ");
     t.type_line("alice");
-    let at = t.wait_for(at, "Enter your port number: ");
+    t.wait_for(at, "Enter your port number: ");
     t.type_line("0");
-    let at = t.wait_for(at, "Server listening on port ");
-    let screen = t.screen();
-    let port: u16 = screen[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_ne!(port, 0, "the real port is shown");
-    t.wait_for(at, "Enter choice: ");
-    t.type_line("0");
+    assert_ne!(t.port(), 0, "the real port is shown");
+    t.wait_input("> ", 2);
+    t.keys(b"0\r");
     assert!(t.wait_exit().success());
 }
 
@@ -197,41 +355,32 @@ fn a_name_with_spaces_is_asked_for_again() {
     let mut t = Tty::spawn(&["--bind", "127.0.0.1", "--port", "0"]);
     let at = t.wait_for(0, "Enter your name (without spaces): ");
     t.type_line("two words");
-    let at = t.wait_for(at, "Enter your name (without spaces): ");
+    t.wait_for(at, "Enter your name (without spaces): ");
     t.type_line("one");
-    t.wait_for(at, "Enter choice: ");
+    t.wait_input("> ", 2);
 }
 
-/// The answer to a menu choice is shown before the next question, and once the user quits
-/// no question is asked any more.
+/// The answer to a menu choice is shown above the input line, and once the user quits
+/// the input line is gone for good.
 #[test]
-fn menu_answers_come_before_the_next_prompt_and_quit_asks_nothing_more() {
-    let mut t = Tty::spawn(&["--name", "alice", "--port", "0", "--bind", "127.0.0.1"]);
-    let at = t.wait_for(0, "Enter choice: ");
-    t.type_line("2");
-    let answer = t.wait_for(at, "No active peers.");
-    let next = t.wait_for(answer, "Enter choice: ");
-    let between = &t.screen()[at..next];
-    assert_eq!(
-        between.matches("Enter choice:").count(),
-        1,
-        "one prompt after the answer, none before it:\n{between}"
-    );
-
-    t.type_line("3");
-    let answer = t.wait_for(next, "No peers remaining for connection.");
-    let after = t.wait_for(answer, "Enter choice: ");
-    assert_eq!(t.screen()[next..after].matches("Enter").count(), 1);
-
-    t.type_line("0");
-    let exiting = t.wait_for(after, "Exiting...");
+fn menu_answers_come_above_the_input_line_and_quit_leaves_no_input_line() {
+    let mut t = editor_node(&[]);
+    t.keys(b"2\r");
+    t.wait_row("No active peers.");
+    t.wait_input("> ", 2);
+    t.keys(b"3\r");
+    t.wait_row("No peers remaining for connection.");
+    t.wait_input("> ", 2);
+    t.keys(b"0\r");
+    t.wait_row("Exiting...");
     assert!(t.wait_exit().success());
-    // Everything the node wrote: the terminal's reader has seen its end.
     t.wait_end();
-    let screen = t.screen();
+    let rows = t.rows();
+    let exiting = rows.iter().rposition(|r| r.contains("Exiting...")).unwrap();
     assert!(
-        !screen[exiting..].contains("Enter choice"),
-        "a prompt after quitting:\n{screen}"
+        rows[exiting + 1..].iter().all(|r| r.is_empty()),
+        "nothing after quitting:\n{}",
+        rows.join("\n")
     );
 }
 
@@ -271,7 +420,7 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
         .unwrap()
         .parse()
         .unwrap();
-    let at = t.wait_for(at, "Enter choice: ");
+    t.wait_input("> ", 2);
     let (_, hello) = common::accept_read_within(&peer, SOON).expect("the greeting");
     assert!(hello.ends_with(b" alice hello"), "{hello:?}");
     // Quitting: its `exit` waits for the peer, which does not take it yet. (Told before
@@ -291,4 +440,272 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
         status.success(),
         "a terminal that hung up is a normal way out: {status}"
     );
+}
+
+// ----- the line editor -------------------------------------------------------------------
+
+/// A node with the line editor on a terminal, its input line shown.
+fn editor_node(extra: &[&str]) -> Tty {
+    let mut args = vec!["--name", "alice", "--port", "0", "--bind", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    let t = Tty::spawn(&args);
+    t.wait_input("> ", 2);
+    t
+}
+
+/// A legacy peer's message to the node.
+fn message_from(to: std::net::SocketAddr, name: &str, text: &str) {
+    let (_l, port) = common::listener();
+    let payload = format!("127.0.0.1:{port} {name} {text}");
+    assert!(common::send_raw(to, payload.as_bytes()), "clean close");
+}
+
+#[test]
+fn a_half_typed_line_survives_an_arriving_message_with_the_cursor_where_it_was() {
+    let t = editor_node(&[]);
+    t.keys(b"hello world");
+    // Cursor moved back into the word: Left five times.
+    t.keys(b"\x1b[D\x1b[D\x1b[D\x1b[D\x1b[D");
+    t.wait_input("> hello world", 8);
+    message_from(t.addr(), "bob", "are you there?");
+    t.wait_row("Message from bob [");
+    // The event is above; the input line is intact, cursor in place.
+    t.wait_input("> hello world", 8);
+    let rows = t.rows();
+    let (row, _) = t.cursor();
+    let msg = rows.iter().position(|r| r.contains("are you there?")).unwrap();
+    assert!(msg < row as usize, "the event is above the input line:\n{}", rows.join("\n"));
+    assert!(
+        rows[msg].chars().take(6).collect::<String>().ends_with(' ')
+            && rows[msg].as_bytes()[2] == b':',
+        "stamped HH:MM: {:?}",
+        rows[msg]
+    );
+    // Typing goes on where the cursor is.
+    t.keys(b"big ");
+    t.wait_input("> hello big world", 12);
+}
+
+#[test]
+fn editing_keys_move_and_delete_by_grapheme() {
+    let t = editor_node(&[]);
+    t.keys("héllo wörld 👍🏽".as_bytes());
+    t.wait_input("> héllo wörld 👍🏽", 16);
+    // Backspace takes the whole emoji with its skin tone.
+    t.keys(b"\x7f");
+    t.wait_input("> héllo wörld ", 14);
+    // Ctrl-W deletes the word before the cursor; Ctrl-A goes home; Ctrl-K kills to the end.
+    t.keys(b"\x17");
+    t.wait_input("> héllo", 8);
+    t.keys(b"\x01");
+    t.wait_input("> héllo", 2);
+    t.keys(b"\x1b[C\x1b[C\x0b");
+    t.wait_input("> hé", 4);
+    // Ctrl-E, then Ctrl-U clears the line.
+    t.keys(b"\x05\x15");
+    t.wait_input(">", 2);
+    // Wide characters take two columns each.
+    t.keys("中文".as_bytes());
+    t.wait_input("> 中文", 6);
+    t.keys(b"\x7f");
+    t.wait_input("> 中", 4);
+}
+
+#[test]
+fn history_is_recalled_with_up_and_kept_across_runs() {
+    let mut t = editor_node(&[]);
+    t.keys(b"/peers\r");
+    t.wait_row("No active peers.");
+    t.keys(b"/help\r");
+    t.wait_row("/quit");
+    t.keys(b"\x1b[A");
+    t.wait_input("> /help", 7);
+    t.keys(b"\x1b[A");
+    t.wait_input("> /peers", 8);
+    t.keys(b"\x1b[B\x1b[B");
+    t.wait_input(">", 2);
+    t.keys(b"/quit\r");
+    assert!(t.wait_exit().success());
+    let file = t.home.join("p2pchat/history");
+    let text = std::fs::read_to_string(&file).expect("history saved");
+    assert!(text.contains("/peers") && text.contains("/quit"), "{text:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "history is private");
+    // A new run on the same state directory recalls it.
+    let home = t.home.to_str().unwrap().to_owned();
+    let t2 = Tty::spawn_env(
+        &["--name", "alice", "--port", "0", "--bind", "127.0.0.1"],
+        &[("XDG_STATE_HOME", &home)],
+    );
+    t2.wait_input("> ", 2);
+    t2.keys(b"\x1b[A");
+    t2.wait_input("> /quit", 7);
+}
+
+#[test]
+fn tab_completes_commands_and_peer_names() {
+    let t = editor_node(&[]);
+    t.keys(b"/pe\t");
+    t.wait_input("> /peers ", 9);
+    t.keys(b"\x15");
+    message_from(t.addr(), "bobby", "hi");
+    t.wait_row("Message from bobby [");
+    t.keys(b"/msg bo\t");
+    t.wait_input("> /msg bobby ", 13);
+}
+
+#[test]
+fn a_long_line_scrolls_and_a_resize_lays_it_out_again() {
+    let t = editor_node(&[]);
+    let long = "x".repeat(150);
+    t.keys(long.as_bytes());
+    t.wait_screen("the cursor inside an 80-column line", |_| {
+        let (_, col) = t.cursor();
+        col < 80 && col > 2
+    });
+    assert!(t.input_row().chars().count() < 80);
+    t.resize(40, 24);
+    t.wait_screen("the input line within 40 columns", |_| {
+        let (_, col) = t.cursor();
+        col < 40 && t.input_row().chars().count() < 40 && t.input_row().starts_with("> ")
+    });
+    // Home shows the start of the line again.
+    t.keys(b"\x01");
+    t.wait_input(&format!("> {}", "x".repeat(37)), 2);
+}
+
+#[test]
+fn colours_are_on_with_always_and_off_with_never() {
+    let t = editor_node(&["--color", "always"]);
+    message_from(t.addr(), "carol", "colourful");
+    t.wait_row("Message from carol [");
+    let rows = t.rows();
+    let row = rows.iter().position(|r| r.contains("carol")).unwrap();
+    let col = rows[row].find("carol").unwrap();
+    assert_ne!(
+        t.cell_fg(row as u16, col as u16),
+        vt100::Color::Default,
+        "the name is coloured"
+    );
+    let plain = editor_node(&["--color", "never"]);
+    message_from(plain.addr(), "carol", "plain");
+    plain.wait_row("Message from carol [");
+    let rows = plain.rows();
+    let row = rows.iter().position(|r| r.contains("carol")).unwrap();
+    for col in 0..rows[row].chars().count() {
+        assert_eq!(plain.cell_fg(row as u16, col as u16), vt100::Color::Default);
+    }
+    // NO_COLOR turns auto off.
+    let no = Tty::spawn_env(
+        &["--name", "alice", "--port", "0", "--bind", "127.0.0.1"],
+        &[("NO_COLOR", "1")],
+    );
+    no.wait_input("> ", 2);
+    message_from(no.addr(), "carol", "plain");
+    no.wait_row("Message from carol [");
+    assert!(!no.screen().contains("\x1b[3"), "no colour codes with NO_COLOR");
+}
+
+#[test]
+fn the_menu_asks_its_questions_in_the_input_line() {
+    let t = editor_node(&[]);
+    let (peer, port) = common::listener();
+    t.keys(b"1\r");
+    t.wait_input("Enter recipient's IP address:", 30);
+    t.keys(b"127.0.0.1\r");
+    t.wait_input("Enter recipient's port number:", 31);
+    t.keys(format!("{port}\r").as_bytes());
+    t.keys(b"hi there\r");
+    let (_, got) = common::accept_read_within(&peer, SOON).expect("the message");
+    assert!(got.ends_with(b" alice hi there"), "{got:?}");
+    t.wait_input("> ", 2);
+    // A slash command at a question cancels it and runs.
+    t.keys(b"1\r");
+    t.wait_input("Enter recipient's IP address:", 30);
+    t.keys(b"/peers\r");
+    t.wait_row("1. Unknown [127.0.0.1:");
+    t.wait_input("> ", 2);
+}
+
+#[test]
+fn ctrl_c_clears_a_line_then_quits_and_a_second_one_leaves_at_once() {
+    // A peer that never answers keeps the quit waiting for its `exit`.
+    let (peer, port) = common::listener();
+    let peer_addr = format!("127.0.0.1:{port}");
+    let t = editor_node(&["--peer", &peer_addr]);
+    common::accept_read_within(&peer, SOON).expect("the greeting");
+    t.keys(b"half a thought");
+    t.wait_input("> half a thought", 16);
+    t.keys(b"\x03");
+    t.wait_input(">", 2);
+    t.keys(b"\x03");
+    t.wait_row("quitting");
+    let _exit = common::accept_within(&peer); // accepted, never answered
+    t.keys(b"\x03");
+    t.wait_row("leaving now");
+    let mut t = t;
+    assert!(t.wait_exit().success());
+}
+
+#[test]
+fn ctrl_d_on_an_empty_line_quits() {
+    let mut t = editor_node(&[]);
+    t.keys(b"abc\x01\x04");
+    t.wait_input("> bc", 2);
+    t.keys(b"\x05\x15\x04");
+    t.wait_row("Exiting...");
+    assert!(t.wait_exit().success());
+}
+
+/// Whatever way the node leaves, the terminal gets its settings back.
+#[test]
+fn the_terminal_settings_are_restored_after_quit_sigterm_and_sighup() {
+    for how in ["quit", "SIGTERM", "SIGHUP", "SIGINT"] {
+        let t = Tty::spawn(&["--name", "alice", "--port", "0", "--bind", "127.0.0.1"]);
+        // Before the node takes the terminal over (it asks nothing: name and port given).
+        let before = settings(t.slave.as_ref().unwrap());
+        t.wait_input("> ", 2);
+        assert_ne!(settings(t.slave.as_ref().unwrap()), before, "{how}: raw mode while running");
+        match how {
+            "quit" => t.keys(b"/quit\r"),
+            "SIGTERM" => common::signal(&t.child, libc::SIGTERM),
+            "SIGHUP" => common::signal(&t.child, libc::SIGHUP),
+            _ => common::signal(&t.child, libc::SIGINT),
+        }
+        let mut t = t;
+        assert!(t.wait_exit().success(), "{how}");
+        assert_eq!(settings(t.slave.as_ref().unwrap()), before, "{how}: settings restored");
+        assert!(t.screen().contains("\x1b[?2004l"), "{how}: bracketed paste off");
+    }
+}
+
+#[test]
+fn a_paste_with_line_breaks_sends_nothing_until_enter_then_one_message_per_line() {
+    let (peer, port) = common::listener();
+    let t = editor_node(&[]);
+    let paste = format!("/send 127.0.0.1:{port} one\n/send 127.0.0.1:{port} two");
+    t.keys(format!("\x1b[200~{paste}\x1b[201~").as_bytes());
+    // Still in the input line, the line break shown, nothing run.
+    t.wait_screen("the paste in the input line", |_| {
+        let row = t.input_row();
+        row.contains("one") && row.contains("two")
+    });
+    assert!(!t.screen().contains("Message sent"), "a paste ran a line");
+    t.keys(b"\r");
+    let (_, first) = common::accept_read_within(&peer, SOON).expect("the first line");
+    let (_, second) = common::accept_read_within(&peer, SOON).expect("the second line");
+    assert!(first.ends_with(b" alice one"), "{first:?}");
+    assert!(second.ends_with(b" alice two"), "{second:?}");
+}
+
+#[test]
+fn log_lines_appear_above_the_input_line_without_garbling_it() {
+    let t = editor_node(&["-v"]);
+    t.keys(b"typing");
+    t.wait_input("> typing", 8);
+    // Garbage from the network makes the node log a warning.
+    assert!(common::send_raw(t.addr(), b"complete garbage"));
+    t.wait_row("WARN");
+    t.wait_input("> typing", 8);
 }

@@ -27,6 +27,8 @@ mod receive;
 mod sends;
 mod stdin;
 mod stdout;
+mod terminal;
+mod tty;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::admission::{self, Admission};
@@ -138,6 +140,8 @@ pub struct Node {
     console: Console,
     stdin: stdin::Stdin,
     stdout: stdout::Stdout,
+    /// The line editor, when a person types at a terminal.
+    terminal: Option<terminal::Terminal>,
     signals: Signals,
     /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
@@ -183,12 +187,26 @@ impl Node {
             log::debug!("stdin cannot be polled ({e}); reading it eagerly");
             stdin.make_eager();
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(RunError::Poll)?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).map_err(RunError::Poll)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
         let interactive = stdin.kind == os::InputKind::Terminal;
-        let stdout = stdout::Stdout::new(cfg.json, interactive);
+        let stdout_terminal = crate::is_terminal(1);
+        let colour = !cfg.json
+            && cfg
+                .color
+                .colour(stdout_terminal, std::env::var_os("NO_COLOR").as_deref());
+        let mut stdout = stdout::Stdout::new(cfg.json, interactive, colour);
+        let terminal = if interactive && stdout_terminal && !cfg.json {
+            terminal::Terminal::open()
+        } else {
+            None
+        };
+        if let Some(t) = &terminal {
+            stdout.use_screen(colour, t.width);
+        }
         let stdout_polled = stdout.pollable_fd().is_some_and(|fd| {
             let r = poll
                 .registry()
@@ -250,6 +268,7 @@ impl Node {
             table,
             console: Console::new(),
             stdin,
+            terminal,
             signals,
             scratch: vec![0u8; scratch_len].into_boxed_slice(),
             exit: false,
@@ -288,6 +307,7 @@ impl Node {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
+                    STDIN if self.terminal.is_some() => self.read_keys(now),
                     STDIN => self.read_stdin(now),
                     SIGNALS => self.signal(now),
                     STDOUT => self.flush_stdout(now),
@@ -306,12 +326,14 @@ impl Node {
 
     fn begin(&mut self, now: Instant) {
         log::info!("listening on {} as {:?}", self.local, self.cfg.name);
+        self.show_held_log();
         self.stdout.event(&Event::Listening {
             addr: self.local,
             name: self.cfg.name.clone(),
         });
         self.stdout.banner(console::MENU);
         self.stdout.set_prompt(Some(self.console.current_prompt()));
+        self.redraw_input();
         for peer in self.cfg.peers.clone() {
             let greeting = self.cfg.greeting.clone();
             self.table.send(now, Target::Addr(peer), &greeting);
@@ -334,6 +356,7 @@ impl Node {
         }
         [
             self.conns.next_deadline(),
+            self.terminal.as_ref().and_then(|t| t.poll_timeout()),
             self.table.poll_timeout(),
             self.admission.poll_timeout(now),
             self.remote_log.due(),
@@ -345,7 +368,12 @@ impl Node {
 
     /// Everything due at `now` whether or not an event came.
     fn fire_timers(&mut self, now: Instant) {
-        if self.stdin_waiting() {
+        if self.terminal.is_some() {
+            if self.stdin.wants_turn() {
+                self.read_keys(now);
+            }
+            self.keys_timeout(now);
+        } else if self.stdin_waiting() {
             self.read_stdin(now);
         }
         let admission_due = self.admission.poll_timeout(now).is_some_and(|t| t <= now);
@@ -464,6 +492,10 @@ impl Node {
 
     /// Whether typed input waits to be read or run (the loop must not sleep).
     fn stdin_waiting(&self) -> bool {
+        if self.terminal.is_some() {
+            // Keys are read while paused too: a person's typing adds little output.
+            return self.stdin.wants_turn();
+        }
         !self.paused && (self.stdin.wants_turn() || !self.typed.is_empty())
     }
 
@@ -495,30 +527,37 @@ impl Node {
             Command::Peers => self.table.list(),
             Command::ConnectCandidates => self.table.list_candidates(),
             Command::Connect(which) => self.table.connect(now, which),
-            Command::Quit => {
-                self.stdout.set_prompt(None);
-                self.table.quit(now);
-            }
+            Command::Quit => self.quit_typed(now),
         }
+    }
+
+    /// The user asked to quit: no more prompt or input line; `exit` to every peer.
+    fn quit_typed(&mut self, now: Instant) {
+        self.stdout.set_prompt(None);
+        self.stdout.end_input();
+        self.table.quit(now);
     }
 
     /// SIGINT, SIGTERM and SIGHUP (the terminal closed) quit: `exit` to every peer. A
     /// second signal while quitting leaves at once.
     fn signal(&mut self, now: Instant) {
-        for sig in self.signals.pending() {
-            if self.table.is_quitting() {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            if sig == SIGWINCH {
+                self.resized();
+            } else if self.table.is_quitting() {
                 log::warn!("signal {sig} while quitting: leaving now");
                 self.exit = true;
                 self.leave_now = true;
             } else {
                 log::info!("signal {sig}: quitting (sending exit to every peer)");
-                self.stdout.set_prompt(None);
-                self.table.quit(now);
+                self.quit_typed(now);
             }
         }
     }
 
     fn flush_stdout(&mut self, now: Instant) {
+        self.show_held_log();
         if let Err(e) = self.stdout.flush() {
             if e.kind() == io::ErrorKind::BrokenPipe || self.stdout.hung_up(&e) {
                 log::info!("stdout closed ({e}): quitting");
@@ -546,6 +585,8 @@ impl Node {
             }
         }
         self.stdout.set_prompt(None);
+        self.stdout.end_input();
+        self.show_held_log();
         self.stdout.tell_not_shown_at_exit();
         // A slow reader gets a bounded wait for the rest; a second signal means "now".
         let drain_limit = if self.leave_now {
@@ -556,7 +597,7 @@ impl Node {
         let signals = &mut self.signals;
         let mut signalled = false;
         let mut give_up = || {
-            signalled |= signals.pending().next().is_some();
+            signalled |= signals.pending().any(|s| s != SIGWINCH);
             signalled
         };
         let drained = self.stdout.flush_before_exit(drain_limit, &mut give_up);
@@ -575,6 +616,10 @@ impl Node {
                 log::error!("cannot write to stdout ({e}) at exit: the last events are lost");
                 self.output_error.get_or_insert(e);
             }
+        }
+        // The terminal gets its settings back before the last log lines go to stderr.
+        if let Some(mut t) = self.terminal.take() {
+            t.close();
         }
         // Summaries still due are written now rather than lost.
         let later = now + WARN_INTERVAL;

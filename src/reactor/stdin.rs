@@ -115,6 +115,31 @@ impl Stdin {
         }
     }
 
+    /// Reads at most `buf.len()` bytes of what is available now, as they are (the line
+    /// editor's keys); `None` when nothing is (or input has ended).
+    pub fn read_raw<'a>(&mut self, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        while !self.eof {
+            match self.fd.read(buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.more = true;
+                    return Some(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.more = false;
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EIO: the terminal hung up.
+                    log::info!("reading the terminal failed ({e}): treating it as end of input");
+                    self.eof = true;
+                }
+            }
+        }
+        None
+    }
+
     fn split(&mut self, mut data: &[u8], out: &mut Lines) {
         while let Some(nl) = data.iter().position(|&b| b == b'\n') {
             if self.discarding {

@@ -26,7 +26,30 @@ pub const HARD_CAP: usize = 4 << 20;
 const KEEP_CAPACITY: usize = 64 << 10;
 
 use crate::event::Event;
+use crate::look::{self, Look};
 use crate::render;
+
+/// Erases the terminal's current line and puts the cursor at its start.
+const ERASE_LINE: &[u8] = b"\r\x1b[K";
+
+/// An interactive terminal with the line editor: events are written above the input line,
+/// which is redrawn after them as it was.
+#[derive(Debug)]
+struct Screen {
+    colour: bool,
+    width: usize,
+    /// The input line as it should look (prompt and visible text) and the cursor's column.
+    input: String,
+    cursor_col: usize,
+    /// Something of the input line is on the screen's last line.
+    shown: bool,
+    /// What is on the screen is `input` as it is now.
+    current: bool,
+    /// No input line any more (the node is quitting).
+    ended: bool,
+    /// An event's human lines, before they are dressed.
+    scratch: Vec<u8>,
+}
 
 #[derive(Debug)]
 pub struct Stdout {
@@ -47,10 +70,15 @@ pub struct Stdout {
     not_shown: u64,
     /// The last write would have blocked: the sink says (a writable event) when to retry.
     blocked: bool,
+    /// The line editor is on: events go above its input line.
+    screen: Option<Screen>,
+    /// Human lines are coloured.
+    colour: bool,
 }
 
 impl Stdout {
-    pub fn new(json: bool, prompts: bool) -> Stdout {
+    /// `colour`: human lines are coloured (`--color`), also when the editor is not on.
+    pub fn new(json: bool, prompts: bool, colour: bool) -> Stdout {
         let (sink, why) = StdFd::open(1, libc::O_WRONLY);
         if let Some(e) = why {
             log::info!("cannot reopen stdout ({e}): made it non-blocking itself until exit");
@@ -66,7 +94,112 @@ impl Stdout {
             closed: false,
             not_shown: 0,
             blocked: false,
+            screen: None,
+            colour,
         }
+    }
+
+    /// The line editor runs on this terminal, `width` columns wide: events are stamped,
+    /// dressed and written above its input line.
+    pub fn use_screen(&mut self, colour: bool, width: usize) {
+        self.prompts = false;
+        self.screen = Some(Screen {
+            colour,
+            width,
+            input: String::new(),
+            cursor_col: 0,
+            shown: false,
+            current: false,
+            ended: false,
+            scratch: Vec::new(),
+        });
+    }
+
+    /// The terminal was resized: later lines wrap at `width`, the input line is redrawn.
+    pub fn set_width(&mut self, width: usize) {
+        if let Some(s) = &mut self.screen {
+            s.width = width;
+            s.current = false;
+        }
+    }
+
+    /// What the input line shows now (prompt and visible text) and where its cursor is;
+    /// drawn at the next flush if it changed.
+    pub fn set_input(&mut self, text: &str, cursor_col: usize) {
+        if let Some(s) = &mut self.screen
+            && (s.input != text || s.cursor_col != cursor_col)
+        {
+            s.input.clear();
+            s.input.push_str(text);
+            s.cursor_col = cursor_col;
+            s.current = false;
+        }
+    }
+
+    /// No more input line: it is erased (quitting).
+    pub fn end_input(&mut self) {
+        self.erase_input();
+        if let Some(s) = &mut self.screen {
+            s.ended = true;
+        }
+    }
+
+    /// Ctrl-L: clears the terminal; the input line is drawn again at the top.
+    pub fn clear_screen(&mut self) {
+        if let Some(s) = &mut self.screen {
+            self.buf.extend_from_slice(b"\x1b[H\x1b[2J");
+            s.shown = false;
+            s.current = false;
+        }
+    }
+
+    /// Log lines (kept from stderr while the editor draws there), shown above the input
+    /// line, dimmed.
+    pub fn log_lines(&mut self, lines: &[u8]) {
+        if lines.is_empty() || self.closed {
+            return;
+        }
+        self.erase_input();
+        let Some(s) = &self.screen else { return };
+        let colour = s.colour;
+        for line in String::from_utf8_lossy(lines).lines() {
+            let line = crate::sanitize::for_terminal(line);
+            if colour {
+                self.buf.extend_from_slice(b"\x1b[2m");
+            }
+            self.buf.extend_from_slice(line.as_bytes());
+            if colour {
+                self.buf.extend_from_slice(b"\x1b[0m");
+            }
+            self.buf.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Takes the input line off the screen so that output can be written in its place.
+    fn erase_input(&mut self) {
+        if let Some(s) = &mut self.screen
+            && s.shown
+        {
+            self.buf.extend_from_slice(ERASE_LINE);
+            s.shown = false;
+            s.current = false;
+        }
+    }
+
+    /// Draws the input line again if what is on screen is not it.
+    fn draw_input(&mut self) {
+        let Some(s) = &mut self.screen else { return };
+        if s.ended || s.current || self.closed {
+            return;
+        }
+        self.buf.extend_from_slice(b"\r");
+        self.buf.extend_from_slice(s.input.as_bytes());
+        self.buf.extend_from_slice(b"\x1b[K\r");
+        if s.cursor_col > 0 {
+            let _ = std::io::Write::write_fmt(&mut self.buf, format_args!("\x1b[{}C", s.cursor_col));
+        }
+        s.shown = true;
+        s.current = true;
     }
 
     fn end_prompt_line(&mut self) {
@@ -123,8 +256,28 @@ impl Stdout {
 
     fn render(&mut self, e: &Event) {
         self.end_prompt_line();
-        if self.json {
+        self.erase_input();
+        if let Some(s) = &mut self.screen {
+            s.scratch.clear();
+            render::human(e, &mut s.scratch);
+            let look = Look {
+                colour: s.colour,
+                stamp: Some(crate::os::local_hour_minute()),
+                width: Some(s.width),
+            };
+            let human = String::from_utf8_lossy(&s.scratch);
+            look::dress(e, &human, &look, &mut self.buf);
+        } else if self.json {
             render::json(e, &mut self.buf);
+        } else if self.colour {
+            let mut human = Vec::new();
+            render::human(e, &mut human);
+            let look = Look {
+                colour: true,
+                stamp: None,
+                width: None,
+            };
+            look::dress(e, &String::from_utf8_lossy(&human), &look, &mut self.buf);
         } else {
             render::human(e, &mut self.buf);
         }
@@ -137,8 +290,9 @@ impl Stdout {
 
     /// Raw text shown to a person only (the menu).
     pub fn banner(&mut self, text: &str) {
-        if self.prompts && !self.closed {
+        if (self.prompts || self.screen.is_some()) && !self.closed {
             self.end_prompt_line();
+            self.erase_input();
             self.buf.extend_from_slice(text.as_bytes());
         }
     }
@@ -205,6 +359,7 @@ impl Stdout {
             self.buf.extend_from_slice(p.as_bytes());
             self.prompt_visible = true;
         }
+        self.draw_input();
         while self.head < self.buf.len() {
             match self.sink.write(&self.buf[self.head..]) {
                 Ok(0) => {

@@ -1,0 +1,261 @@
+//! A person at a terminal: the line editor, driven by the loop like every other source.
+//!
+//! When stdin and stdout are both terminals (and output is not `--json`), the terminal is
+//! put in raw mode and every byte typed goes through [`KeyParser`] to the [`Editor`] as it
+//! arrives: no thread, no blocking read. The input line is always the screen's last line;
+//! events are written above it and it is drawn again after them, text and cursor as they
+//! were (`stdout::Stdout::set_input`). Log lines that would go to the same terminal are
+//! held and shown above the input line too. History is read at start and saved at exit.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::console;
+use crate::editor::{Action, Editor, History, Key, KeyParser};
+use crate::event::Event;
+use crate::log_sink;
+
+use super::Node;
+use super::tty::{self, RawMode};
+
+/// Most lines kept in the history file.
+const HISTORY_LINES: usize = 1000;
+/// Bytes read from the terminal per turn (a paste arrives in pieces of this size).
+const READ_CHUNK: usize = 4096;
+
+/// The line editor's terminal state.
+pub struct Terminal {
+    /// Gives the terminal its settings back when dropped.
+    _raw: RawMode,
+    keys: KeyParser,
+    editor: Editor,
+    history_path: Option<PathBuf>,
+    /// Keys parsed and not yet handled (reused buffer).
+    parsed: Vec<Key>,
+    /// Log lines are held for the screen (stderr is a terminal too).
+    holds_log: bool,
+    pub width: usize,
+}
+
+impl Terminal {
+    /// Raw mode on the terminal at stdin, or `None` (with the reason logged) when it
+    /// cannot be had: the node then runs in line mode.
+    pub fn open() -> Option<Terminal> {
+        let raw = match RawMode::enter(0, 1) {
+            Ok(raw) => raw,
+            Err(e) => {
+                log::warn!("cannot put the terminal in raw mode ({e}): plain line input");
+                return None;
+            }
+        };
+        let history_path = History::default_path();
+        let history = match &history_path {
+            Some(path) => History::load(path, HISTORY_LINES).unwrap_or_else(|e| {
+                log::warn!("cannot read the history {} ({e}): starting empty", path.display());
+                History::new(HISTORY_LINES)
+            }),
+            None => History::new(HISTORY_LINES),
+        };
+        let holds_log = crate::is_terminal(2);
+        if holds_log {
+            log_sink::hold(true);
+        }
+        Some(Terminal {
+            _raw: raw,
+            keys: KeyParser::new(),
+            editor: Editor::new(history),
+            history_path,
+            parsed: Vec::new(),
+            holds_log,
+            width: tty::width(1).unwrap_or(80),
+        })
+    }
+
+    /// When a lone Escape must be decided (the rest of a key sequence did not come).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.keys.poll_timeout()
+    }
+
+    /// Saves the history and lets log lines go to stderr again.
+    pub fn close(&mut self) {
+        if let Some(path) = &self.history_path
+            && let Err(e) = self.editor.history().save(path)
+        {
+            log::warn!("cannot save the history to {} ({e})", path.display());
+        }
+        if self.holds_log {
+            log_sink::hold(false);
+            self.holds_log = false;
+        }
+    }
+}
+
+impl Node {
+    /// Reads what was typed and runs it through the editor: one chunk per turn, so a
+    /// large paste shares the loop with the network.
+    pub(super) fn read_keys(&mut self, now: Instant) {
+        let Some(term) = &mut self.terminal else {
+            return;
+        };
+        let mut buf = [0u8; READ_CHUNK];
+        if let Some(bytes) = self.stdin.read_raw(&mut buf) {
+            term.keys.feed(bytes, now, &mut term.parsed);
+        }
+        self.handle_keys(now);
+        if self.stdin.ended() && !self.typed_ended {
+            // The terminal hung up (or stdin closed): as the end of input in line mode.
+            self.typed_ended = true;
+            if !self.table.is_quitting() {
+                log::info!("end of input: quitting");
+                self.quit_typed(now);
+            }
+        }
+    }
+
+    /// A lone Escape whose sequence never came.
+    pub(super) fn keys_timeout(&mut self, now: Instant) {
+        if let Some(term) = &mut self.terminal
+            && term.keys.poll_timeout().is_some_and(|t| t <= now)
+        {
+            term.keys.handle_timeout(now, &mut term.parsed);
+            self.handle_keys(now);
+        }
+    }
+
+    fn handle_keys(&mut self, now: Instant) {
+        let Some(term) = &mut self.terminal else {
+            return;
+        };
+        let keys = std::mem::take(&mut term.parsed);
+        for key in keys.iter().cloned() {
+            let Some(term) = &mut self.terminal else {
+                return;
+            };
+            let table = &self.table;
+            let complete = |word: &str, first: bool| completions(table, word, first);
+            let actions = term.editor.handle(key, &complete);
+            for action in actions {
+                self.on_action(now, action);
+            }
+        }
+        if let Some(term) = &mut self.terminal {
+            let mut keys = keys;
+            keys.clear();
+            term.parsed = keys;
+        }
+        self.redraw_input();
+    }
+
+    fn on_action(&mut self, now: Instant, action: Action) {
+        match action {
+            Action::Nothing | Action::Redraw => {}
+            Action::Submit(line) => {
+                if self.table.is_quitting() {
+                    return;
+                }
+                self.echo(&line);
+                self.run_line(now, &line);
+            }
+            Action::Interrupt if self.table.is_quitting() => {
+                self.stdout.event(&Event::Info(
+                    "Ctrl-C again: leaving now, without waiting for the last sends".to_owned(),
+                ));
+                self.exit = true;
+                self.leave_now = true;
+            }
+            Action::Interrupt => {
+                self.stdout.event(&Event::Info(
+                    "quitting: telling every peer (Ctrl-C again to leave at once)".to_owned(),
+                ));
+                self.quit_typed(now);
+            }
+            Action::Eof if !self.table.is_quitting() => self.quit_typed(now),
+            Action::Eof => {}
+            Action::ClearScreen => self.stdout.clear_screen(),
+        }
+    }
+
+    /// What was typed, shown above the input line, so the screen reads as a transcript.
+    fn echo(&mut self, line: &str) {
+        let prompt = self.prompt_text();
+        self.stdout
+            .event(&Event::Info(format!("{prompt}{}", line.replace('\n', " "))));
+    }
+
+    /// The input line's prompt: the menu's question when one is asked, else `> `.
+    pub(super) fn prompt_text(&self) -> String {
+        if self.console.in_dialog() {
+            self.console.current_prompt().to_owned()
+        } else {
+            "> ".to_owned()
+        }
+    }
+
+    /// Draws the input line as the editor has it now (or none once quitting).
+    pub(super) fn redraw_input(&mut self) {
+        if self.terminal.is_none() {
+            return;
+        }
+        if self.table.is_quitting() {
+            self.stdout.end_input();
+            return;
+        }
+        let prompt = self.prompt_text();
+        let Some(term) = &self.terminal else { return };
+        let view = term.editor.view(&prompt, term.width);
+        self.stdout.set_input(&view.text, view.cursor_col);
+    }
+
+    /// The terminal was resized (SIGWINCH): lay the input line out again.
+    pub(super) fn resized(&mut self) {
+        let Some(term) = &mut self.terminal else {
+            return;
+        };
+        if let Some(w) = tty::width(1) {
+            term.width = w;
+            self.stdout.set_width(w);
+        }
+        self.redraw_input();
+    }
+
+    /// Log lines held while the editor draws on stderr's terminal.
+    pub(super) fn show_held_log(&mut self) {
+        if self.terminal.as_ref().is_some_and(|t| t.holds_log) {
+            let mut lines = Vec::new();
+            log_sink::take_held(&mut lines);
+            self.stdout.log_lines(&lines);
+        }
+    }
+}
+
+/// Tab completion: `/commands` as the first word, `#N` numbers, and peer names.
+fn completions(table: &crate::peer_table::PeerTable, word: &str, first: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if first && word.starts_with('/') {
+        out.extend(
+            console::COMMANDS
+                .iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| (*c).to_owned()),
+        );
+    } else if let Some(digits) = word.strip_prefix('#') {
+        out.extend(
+            table
+                .peers()
+                .map(|(_, p)| p.number.to_string())
+                .filter(|n| n.starts_with(digits))
+                .map(|n| format!("#{n}")),
+        );
+    } else {
+        out.extend(
+            table
+                .peers()
+                .filter_map(|(_, p)| p.name.as_deref())
+                .filter(|n| n.starts_with(word) && !n.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
