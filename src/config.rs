@@ -213,6 +213,13 @@ pub fn check_name(name: &str) -> Result<(), ConfigError> {
             "it contains spaces or control characters (peers split on spaces)".into(),
         ));
     }
+    if let Some(c) = name.chars().find(|&c| crate::sanitize::invisible(c)) {
+        return Err(ConfigError::BadName(format!(
+            "it contains U+{:04X}, an invisible or space-like character (peers would see \
+             <U+{:04X}>)",
+            c as u32, c as u32
+        )));
+    }
     if name.ends_with(':') {
         return Err(ConfigError::BadName("it must not end with ':'".into()));
     }
@@ -410,7 +417,21 @@ mod tests {
 
     #[test]
     fn names_that_would_break_the_header_are_refused() {
-        for bad in ["", "a b", "a\tb", "a\u{1b}", "team:", &"n".repeat(300)] {
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "a\u{1b}",
+            "team:",
+            &"n".repeat(300),
+            "bob\u{a0}",
+            "b\u{200b}ob",
+            "bob\u{feff}",
+            "bo\u{ad}b",
+            "bob\u{e0041}",
+            "bob\u{202e}",
+            "bob\u{3000}x",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         check_name("alice-42_é").unwrap();

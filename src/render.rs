@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::event::{Cut, Event, PeerHost, PeerRow, PeerView, Purpose};
-use crate::sanitize::{self, for_terminal};
+use crate::sanitize::{self, for_terminal, name_for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
 pub fn human(event: &Event, out: &mut Vec<u8>) {
@@ -25,7 +25,12 @@ struct Who<'a>(&'a PeerView);
 impl fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.0;
-        write!(f, "{} [{}]", for_terminal(p.name_or_unknown()), p.addr())
+        write!(
+            f,
+            "{} [{}]",
+            name_for_terminal(p.name_or_unknown()),
+            p.addr()
+        )
     }
 }
 
@@ -494,6 +499,12 @@ mod tests {
         });
         assert_eq!(out.matches('\n').count(), 1, "{out:?}");
         assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
+        // A name padded with NBSPs cannot pass for a name and an address.
+        let faker = peer(Some("bob\u{a0}[10.0.0.2:9201]\u{200b}"));
+        assert_eq!(
+            line(&Event::NewPeer(faker)),
+            "New peer found: bob<U+00A0>[10.0.0.2:9201]<U+200B> [127.0.0.1:9001]\n"
+        );
     }
 
     #[test]
