@@ -103,6 +103,25 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         }
         Event::Refused(why) => writeln!(out, "{}", for_terminal(why)),
         Event::Info(text) => writeln!(out, "{}", sanitize::for_terminal_lines(text)),
+        Event::Query { number, peer } => writeln!(
+            out,
+            "Talking to #{number} {}: plain text goes there (/query alone to stop)",
+            who(peer)
+        ),
+        Event::QueryEnded => writeln!(
+            out,
+            "No current peer: choose one with /query NAME|#N|IP:PORT, or send with /msg"
+        ),
+        Event::Forgotten { number, peer } => writeln!(
+            out,
+            "Forgot #{number} {}: removed from the list, nothing sent to it",
+            who(peer)
+        ),
+        Event::Renamed(name) => writeln!(
+            out,
+            "You are now {}: messages sent from now on carry this name",
+            name_for_terminal(name)
+        ),
         Event::Exiting => writeln!(out, "Exiting..."),
     }
 }
@@ -158,6 +177,8 @@ struct Line<'a> {
     peers: Option<Vec<Row<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cut: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<usize>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -256,6 +277,19 @@ impl<'a> Line<'a> {
             Event::Info(text) => Line {
                 detail: Some(Cow::Borrowed(text)),
                 ..Line::of("info")
+            },
+            Event::Query { number, peer } => Line {
+                number: Some(*number),
+                ..Line::peer("query", peer)
+            },
+            Event::QueryEnded => Line::of("query_ended"),
+            Event::Forgotten { number, peer } => Line {
+                number: Some(*number),
+                ..Line::peer("forgotten", peer)
+            },
+            Event::Renamed(name) => Line {
+                name: Some(Some(name)),
+                ..Line::of("renamed")
             },
             Event::Exiting => Line::of("exiting"),
         }
@@ -486,6 +520,41 @@ mod tests {
         assert_eq!(
             line(&Event::Peers(rows)),
             "Active Peers:\n1. bob [127.0.0.1:9001] - Connected\n2. Unknown [127.0.0.1:9001] - Yet to connect\n"
+        );
+    }
+
+    #[test]
+    fn the_users_own_choices_have_lines_and_json() {
+        let bob = peer(Some("bob"));
+        let query = Event::Query {
+            number: 3,
+            peer: bob.clone(),
+        };
+        assert_eq!(
+            line(&query),
+            "Talking to #3 bob [127.0.0.1:9001]: plain text goes there (/query alone to stop)\n"
+        );
+        let forgot = Event::Forgotten {
+            number: 3,
+            peer: bob,
+        };
+        assert!(line(&forgot).starts_with("Forgot #3 bob [127.0.0.1:9001]"));
+        assert!(line(&Event::QueryEnded).contains("/query NAME|#N|IP:PORT"));
+        assert!(line(&Event::Renamed("al".into())).starts_with("You are now al"));
+        let j = |e: &Event| {
+            let mut out = Vec::new();
+            json(e, &mut out);
+            serde_json::from_slice::<Value>(&out).unwrap()
+        };
+        assert_eq!(
+            j(&query),
+            json!({"event": "query", "name": "bob", "ip": "127.0.0.1", "port": 9001, "number": 3})
+        );
+        assert_eq!(j(&forgot)["event"], "forgotten");
+        assert_eq!(j(&Event::QueryEnded), json!({"event": "query_ended"}));
+        assert_eq!(
+            j(&Event::Renamed("al".into())),
+            json!({"event": "renamed", "name": "al"})
         );
     }
 
