@@ -28,6 +28,7 @@ mod sends;
 mod stdin;
 mod stdout;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -311,7 +312,7 @@ impl Node {
             name: self.cfg.name.clone(),
         });
         self.stdout.banner(console::MENU);
-        self.stdout.set_prompt(Some(self.console.current_prompt()));
+        self.stdout.set_prompt(Some(self.prompt()));
         for peer in self.cfg.peers.clone() {
             let greeting = self.cfg.greeting.clone();
             self.table.send(now, Target::Addr(peer), &greeting);
@@ -370,14 +371,22 @@ impl Node {
     /// Carries out the table's effects; what they show goes into the output buffer, whose
     /// bound is checked after each.
     fn drain_effects(&mut self, now: Instant) {
+        let mut shown = false;
         while let Some(effect) = self.table.poll_effect() {
             match effect {
-                Effect::Show(event) => self.stdout.event(&event),
+                Effect::Show(event) => {
+                    shown = true;
+                    self.stdout.event(&event);
+                }
                 Effect::Transmit(t) => self.transmit(now, t),
                 Effect::Write { id, payload } => self.write_send(now, id, payload),
                 Effect::Abort(id) => self.abort_send(now, id),
                 Effect::Exit => self.exit = true,
             }
+        }
+        // The current peer may have been renamed or have left: the prompt shows it.
+        if shown && self.console.current().is_some() && !self.table.is_quitting() {
+            self.stdout.set_prompt(Some(self.prompt()));
         }
         if !self.paused && self.stdout.backlogged() {
             log::info!("output is not keeping up: pausing network reads");
@@ -485,13 +494,71 @@ impl Node {
         // What the command shows (a peer list) comes before the next question.
         self.drain_effects(now);
         if !self.table.is_quitting() {
-            self.stdout.set_prompt(Some(self.console.current_prompt()));
+            self.stdout.set_prompt(Some(self.prompt()));
         }
+    }
+
+    /// The current peer (`/query`) as the prompt shows it: its name made safe or its
+    /// address, marked once it has left the list.
+    pub fn current_label(&self) -> Option<String> {
+        let number = self.console.current()?;
+        Some(match self.table.label(number) {
+            Some(label) => label,
+            None => format!("{} (left)", self.console.current_label().unwrap_or("?")),
+        })
+    }
+
+    /// The prompt: the menu's question, `[LABEL] > ` with a current peer, or
+    /// `Enter choice: `.
+    pub fn prompt(&self) -> Cow<'static, str> {
+        self.console.prompt(self.current_label().as_deref())
+    }
+
+    /// Sends still unfinished 1 s after they were asked for (to show as pending).
+    pub fn slow_sends(&self, now: Instant) -> usize {
+        self.table.slow_sends(now)
+    }
+
+    /// Plain text for the current peer `#number`, if it is still listed; if not, nothing
+    /// is sent, the user is told, and there is no current peer any more.
+    fn send_current(&mut self, now: Instant, number: usize, text: &str) {
+        if self.table.peer_by_number(number).is_some() {
+            self.table.send(now, Target::Index(number), text);
+            return;
+        }
+        let label = self.console.current_label().unwrap_or("?");
+        let why = format!("#{number} {label} has left: nothing sent; /query someone else");
+        self.console.clear_current();
+        self.stdout.event(&Event::Refused(why));
     }
 
     fn run_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Send { target, text } => self.table.send(now, target, &text),
+            Command::SendCurrent { number, text } => self.send_current(now, number, &text),
+            Command::Query(None) => {
+                self.console.clear_current();
+                self.stdout.event(&Event::QueryEnded);
+            }
+            Command::Query(Some(target)) => {
+                if let Some(number) = self.table.query(now, &target) {
+                    let label = self.table.label(number).unwrap_or_default();
+                    self.console.set_current(number, label);
+                }
+            }
+            Command::Forget(target) => {
+                let forgotten = self.table.forget(&target);
+                if forgotten.is_some() && forgotten == self.console.current() {
+                    self.console.clear_current();
+                    // After the table's notice of it.
+                    self.drain_effects(now);
+                    self.stdout.event(&Event::QueryEnded);
+                }
+            }
+            Command::Nick(name) => {
+                self.table.set_name(&name);
+                self.cfg.name = name;
+            }
             Command::Peers => self.table.list(),
             Command::ConnectCandidates => self.table.list_candidates(),
             Command::Connect(which) => self.table.connect(now, which),

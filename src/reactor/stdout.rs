@@ -7,6 +7,7 @@
 //! stops reading the network (push back) until the buffer drains below [`LOW_WATER`]. A
 //! regular file is written directly.
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub struct Stdout {
     /// Show menu prompts (a person is typing, human output).
     prompts: bool,
     /// The question awaiting an answer, re-shown after notifications.
-    prompt: Option<&'static str>,
+    prompt: Option<Cow<'static, str>>,
     prompt_visible: bool,
     /// stdout is gone (closed pipe); nothing more is written.
     pub closed: bool,
@@ -144,7 +145,7 @@ impl Stdout {
     }
 
     /// Sets the question awaiting an answer; it is shown on the next flush.
-    pub fn set_prompt(&mut self, prompt: Option<&'static str>) {
+    pub fn set_prompt(&mut self, prompt: Option<Cow<'static, str>>) {
         if self.prompt != prompt {
             self.end_prompt_line();
         }
@@ -200,7 +201,7 @@ impl Stdout {
         self.blocked = false;
         if self.prompts
             && !self.prompt_visible
-            && let Some(p) = self.prompt
+            && let Some(p) = &self.prompt
         {
             self.buf.extend_from_slice(p.as_bytes());
             self.prompt_visible = true;
