@@ -65,7 +65,11 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         } => {
             match purpose {
                 Purpose::Text => write!(out, "Message sent to {}: {}", who(to), for_terminal(text)),
-                Purpose::Connect => write!(out, "Successfully connected to {}", who(to)),
+                // "Successfully" only when the peer confirmed it (by closing).
+                Purpose::Connect if *confirmed => {
+                    write!(out, "Successfully connected to {}", who(to))
+                }
+                Purpose::Connect => write!(out, "Connected to {}", who(to)),
                 Purpose::Exit => write!(out, "Disconnected from {}", who(to)),
             }?;
             if !confirmed {
@@ -494,6 +498,12 @@ mod tests {
             "Disconnected from Unknown [127.0.0.1:9001]\n"
         );
         assert!(line(&sent(Purpose::Text, false)).contains("unconfirmed"));
+        // Never "successfully" and "unconfirmed" at once.
+        assert_eq!(
+            line(&sent(Purpose::Connect, false)),
+            "Connected to Unknown [127.0.0.1:9001] (unconfirmed: the peer had not closed the \
+             connection)\n"
+        );
         let failed = Event::SendFailed {
             to: unknown.clone(),
             purpose: Purpose::Text,
