@@ -237,13 +237,69 @@ fn ask_until_valid<T>(
     question: &str,
     check: impl Fn(&str) -> Result<T, ConfigError>,
 ) -> Result<T, ConfigError> {
-    let mut q = question.to_owned();
+    ask_again(ask, what, None, question, check)
+}
+
+/// [`ask_until_valid`], saying `why` (what was wrong with the last answer) first.
+fn ask_again<T>(
+    ask: &mut dyn FnMut(&str) -> Option<String>,
+    what: &'static str,
+    why: Option<&str>,
+    question: &str,
+    check: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let mut q = match why {
+        Some(why) => format!("{why}\n{question}"),
+        None => question.to_owned(),
+    };
     loop {
         let answer = ask(&q).ok_or(ConfigError::NotAnswered(what))?;
         match check(answer.trim()) {
             Ok(v) => return Ok(v),
             Err(e) => q = format!("{e}\n{question}"),
         }
+    }
+}
+
+const ASK_PORT: &str = "Enter your port number: ";
+
+/// Asks for the port to listen on, saying `why` first (why the last one will not do).
+fn ask_port(ask: Ask<'_>, why: Option<&str>) -> Result<u16, ConfigError> {
+    ask_again(ask, "port", why, ASK_PORT, |s| {
+        s.parse::<u16>()
+            .map_err(|_| ConfigError::BadPort(s.to_owned()))
+    })
+}
+
+/// Why [`bind_asking`] gave up.
+#[derive(Debug)]
+pub enum BindError<E> {
+    /// Binding failed and the port is not to be asked for again.
+    Bind(E),
+    /// Input ended while the port was asked for again.
+    Config(ConfigError),
+}
+
+/// Binds with `bind`. When the port came from the start-up question (`ask` is given only
+/// then) and binding fails for a reason that another port could cure (`why_another`
+/// words it: the port is in use...), the question is asked again, with the reason, until
+/// a port binds or input ends. Otherwise the error is returned as it is.
+pub fn bind_asking<T, E>(
+    mut cfg: Config,
+    mut ask: Option<Ask<'_>>,
+    mut bind: impl FnMut(Config) -> Result<T, E>,
+    why_another: impl Fn(&E) -> Option<String>,
+) -> Result<T, BindError<E>> {
+    loop {
+        let err = match bind(cfg.clone()) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => e,
+        };
+        let (Some(ask), Some(why)) = (ask.as_mut(), why_another(&err)) else {
+            return Err(BindError::Bind(err));
+        };
+        let port = ask_port(*ask, Some(&why)).map_err(BindError::Config)?;
+        cfg.listen.set_port(port);
     }
 }
 
@@ -267,10 +323,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
     let port = match cli.port {
         Some(p) => p,
         None => match ask.as_mut() {
-            Some(ask) => ask_until_valid(*ask, "port", "Enter your port number: ", |s| {
-                s.parse::<u16>()
-                    .map_err(|_| ConfigError::BadPort(s.to_owned()))
-            })?,
+            Some(ask) => ask_port(*ask, None)?,
             None => return Err(ConfigError::Missing("port")),
         },
     };
@@ -412,6 +465,55 @@ mod tests {
         assert!(matches!(
             from_cli(c, Some(&mut ask)),
             Err(ConfigError::NotAnswered("port"))
+        ));
+    }
+
+    #[test]
+    fn a_port_that_will_not_bind_is_asked_for_again_with_the_reason() {
+        let cfg = Config::loopback("al");
+        let mut answers = vec!["9002\n", "no\n", "9001\n"];
+        let mut asked = Vec::new();
+        let mut ask = |q: &str| {
+            asked.push(q.to_owned());
+            answers.pop().map(str::to_owned)
+        };
+        let mut tried = Vec::new();
+        let bind = |c: Config| {
+            tried.push(c.listen.port());
+            match c.listen.port() {
+                9002 => Ok(c.listen.port()),
+                p => Err(format!("port {p} is in use")),
+            }
+        };
+        let why = |e: &String| Some(format!("{e}: choose another"));
+        let bound = bind_asking(cfg.clone(), Some(&mut ask), bind, why);
+        assert_eq!(bound.unwrap(), 9002);
+        assert_eq!(tried, [0, 9001, 9002]);
+        assert_eq!(
+            asked,
+            [
+                "port 0 is in use: choose another\nEnter your port number: ",
+                "port 9001 is in use: choose another\nEnter your port number: ",
+                "bad port \"no\": use a number from 0 to 65535\nEnter your port number: ",
+            ]
+        );
+        // Given on the command line (no asker), or an error another port cannot cure: as
+        // it is.
+        let fail = |c: Config| Err::<(), _>(c.listen.port());
+        assert!(matches!(
+            bind_asking(cfg.clone(), None, fail, |_| Some(String::new())),
+            Err(BindError::Bind(0))
+        ));
+        let mut ask = |_: &str| -> Option<String> { panic!("asked") };
+        assert!(matches!(
+            bind_asking(cfg.clone(), Some(&mut ask), fail, |_| None),
+            Err(BindError::Bind(0))
+        ));
+        // Input ends at the question: the port is missing.
+        let mut ask = |_: &str| None;
+        assert!(matches!(
+            bind_asking(cfg, Some(&mut ask), fail, |_| Some(String::new())),
+            Err(BindError::Config(ConfigError::NotAnswered("port")))
         ));
     }
 

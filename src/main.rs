@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use p2pchat::config::{self, Cli, exit_code};
+use p2pchat::config::{self, BindError, Cli, exit_code};
 use p2pchat::log_sink;
 use p2pchat::reactor::{Node, RunError};
 
@@ -53,6 +53,9 @@ fn run() -> ExitCode {
         }
     };
     let interactive = p2pchat::is_terminal(0);
+    // A port from the question (not --port or the environment) is asked for again when
+    // it will not do.
+    let port_asked = interactive && cli.port.is_none();
     let asker: Option<config::Ask<'_>> = if interactive { Some(&mut ask) } else { None };
     let cfg = match config::from_cli(cli, asker) {
         Ok(cfg) => cfg,
@@ -61,7 +64,15 @@ fn run() -> ExitCode {
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
-    let result = Node::bind(cfg).and_then(Node::run);
+    let asker: Option<config::Ask<'_>> = if port_asked { Some(&mut ask) } else { None };
+    let result = match config::bind_asking(cfg, asker, Node::bind, RunError::port_problem) {
+        Ok(node) => node.run(),
+        Err(BindError::Bind(e)) => Err(e),
+        Err(BindError::Config(e)) => {
+            log_sink::say(&format!("p2pchat: {e}"));
+            return ExitCode::from(exit_code::USAGE as u8);
+        }
+    };
     match result {
         Ok(()) => ExitCode::from(exit_code::OK as u8),
         Err(e) => {

@@ -292,3 +292,20 @@ fn a_terminal_that_hung_up_does_not_panic_the_logger() {
         "a terminal that hung up is a normal way out: {status}"
     );
 }
+
+/// A port in use, typed at the start-up question, is asked for again with the reason
+/// (it ended the program).
+#[test]
+fn a_port_in_use_at_the_question_is_asked_again() {
+    let (_taken, port) = common::listener();
+    let mut t = Tty::spawn(&["--name", "alice", "--bind", "127.0.0.1"]);
+    let at = t.wait_for(0, "Enter your port number: ");
+    t.type_line(&port.to_string());
+    let at = t.wait_for(at, &format!("port {port} is in use: choose another"));
+    let at = t.wait_for(at, "Enter your port number: ");
+    t.type_line("0");
+    let at = t.wait_for(at, "Server listening on port ");
+    t.wait_for(at, "Enter choice: ");
+    t.type_line("0");
+    assert!(t.wait_exit().success());
+}

@@ -116,6 +116,24 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+impl RunError {
+    /// What another port would cure, worded for the start-up question: the port is in
+    /// use, or needs privileges. `None` for anything else.
+    pub fn port_problem(&self) -> Option<String> {
+        match self {
+            RunError::PortInUse(a) => Some(format!(
+                "port {} is in use: choose another (0 picks a free one)",
+                a.port()
+            )),
+            RunError::ListenDenied(a) => Some(format!(
+                "port {} needs privileges (ports below 1024): choose another",
+                a.port()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// A connection in the slab.
 #[derive(Debug)]
 enum Conn {
