@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Exit codes, documented in README.md.
 pub mod exit_code {
@@ -90,6 +90,29 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print a completion script for SHELL to stdout and exit (no node is started).
+    #[arg(long, value_name = "SHELL", help_heading = "Documentation")]
+    pub completions: Option<clap_complete::Shell>,
+    /// Print the manual page (roff) to stdout and exit (no node is started).
+    #[arg(long, conflicts_with = "completions", help_heading = "Documentation")]
+    pub man: bool,
+}
+
+impl Cli {
+    /// What `--completions` or `--man` asked to print, if either; these need no name or
+    /// port, so they are answered before anything is asked.
+    pub fn documentation(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Some(shell) = self.completions {
+            clap_complete::generate(shell, &mut Cli::command(), "p2pchat", &mut out);
+        } else if self.man {
+            // Rendering into a Vec cannot fail.
+            let _ = clap_mangen::Man::new(Cli::command()).render(&mut out);
+        } else {
+            return None;
+        }
+        Some(out)
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -396,6 +419,22 @@ mod tests {
         assert_eq!(cfg.max_peers_per_host, 64);
         let c = cli(&["--name", "al", "--port", "0", "--max-peers-per-host", "3"]).unwrap();
         assert_eq!(from_cli(c, None).unwrap().max_peers_per_host, 3);
+    }
+
+    #[test]
+    fn completions_and_the_manual_come_from_the_flags() {
+        let c = cli(&["--completions", "bash"]).unwrap();
+        let text = String::from_utf8(c.documentation().unwrap()).unwrap();
+        assert!(text.contains("--name"), "{text}");
+        let c = cli(&["--man"]).unwrap();
+        let text = String::from_utf8(c.documentation().unwrap()).unwrap();
+        assert!(
+            text.contains(".TH p2pchat 1") && text.contains(".SH NAME"),
+            "{text}"
+        );
+        assert!(cli(&["--man", "--completions", "zsh"]).is_err());
+        assert!(cli(&["--completions", "tcsh"]).is_err());
+        assert!(cli(&["--name", "a"]).unwrap().documentation().is_none());
     }
 
     #[test]

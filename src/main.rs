@@ -33,6 +33,12 @@ fn run() -> ExitCode {
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
+    if let Some(text) = cli.documentation() {
+        // A closed stdout (`| head`) is no error here.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&text).and_then(|()| stdout.flush());
+        return ExitCode::from(exit_code::OK as u8);
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => log::LevelFilter::Error,
         (false, 0) => log::LevelFilter::Warn,

@@ -848,3 +848,31 @@ fn a_command_at_a_menu_question_runs() {
     a.expect_event("error", &[]);
     a.quit();
 }
+
+/// `--completions SHELL` and `--man` print what clap's definition gives, without a name,
+/// a port or a terminal, and exit 0.
+#[test]
+fn completions_and_the_manual_need_no_name_or_port() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("P2PCHAT_NAME")
+            .env_remove("P2PCHAT_PORT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["--completions", "bash"]);
+    assert!(
+        bash.contains("--name") && bash.contains("--completions"),
+        "{bash}"
+    );
+    assert!(run(&["--completions", "zsh"]).contains("--name"));
+    let man = run(&["--man"]);
+    assert!(
+        man.contains(".TH p2pchat") && man.contains(".SH NAME"),
+        "{man}"
+    );
+}
