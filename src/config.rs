@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
@@ -90,6 +91,10 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Append every event shown, with the local date and time, to FILE (created 0600):
+    /// a chat log. A write error is reported once and logging stops; the chat goes on.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
     /// Print a completion script for SHELL to stdout and exit (no node is started).
     #[arg(long, value_name = "SHELL", help_heading = "Documentation")]
     pub completions: Option<clap_complete::Shell>,
@@ -159,6 +164,8 @@ pub struct Config {
     pub burst: u32,
     pub limit_local: bool,
     pub json: bool,
+    /// `--log`: the chat log's file.
+    pub log: Option<PathBuf>,
 }
 
 impl Config {
@@ -181,6 +188,7 @@ impl Config {
             burst: 200,
             limit_local: false,
             json: false,
+            log: None,
         }
     }
 }
@@ -375,6 +383,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         burst: cli.burst,
         limit_local: cli.limit_local,
         json: cli.json,
+        log: cli.log,
     })
 }
 
@@ -425,7 +434,7 @@ mod tests {
     fn completions_and_the_manual_come_from_the_flags() {
         let c = cli(&["--completions", "bash"]).unwrap();
         let text = String::from_utf8(c.documentation().unwrap()).unwrap();
-        assert!(text.contains("--name"), "{text}");
+        assert!(text.contains("--name") && text.contains("--log"), "{text}");
         let c = cli(&["--man"]).unwrap();
         let text = String::from_utf8(c.documentation().unwrap()).unwrap();
         assert!(

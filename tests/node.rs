@@ -385,6 +385,14 @@ fn usage_errors_exit_2_without_a_backtrace() {
         vec!["--port", "0"],
         vec!["--name", "a", "--port", "0", "--peer", "nonsense"],
         vec!["--name", "a", "--port", "0", "--bind", "999.1.1.1"],
+        vec![
+            "--name",
+            "a",
+            "--port",
+            "0",
+            "--log",
+            "/nonexistent-dir/chat.log",
+        ],
     ] {
         let out = Command::new(BIN)
             .args(&args)
@@ -874,5 +882,71 @@ fn completions_and_the_manual_need_no_name_or_port() {
     assert!(
         man.contains(".TH p2pchat") && man.contains(".SH NAME"),
         "{man}"
+    );
+}
+
+/// `--log FILE` appends each event's human line with the local date and time; a file
+/// that cannot be written is told once, and the node goes on chatting.
+#[test]
+fn the_chat_log_keeps_what_was_shown_and_a_write_error_stops_only_the_log() {
+    let dir = std::env::temp_dir().join(format!("p2pchat-log-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chat.log");
+    let _ = std::fs::remove_file(&path);
+    let mut a = Node::start("alice", &["--log", path.to_str().unwrap()]);
+    let mut b = Node::start("bob", &[]);
+    b.type_line(&format!("/send {} hello log", a.addr()));
+    a.expect_event("message", &[("text", json!("hello log"))]);
+    a.type_line("/send #1 and back");
+    a.expect_event("sent", &[("text", json!("and back"))]);
+    a.quit();
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let who = format!("[127.0.0.1:{}]", b.port);
+    for want in [
+        format!("Server listening on port {}", a.port),
+        format!("Message from bob {who}: hello log"),
+        format!("Message sent to bob {who}: and back"),
+        "Exiting...".to_owned(),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.ends_with(&want))
+            .unwrap_or_else(|| panic!("no {want:?} in the log:\n{log}"));
+        // `YYYY-MM-DD HH:MM:SS ` before the line.
+        let stamp = &line[..20];
+        assert!(
+            stamp.as_bytes()[4] == b'-' && stamp.as_bytes()[13] == b':' && stamp.ends_with(' '),
+            "{line:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let mut a = Node::start("alice", &["--log", "/dev/full"]);
+    let e = a.expect_event("info", &[]);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write the chat log /dev/full"),
+        "{e}"
+    );
+    b.type_line(&format!("/send {} still there?", a.addr()));
+    a.expect_event("message", &[("text", json!("still there?"))]);
+    a.type_line("/send #1 yes");
+    b.expect_event("message", &[("text", json!("yes"))]);
+    a.quit();
+    let told = a
+        .seen
+        .iter()
+        .filter(|v| v["detail"].as_str().is_some_and(|d| d.contains("chat log")));
+    assert_eq!(told.count(), 1, "{:#?}", a.seen);
+    assert_eq!(
+        a.stderr_text().matches("cannot write the chat log").count(),
+        1
     );
 }

@@ -20,6 +20,7 @@
 //! nothing is accepted or read and no deadline shows a message; every message shown checks
 //! that bound again, so one burst cannot run past it.
 
+mod chat_log;
 mod conns;
 mod inbound;
 mod outbound;
@@ -33,7 +34,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
@@ -85,6 +87,8 @@ pub enum RunError {
     ListenDenied(SocketAddr),
     Listen(SocketAddr, io::Error),
     Poll(io::Error),
+    /// `--log`'s file cannot be opened.
+    ChatLog(PathBuf, io::Error),
     /// stdout failed (not merely closed): the node quit, the user could not be told things.
     Output(io::Error),
 }
@@ -109,6 +113,13 @@ impl fmt::Display for RunError {
             ),
             RunError::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
             RunError::Poll(e) => write!(f, "the event loop failed: {e}"),
+            RunError::ChatLog(path, e) => {
+                write!(
+                    f,
+                    "cannot open the chat log {} ({e}): see --log",
+                    path.display()
+                )
+            }
             RunError::Output(e) => write!(f, "cannot write to stdout ({e}): quit"),
         }
     }
@@ -157,6 +168,8 @@ pub struct Node {
     console: Console,
     stdin: stdin::Stdin,
     stdout: stdout::Stdout,
+    /// `--log`: every event shown is appended there too.
+    chat_log: Option<chat_log::ChatLog>,
     signals: Signals,
     /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
@@ -184,6 +197,12 @@ impl Node {
     /// Binds the listener and sets everything up; nothing is printed yet.
     pub fn bind(cfg: Config) -> Result<Node, RunError> {
         let fd_limit = os::raise_fd_limit();
+        let chat_log = match &cfg.log {
+            Some(path) => Some(
+                chat_log::ChatLog::open(path).map_err(|e| RunError::ChatLog(path.clone(), e))?,
+            ),
+            None => None,
+        };
         let listener = listen(&cfg)?;
         let local = listener
             .local_addr()
@@ -250,6 +269,7 @@ impl Node {
         let scratch_len = (64 * 1024).max(cfg.max_message.saturating_add(1));
         Ok(Node {
             stdout,
+            chat_log,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
             remote_log: SourceLog::new(bucket_text),
@@ -325,7 +345,7 @@ impl Node {
 
     fn begin(&mut self, now: Instant) {
         log::info!("listening on {} as {:?}", self.local, self.cfg.name);
-        self.stdout.event(&Event::Listening {
+        self.tell(&Event::Listening {
             addr: self.local,
             name: self.cfg.name.clone(),
         });
@@ -394,7 +414,7 @@ impl Node {
             match effect {
                 Effect::Show(event) => {
                     shown = true;
-                    self.stdout.event(&event);
+                    self.tell(&event);
                 }
                 Effect::Transmit(t) => self.transmit(now, t),
                 Effect::Write { id, payload } => self.write_send(now, id, payload),
@@ -464,7 +484,7 @@ impl Node {
         if self.typed.is_empty() && !self.stdin.ended() {
             let input = self.stdin.read();
             for _ in 0..input.too_long {
-                self.stdout.event(&Event::Refused(
+                self.tell(&Event::Refused(
                     "line longer than 64 KiB: ignored (messages are at most 1 KiB)".to_owned(),
                 ));
             }
@@ -505,7 +525,7 @@ impl Node {
             match reply {
                 Reply::Run(cmd) => self.run_command(now, cmd),
                 Reply::Say(text) => self.stdout.say(&text),
-                Reply::Mistake(text) => self.stdout.event(&Event::Refused(text)),
+                Reply::Mistake(text) => self.tell(&Event::Refused(text)),
                 Reply::Prompt(_) => {}
             }
         }
@@ -513,6 +533,18 @@ impl Node {
         self.drain_effects(now);
         if !self.table.is_quitting() {
             self.stdout.set_prompt(Some(self.prompt()));
+        }
+    }
+
+    /// Shows `event`, and appends it to the chat log (`--log`). The log's first write
+    /// error is told (and logged) once; logging stops there, the chat goes on.
+    fn tell(&mut self, event: &Event) {
+        self.stdout.event(event);
+        if let Some(log) = &mut self.chat_log
+            && let Some(why) = log.record(SystemTime::now(), event)
+        {
+            log::error!("{why}");
+            self.stdout.event(&Event::Info(why));
         }
     }
 
@@ -547,7 +579,7 @@ impl Node {
         let label = self.console.current_label().unwrap_or("?");
         let why = format!("#{number} {label} has left: nothing sent; /query someone else");
         self.console.clear_current();
-        self.stdout.event(&Event::Refused(why));
+        self.tell(&Event::Refused(why));
     }
 
     fn run_command(&mut self, now: Instant, cmd: Command) {
@@ -556,7 +588,7 @@ impl Node {
             Command::SendCurrent { number, text } => self.send_current(now, number, &text),
             Command::Query(None) => {
                 self.console.clear_current();
-                self.stdout.event(&Event::QueryEnded);
+                self.tell(&Event::QueryEnded);
             }
             Command::Query(Some(target)) => {
                 if let Some(number) = self.table.query(now, &target) {
@@ -570,7 +602,7 @@ impl Node {
                     self.console.clear_current();
                     // After the table's notice of it.
                     self.drain_effects(now);
-                    self.stdout.event(&Event::QueryEnded);
+                    self.tell(&Event::QueryEnded);
                 }
             }
             Command::Nick(name) => {
@@ -627,7 +659,7 @@ impl Node {
         }
         while let Some(effect) = self.table.poll_effect() {
             if let Effect::Show(event) = effect {
-                self.stdout.event(&event);
+                self.tell(&event);
             }
         }
         self.stdout.set_prompt(None);
