@@ -2,9 +2,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Exit codes, documented in README.md.
 pub mod exit_code {
@@ -94,6 +95,33 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Append every event shown, with the local date and time, to FILE (created 0600):
+    /// a chat log. A write error is reported once and logging stops; the chat goes on.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Print a completion script for SHELL to stdout and exit (no node is started).
+    #[arg(long, value_name = "SHELL", help_heading = "Documentation")]
+    pub completions: Option<clap_complete::Shell>,
+    /// Print the manual page (roff) to stdout and exit (no node is started).
+    #[arg(long, conflicts_with = "completions", help_heading = "Documentation")]
+    pub man: bool,
+}
+
+impl Cli {
+    /// What `--completions` or `--man` asked to print, if either; these need no name or
+    /// port, so they are answered before anything is asked.
+    pub fn documentation(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Some(shell) = self.completions {
+            clap_complete::generate(shell, &mut Cli::command(), "p2pchat", &mut out);
+        } else if self.man {
+            // Rendering into a Vec cannot fail.
+            let _ = clap_mangen::Man::new(Cli::command()).render(&mut out);
+        } else {
+            return None;
+        }
+        Some(out)
+    }
 }
 
 /// When to colour output (ripgrep's convention).
@@ -161,6 +189,8 @@ pub struct Config {
     pub limit_local: bool,
     pub json: bool,
     pub color: ColorChoice,
+    /// `--log`: the chat log's file.
+    pub log: Option<PathBuf>,
 }
 
 impl Config {
@@ -184,6 +214,7 @@ impl Config {
             limit_local: false,
             json: false,
             color: ColorChoice::Never,
+            log: None,
         }
     }
 }
@@ -239,6 +270,13 @@ pub fn check_name(name: &str) -> Result<(), ConfigError> {
             "it contains spaces or control characters (peers split on spaces)".into(),
         ));
     }
+    if let Some(c) = name.chars().find(|&c| crate::sanitize::invisible(c)) {
+        return Err(ConfigError::BadName(format!(
+            "it contains U+{:04X}, an invisible or space-like character (peers would see \
+             <U+{:04X}>)",
+            c as u32, c as u32
+        )));
+    }
     if name.ends_with(':') {
         return Err(ConfigError::BadName("it must not end with ':'".into()));
     }
@@ -256,13 +294,69 @@ fn ask_until_valid<T>(
     question: &str,
     check: impl Fn(&str) -> Result<T, ConfigError>,
 ) -> Result<T, ConfigError> {
-    let mut q = question.to_owned();
+    ask_again(ask, what, None, question, check)
+}
+
+/// [`ask_until_valid`], saying `why` (what was wrong with the last answer) first.
+fn ask_again<T>(
+    ask: &mut dyn FnMut(&str) -> Option<String>,
+    what: &'static str,
+    why: Option<&str>,
+    question: &str,
+    check: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let mut q = match why {
+        Some(why) => format!("{why}\n{question}"),
+        None => question.to_owned(),
+    };
     loop {
         let answer = ask(&q).ok_or(ConfigError::NotAnswered(what))?;
         match check(answer.trim()) {
             Ok(v) => return Ok(v),
             Err(e) => q = format!("{e}\n{question}"),
         }
+    }
+}
+
+const ASK_PORT: &str = "Enter your port number: ";
+
+/// Asks for the port to listen on, saying `why` first (why the last one will not do).
+fn ask_port(ask: Ask<'_>, why: Option<&str>) -> Result<u16, ConfigError> {
+    ask_again(ask, "port", why, ASK_PORT, |s| {
+        s.parse::<u16>()
+            .map_err(|_| ConfigError::BadPort(s.to_owned()))
+    })
+}
+
+/// Why [`bind_asking`] gave up.
+#[derive(Debug)]
+pub enum BindError<E> {
+    /// Binding failed and the port is not to be asked for again.
+    Bind(E),
+    /// Input ended while the port was asked for again.
+    Config(ConfigError),
+}
+
+/// Binds with `bind`. When the port came from the start-up question (`ask` is given only
+/// then) and binding fails for a reason that another port could cure (`why_another`
+/// words it: the port is in use...), the question is asked again, with the reason, until
+/// a port binds or input ends. Otherwise the error is returned as it is.
+pub fn bind_asking<T, E>(
+    mut cfg: Config,
+    mut ask: Option<Ask<'_>>,
+    mut bind: impl FnMut(Config) -> Result<T, E>,
+    why_another: impl Fn(&E) -> Option<String>,
+) -> Result<T, BindError<E>> {
+    loop {
+        let err = match bind(cfg.clone()) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => e,
+        };
+        let (Some(ask), Some(why)) = (ask.as_mut(), why_another(&err)) else {
+            return Err(BindError::Bind(err));
+        };
+        let port = ask_port(*ask, Some(&why)).map_err(BindError::Config)?;
+        cfg.listen.set_port(port);
     }
 }
 
@@ -286,10 +380,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
     let port = match cli.port {
         Some(p) => p,
         None => match ask.as_mut() {
-            Some(ask) => ask_until_valid(*ask, "port", "Enter your port number: ", |s| {
-                s.parse::<u16>()
-                    .map_err(|_| ConfigError::BadPort(s.to_owned()))
-            })?,
+            Some(ask) => ask_port(*ask, None)?,
             None => return Err(ConfigError::Missing("port")),
         },
     };
@@ -319,6 +410,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         limit_local: cli.limit_local,
         json: cli.json,
         color: cli.color,
+        log: cli.log,
     })
 }
 
@@ -338,7 +430,10 @@ mod tests {
         assert!(auto.colour(true, None));
         assert!(!auto.colour(false, None), "not a terminal");
         assert!(!auto.colour(true, Some(OsStr::new("1"))), "NO_COLOR set");
-        assert!(auto.colour(true, Some(OsStr::new(""))), "NO_COLOR empty counts as unset");
+        assert!(
+            auto.colour(true, Some(OsStr::new(""))),
+            "NO_COLOR empty counts as unset"
+        );
         let always = cli(&["--color", "always"]).unwrap().color;
         assert!(always.colour(false, Some(OsStr::new("1"))));
         let never = cli(&["--color", "never"]).unwrap().color;
@@ -379,6 +474,22 @@ mod tests {
         assert_eq!(cfg.max_peers_per_host, 64);
         let c = cli(&["--name", "al", "--port", "0", "--max-peers-per-host", "3"]).unwrap();
         assert_eq!(from_cli(c, None).unwrap().max_peers_per_host, 3);
+    }
+
+    #[test]
+    fn completions_and_the_manual_come_from_the_flags() {
+        let c = cli(&["--completions", "bash"]).unwrap();
+        let text = String::from_utf8(c.documentation().unwrap()).unwrap();
+        assert!(text.contains("--name") && text.contains("--log"), "{text}");
+        let c = cli(&["--man"]).unwrap();
+        let text = String::from_utf8(c.documentation().unwrap()).unwrap();
+        assert!(
+            text.contains(".TH p2pchat 1") && text.contains(".SH NAME"),
+            "{text}"
+        );
+        assert!(cli(&["--man", "--completions", "zsh"]).is_err());
+        assert!(cli(&["--completions", "tcsh"]).is_err());
+        assert!(cli(&["--name", "a"]).unwrap().documentation().is_none());
     }
 
     #[test]
@@ -452,8 +563,71 @@ mod tests {
     }
 
     #[test]
+    fn a_port_that_will_not_bind_is_asked_for_again_with_the_reason() {
+        let cfg = Config::loopback("al");
+        let mut answers = vec!["9002\n", "no\n", "9001\n"];
+        let mut asked = Vec::new();
+        let mut ask = |q: &str| {
+            asked.push(q.to_owned());
+            answers.pop().map(str::to_owned)
+        };
+        let mut tried = Vec::new();
+        let bind = |c: Config| {
+            tried.push(c.listen.port());
+            match c.listen.port() {
+                9002 => Ok(c.listen.port()),
+                p => Err(format!("port {p} is in use")),
+            }
+        };
+        let why = |e: &String| Some(format!("{e}: choose another"));
+        let bound = bind_asking(cfg.clone(), Some(&mut ask), bind, why);
+        assert_eq!(bound.unwrap(), 9002);
+        assert_eq!(tried, [0, 9001, 9002]);
+        assert_eq!(
+            asked,
+            [
+                "port 0 is in use: choose another\nEnter your port number: ",
+                "port 9001 is in use: choose another\nEnter your port number: ",
+                "bad port \"no\": use a number from 0 to 65535\nEnter your port number: ",
+            ]
+        );
+        // Given on the command line (no asker), or an error another port cannot cure: as
+        // it is.
+        let fail = |c: Config| Err::<(), _>(c.listen.port());
+        assert!(matches!(
+            bind_asking(cfg.clone(), None, fail, |_| Some(String::new())),
+            Err(BindError::Bind(0))
+        ));
+        let mut ask = |_: &str| -> Option<String> { panic!("asked") };
+        assert!(matches!(
+            bind_asking(cfg.clone(), Some(&mut ask), fail, |_| None),
+            Err(BindError::Bind(0))
+        ));
+        // Input ends at the question: the port is missing.
+        let mut ask = |_: &str| None;
+        assert!(matches!(
+            bind_asking(cfg, Some(&mut ask), fail, |_| Some(String::new())),
+            Err(BindError::Config(ConfigError::NotAnswered("port")))
+        ));
+    }
+
+    #[test]
     fn names_that_would_break_the_header_are_refused() {
-        for bad in ["", "a b", "a\tb", "a\u{1b}", "team:", &"n".repeat(300)] {
+        for bad in [
+            "",
+            "a b",
+            "a\tb",
+            "a\u{1b}",
+            "team:",
+            &"n".repeat(300),
+            "bob\u{a0}",
+            "b\u{200b}ob",
+            "bob\u{feff}",
+            "bo\u{ad}b",
+            "bob\u{e0041}",
+            "bob\u{202e}",
+            "bob\u{3000}x",
+        ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         check_name("alice-42_é").unwrap();

@@ -5,6 +5,7 @@
 //! recipient's IP address: " ...) are states, so typing `1` walks the same steps as the
 //! original, and a script can type the same answers on the following lines.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::address::{self, Host, HostError, parse_port};
@@ -17,16 +18,104 @@ const ASK_PORT: &str = "Enter recipient's port number: ";
 const ASK_TEXT: &str = "Enter your message (type exit to disconnect): ";
 const ASK_INDEX: &str = "Enter the index of the peer to connect to (Enter 0 to connect to all): ";
 
-pub const HELP: &str = "\
-Commands:
-  /send ADDR TEXT     send TEXT; ADDR is IP:PORT, #N from the peer list, or a peer's name
-  /peers              list active peers
-  /connect [all]      send 'connect' to every peer not yet connected
-  /connect #N ...     send 'connect' to the listed peers
-  /quit               send 'exit' to every peer and leave (also: end of input, Ctrl-D)
-  /help               this text
-Or use the menu: 1 send message, 2 query active peers, 3 connect to active peers, 0 quit.
-";
+/// Every command word, for completion (aliases left out): see [`help_for`].
+pub const COMMANDS: &[&str] = &[
+    "/msg", "/send", "/query", "/peers", "/connect", "/forget", "/nick", "/help", "/quit",
+];
+
+/// One command's help: its words, how it is typed, one line for the list, and more.
+struct CommandHelp {
+    words: &'static [&'static str],
+    usage: &'static str,
+    summary: &'static str,
+    detail: &'static str,
+}
+
+const COMMAND_HELP: &[CommandHelp] = &[
+    CommandHelp {
+        words: &["/msg", "/send", "/s"],
+        usage: "/msg TARGET TEXT",
+        summary: "send TEXT to TARGET (also /send)",
+        detail: "TARGET is #N from the peer list, a peer's name, or IP:PORT (a link-local \
+                 IPv6 address takes its interface: [fe80::1%eth0]:9000). TEXT keeps its \
+                 spaces. `exit` tells the peer you leave it; `connect` connects to it.",
+    },
+    CommandHelp {
+        words: &["/query"],
+        usage: "/query [TARGET]",
+        summary: "talk to TARGET: plain text goes there; alone, stop",
+        detail: "TARGET is #N, a name or IP:PORT, as for /msg. The peer is kept by its number, \
+                 so a departure never sends to someone else: if it leaves, the next plain \
+                 line says so and nothing is sent. /query alone stops sending plain text.",
+    },
+    CommandHelp {
+        words: &["/peers", "/list", "/p"],
+        usage: "/peers",
+        summary: "list active peers with their numbers (#N)",
+        detail: "A peer keeps its number for the whole run; numbers are never reused.",
+    },
+    CommandHelp {
+        words: &["/connect", "/c"],
+        usage: "/connect [all | #N ...]",
+        summary: "send 'connect' to every peer not yet connected, or to those listed",
+        detail: "Without arguments (or with `all`), every peer not yet connected.",
+    },
+    CommandHelp {
+        words: &["/forget"],
+        usage: "/forget TARGET",
+        summary: "remove a peer from the list without sending it anything",
+        detail: "For a mistyped address, or a peer you no longer want listed. A send to it \
+                 already under way still reports how it went. It is listed again (under a \
+                 new number) if it writes to you or you send to it.",
+    },
+    CommandHelp {
+        words: &["/nick"],
+        usage: "/nick NAME",
+        summary: "change the name your later messages carry",
+        detail: "NAME follows the rules of --name: no spaces, no control or invisible \
+                 characters, at most 256 bytes, not ending with ':'. Messages already \
+                 waiting to go keep the old name.",
+    },
+    CommandHelp {
+        words: &["/help", "/h", "/?"],
+        usage: "/help [COMMAND]",
+        summary: "this list, or more about one command",
+        detail: "/help query explains /query, and so on.",
+    },
+    CommandHelp {
+        words: &["/quit", "/q"],
+        usage: "/quit",
+        summary: "send 'exit' to every peer and leave (also: end of input, Ctrl-D)",
+        detail: "The node waits for those sends at most one --timeout.",
+    },
+];
+
+/// The list of commands (`/help`).
+pub fn help() -> String {
+    let mut out = String::from("Commands:\n");
+    for c in COMMAND_HELP {
+        out.push_str(&format!("  {:<24}{}\n", c.usage, c.summary));
+    }
+    out.push_str(
+        "Plain text (a line not starting with /) goes to the current peer (/query).\n\
+         Or use the menu: 1 send message, 2 query active peers, 3 connect to active peers, \
+         0 quit.\n/help COMMAND says more about one command.",
+    );
+    out
+}
+
+/// More about one command (`/help CMD`); `word` with or without its `/`, or an alias.
+pub fn help_for(word: &str) -> Option<String> {
+    let word = format!("/{}", word.trim_start_matches('/'));
+    let c = COMMAND_HELP
+        .iter()
+        .find(|c| c.words.contains(&word.as_str()))?;
+    let mut out = format!("{}: {}\n{}", c.usage, c.summary, c.detail);
+    if c.words.len() > 1 {
+        out.push_str(&format!("\nAlso typed as: {}", c.words[1..].join(" ")));
+    }
+    Some(out)
+}
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +124,17 @@ pub enum Command {
         target: Target,
         text: String,
     },
+    /// Plain text for the current peer, `#number` (the caller checks it is still listed).
+    SendCurrent {
+        number: usize,
+        text: String,
+    },
+    /// `/query TARGET` makes it the current peer; `/query` alone clears it.
+    Query(Option<Target>),
+    /// `/forget TARGET`.
+    Forget(Target),
+    /// `/nick NAME`: checked as `--name` is.
+    Nick(String),
     Peers,
     /// Show the peers not yet connected (menu 3's list).
     ConnectCandidates,
@@ -64,11 +164,24 @@ enum State {
     AskIndex,
 }
 
+/// The peer plain text goes to: its number, and how it was shown when chosen (to say who
+/// left, once it has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Current {
+    number: usize,
+    label: String,
+}
+
 /// The menu and command-line state machine. See the module documentation.
 #[derive(Debug, Default)]
 pub struct Console {
     state: State,
+    current: Option<Current>,
 }
+
+/// The hint for plain text with no current peer.
+const NO_CURRENT: &str =
+    "no current peer: choose one with /query NAME|#N|IP:PORT, or send with /msg TARGET TEXT";
 
 impl Console {
     pub fn new() -> Self {
@@ -80,7 +193,7 @@ impl Console {
         self.state != State::Choice
     }
 
-    /// The question currently awaiting an answer.
+    /// The menu question currently awaiting an answer (`Enter choice: ` when none).
     pub fn current_prompt(&self) -> &'static str {
         match self.state {
             State::Choice => CHOICE,
@@ -91,11 +204,46 @@ impl Console {
         }
     }
 
+    /// The prompt to show: a menu question while one is asked; otherwise `[LABEL] > `
+    /// when there is a current peer (`label` is how to show it now, see
+    /// [`Console::current_label`]), or `Enter choice: `.
+    pub fn prompt(&self, label: Option<&str>) -> Cow<'static, str> {
+        match (&self.state, label) {
+            (State::Choice, Some(label)) => Cow::Owned(format!("[{label}] > ")),
+            _ => Cow::Borrowed(self.current_prompt()),
+        }
+    }
+
+    /// The current peer's number (`#N`), if one is chosen.
+    pub fn current(&self) -> Option<usize> {
+        self.current.as_ref().map(|c| c.number)
+    }
+
+    /// How the current peer was shown when it was chosen (its name made safe, or its
+    /// address): for when it is no longer listed.
+    pub fn current_label(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.label.as_str())
+    }
+
+    /// Plain text goes to `#number` from now on.
+    pub fn set_current(&mut self, number: usize, label: String) {
+        self.current = Some(Current { number, label });
+    }
+
+    /// Plain text goes nowhere from now on.
+    pub fn clear_current(&mut self) {
+        self.current = None;
+    }
+
     /// Feeds one line (without its newline). `candidates` is how many peers are not yet
-    /// connected, so menu 3 can say there are none without asking for an index.
+    /// connected, so menu 3 can say there are none without asking for an index. A `/`
+    /// command typed at a menu question cancels the question and runs.
     pub fn feed(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
         let line = line.trim_end_matches(['\r', '\n']);
-        let state = std::mem::take(&mut self.state);
+        let mut state = std::mem::take(&mut self.state);
+        if line.trim_start().starts_with('/') {
+            state = State::Choice;
+        }
         let mut replies = match state {
             State::Choice => self.choice(line, candidates),
             State::AskIp => self.ask_ip(line.trim()),
@@ -154,9 +302,14 @@ impl Console {
             }
             "0" => vec![Reply::Run(Command::Quit)],
             t if t.starts_with('/') => parse_command(line.trim_start()),
-            _ => vec![mistake(
-                "unknown choice: type 1, 2, 3 or 0, or /help for commands".to_owned(),
-            )],
+            _ => match &self.current {
+                // Plain text, as typed (its spaces kept, as the menu's message keeps them).
+                Some(c) => vec![Reply::Run(Command::SendCurrent {
+                    number: c.number,
+                    text: line.to_owned(),
+                })],
+                None => vec![mistake(NO_CURRENT.to_owned())],
+            },
         }
     }
 }
@@ -172,10 +325,30 @@ fn parse_command(line: &str) -> Vec<Reply> {
     let cmd = match word {
         // The text keeps its spaces, trailing ones included, as the menu's does.
         "/send" | "/s" | "/msg" => return parse_send(raw.trim_start()),
+        "/query" => match rest {
+            "" => Command::Query(None),
+            target => return one_target(word, target, |t| Command::Query(Some(t))),
+        },
+        "/forget" => return one_target(word, rest, Command::Forget),
+        "/nick" => {
+            return match crate::config::check_name(rest) {
+                _ if rest.is_empty() => vec![mistake("usage: /nick NAME".to_owned())],
+                Ok(()) => vec![Reply::Run(Command::Nick(rest.to_owned()))],
+                Err(e) => vec![mistake(format!("{e}: name unchanged"))],
+            };
+        }
         "/peers" | "/list" | "/p" => Command::Peers,
         "/connect" | "/c" => return parse_connect(rest),
         "/quit" | "/q" => Command::Quit,
-        "/help" | "/h" | "/?" => return vec![Reply::Say(HELP.trim_end().to_owned())],
+        "/help" | "/h" | "/?" => {
+            return match rest {
+                "" => vec![Reply::Say(help())],
+                topic => match help_for(topic) {
+                    Some(text) => vec![Reply::Say(text)],
+                    None => vec![mistake(format!("no command {topic:?}: /help lists them"))],
+                },
+            };
+        }
         other => {
             return vec![mistake(format!("unknown command {other:?}: type /help"))];
         }
@@ -184,6 +357,20 @@ fn parse_command(line: &str) -> Vec<Reply> {
         return vec![mistake(format!("{word} takes no arguments"))];
     }
     vec![Reply::Run(cmd)]
+}
+
+/// A command that takes exactly one TARGET.
+fn one_target(word: &str, rest: &str, cmd: impl FnOnce(Target) -> Command) -> Vec<Reply> {
+    let mut words = rest.split_whitespace();
+    let (Some(target), None) = (words.next(), words.next()) else {
+        return vec![mistake(format!(
+            "usage: {word} TARGET (TARGET: #N, a name or IP:PORT)"
+        ))];
+    };
+    match parse_target(target) {
+        Ok(t) => vec![Reply::Run(cmd(t))],
+        Err(why) => vec![mistake(why)],
+    }
 }
 
 fn parse_send(rest: &str) -> Vec<Reply> {
@@ -447,5 +634,150 @@ mod tests {
             assert!(matches!(&r[0], Reply::Mistake(_)), "{line:?}: {r:?}");
         }
         assert!(matches!(&c.feed("/help", 0)[0], Reply::Say(s) if s.contains("/send")));
+        for line in [
+            "/query a b",
+            "/query #0",
+            "/forget",
+            "/forget #x",
+            "/nick",
+            "/nick two words",
+            "/nick b\u{200b}ob",
+            "/help nosuch",
+        ] {
+            let r = c.feed(line, 0);
+            assert!(runs(&r).is_empty(), "{line:?} ran {r:?}");
+            assert!(matches!(&r[0], Reply::Mistake(_)), "{line:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_goes_to_the_current_peer_or_gets_one_hint() {
+        let mut c = Console::new();
+        let r = c.feed("hello there", 0);
+        assert_eq!(
+            r,
+            vec![Reply::Mistake(NO_CURRENT.into()), Reply::Prompt(CHOICE)]
+        );
+        assert!(NO_CURRENT.contains("/query NAME|#N|IP:PORT") && NO_CURRENT.contains("/msg"));
+        assert_eq!(c.prompt(None), CHOICE);
+        c.set_current(3, "bob".into());
+        assert_eq!(c.prompt(Some("bob")), "[bob] > ");
+        assert_eq!((c.current(), c.current_label()), (Some(3), Some("bob")));
+        // Spaces kept; a lone 0-3 is still the menu; any other number is text.
+        assert_eq!(
+            runs(&c.feed(" hi  there ", 0)),
+            vec![Command::SendCurrent {
+                number: 3,
+                text: " hi  there ".into()
+            }]
+        );
+        assert_eq!(runs(&c.feed("2", 0)), vec![Command::Peers]);
+        assert_eq!(
+            runs(&c.feed("42", 0)),
+            vec![Command::SendCurrent {
+                number: 3,
+                text: "42".into()
+            }]
+        );
+        assert!(
+            c.feed("   ", 0)
+                .iter()
+                .all(|r| matches!(r, Reply::Prompt(_)))
+        );
+        // A menu question is the prompt while it is asked.
+        c.feed("1", 0);
+        assert_eq!(c.prompt(Some("bob")), ASK_IP);
+        c.feed("/peers", 0);
+        c.clear_current();
+        assert_eq!(c.current(), None);
+        assert!(matches!(&c.feed("hi", 0)[0], Reply::Mistake(_)));
+    }
+
+    #[test]
+    fn query_forget_nick_and_msg() {
+        let mut c = Console::new();
+        let run = |c: &mut Console, l: &str| runs(&c.feed(l, 0));
+        assert_eq!(
+            run(&mut c, "/query bob"),
+            vec![Command::Query(Some(Target::Name("bob".into())))]
+        );
+        assert_eq!(
+            run(&mut c, "/query #2"),
+            vec![Command::Query(Some(Target::Index(2)))]
+        );
+        assert_eq!(
+            run(&mut c, "/query 127.0.0.1:9001"),
+            vec![Command::Query(Some(Target::Addr(addr("127.0.0.1:9001"))))]
+        );
+        assert_eq!(run(&mut c, "/query"), vec![Command::Query(None)]);
+        assert_eq!(
+            run(&mut c, "/forget #4"),
+            vec![Command::Forget(Target::Index(4))]
+        );
+        assert_eq!(run(&mut c, "/nick zoë"), vec![Command::Nick("zoë".into())]);
+        assert_eq!(
+            run(&mut c, "/msg bob  hi "),
+            vec![Command::Send {
+                target: Target::Name("bob".into()),
+                text: "hi ".into()
+            }]
+        );
+        // An invisible character in a new name is refused, as --name refuses it.
+        let r = c.feed("/nick bob\u{a0}x", 0);
+        assert!(
+            matches!(&r[0], Reply::Mistake(s) if s.contains("name unchanged")),
+            "{r:?}"
+        );
+        let r = c.feed("/nick b\u{200b}ob", 0);
+        assert!(
+            matches!(&r[0], Reply::Mistake(s) if s.contains("U+200B")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_command_at_a_menu_question_cancels_it_and_runs() {
+        for steps in [&["1"][..], &["1", "10.0.0.1"], &["1", "10.0.0.1:9"], &["3"]] {
+            let mut c = Console::new();
+            for s in steps {
+                c.feed(s, 2);
+            }
+            assert!(c.in_dialog(), "{steps:?}");
+            let r = c.feed("/peers", 2);
+            assert_eq!(runs(&r), vec![Command::Peers], "{steps:?}");
+            assert!(!c.in_dialog());
+            assert_eq!(r.last(), Some(&Reply::Prompt(CHOICE)));
+        }
+        // Even a mistyped one: the question is gone, the mistake explained.
+        let mut c = Console::new();
+        c.feed("1", 0);
+        c.feed("10.0.0.1:9", 0);
+        assert!(matches!(&c.feed("/bogus", 0)[0], Reply::Mistake(_)));
+        assert!(!c.in_dialog());
+    }
+
+    #[test]
+    fn help_lists_every_command_and_explains_one() {
+        let all = help();
+        for word in COMMANDS {
+            assert!(all.contains(word), "{word} missing from /help");
+            let one = help_for(word).unwrap_or_else(|| panic!("no help for {word}"));
+            assert!(one.contains(word.trim_start_matches('/')), "{one}");
+        }
+        // Every command of the help is in COMMANDS (completion offers them all).
+        for c in COMMAND_HELP {
+            assert!(
+                COMMANDS.contains(&c.words[0]),
+                "{} not in COMMANDS",
+                c.words[0]
+            );
+        }
+        assert_eq!(help_for("query"), help_for("/query"));
+        assert!(help_for("q").unwrap().starts_with("/quit"));
+        assert!(help_for("send").unwrap().starts_with("/msg"));
+        let mut c = Console::new();
+        assert!(
+            matches!(&c.feed("/help forget", 0)[0], Reply::Say(s) if s.starts_with("/forget TARGET"))
+        );
     }
 }

@@ -239,5 +239,21 @@ pub enum Event {
     Refused(String),
     /// A reply to the user that is not a failure (help, a hint).
     Info(String),
+    /// `/query`: plain text now goes to `peer`, listed as `#number`.
+    Query {
+        number: usize,
+        peer: PeerView,
+    },
+    /// `/query` alone (or the current peer left): plain text goes nowhere until the user
+    /// chooses a peer again.
+    QueryEnded,
+    /// `/forget`: `peer`, listed as `#number`, was removed from the list; it was sent
+    /// nothing.
+    Forgotten {
+        number: usize,
+        peer: PeerView,
+    },
+    /// `/nick`: later messages carry this name.
+    Renamed(String),
     Exiting,
 }

@@ -21,7 +21,8 @@
 //!   counts, rate tokens, byte budget, eviction choice, accept back-off, limits fitted to
 //!   the open-files limit), pure.
 //! * [`rate`]: per-source-IP token buckets, time passed in.
-//! * [`console`]: what the user types (the original's menu and `/` commands), pure;
+//! * [`console`]: what the user types (the original's menu, `/` commands, plain text for
+//!   the current peer), pure;
 //!   [`address`]: the addresses typed there (and in `--peer`), IPv6 zones included.
 //! * [`render`] and [`sanitize`]: events to human lines (terminal-safe) or JSON lines.
 //! * [`reactor`]: the only IO, obeying the pure parts. One `mio::Poll` over the listener,

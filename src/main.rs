@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use p2pchat::config::{self, Cli, exit_code};
+use p2pchat::config::{self, BindError, Cli, exit_code};
 use p2pchat::log_sink;
 use p2pchat::reactor::{Node, RunError};
 
@@ -33,6 +33,12 @@ fn run() -> ExitCode {
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
+    if let Some(text) = cli.documentation() {
+        // A closed stdout (`| head`) is no error here.
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&text).and_then(|()| stdout.flush());
+        return ExitCode::from(exit_code::OK as u8);
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => log::LevelFilter::Error,
         (false, 0) => log::LevelFilter::Warn,
@@ -53,6 +59,9 @@ fn run() -> ExitCode {
         }
     };
     let interactive = p2pchat::is_terminal(0);
+    // A port from the question (not --port or the environment) is asked for again when
+    // it will not do.
+    let port_asked = interactive && cli.port.is_none();
     let asker: Option<config::Ask<'_>> = if interactive { Some(&mut ask) } else { None };
     let cfg = match config::from_cli(cli, asker) {
         Ok(cfg) => cfg,
@@ -61,13 +70,22 @@ fn run() -> ExitCode {
             return ExitCode::from(exit_code::USAGE as u8);
         }
     };
-    let result = Node::bind(cfg).and_then(Node::run);
+    let asker: Option<config::Ask<'_>> = if port_asked { Some(&mut ask) } else { None };
+    let result = match config::bind_asking(cfg, asker, Node::bind, RunError::port_problem) {
+        Ok(node) => node.run(),
+        Err(BindError::Bind(e)) => Err(e),
+        Err(BindError::Config(e)) => {
+            log_sink::say(&format!("p2pchat: {e}"));
+            return ExitCode::from(exit_code::USAGE as u8);
+        }
+    };
     match result {
         Ok(()) => ExitCode::from(exit_code::OK as u8),
         Err(e) => {
             log_sink::say(&format!("p2pchat: {e}"));
             let code = match e {
                 RunError::Poll(_) | RunError::Output(_) => exit_code::RUNTIME,
+                RunError::ChatLog(..) => exit_code::USAGE,
                 _ => exit_code::LISTEN,
             };
             ExitCode::from(code as u8)

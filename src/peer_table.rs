@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
@@ -30,6 +32,10 @@ use bytes::Bytes;
 use list::PeerList;
 use send::Outbox;
 pub use send::{PendingSend, SendStage};
+
+/// A send still unfinished this long after it was asked for is *slow*: the user is shown
+/// it is pending ([`PeerTable::slow_sends`]).
+pub const SLOW_SEND: Duration = Duration::from_secs(1);
 
 /// A peer's status, spelt as the original spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +162,9 @@ pub struct TableConfig {
 #[derive(Debug)]
 pub struct PeerTable {
     cfg: TableConfig,
+    /// Our name as put in headers (`/nick` changes it; sends keep the one they were asked
+    /// with).
+    self_name: Arc<str>,
     self_key: PeerKey,
     peers: PeerList,
     /// The peers [`PeerTable::list_candidates`] showed last, in the order shown, so that
@@ -168,6 +177,9 @@ pub struct PeerTable {
     deadlines: BTreeSet<(Instant, SendId)>,
     effects: VecDeque<Effect>,
     next_id: u64,
+    /// The last instant given to [`PeerTable::handle_timeout`]: sends that became slow by
+    /// then are no reason to wake (see [`PeerTable::poll_timeout`]).
+    slow_mark: Option<Instant>,
     /// Set by [`PeerTable::quit`]: the instant by which the node leaves regardless.
     quit_deadline: Option<Instant>,
     exited: bool,
@@ -185,8 +197,10 @@ impl PeerTable {
     pub fn new(cfg: TableConfig) -> Self {
         let self_key = cfg.local.key(crate::identity::LOCAL_HOST, cfg.port);
         PeerTable {
+            self_name: Arc::from(cfg.name.as_str()),
             cfg,
             self_key,
+            slow_mark: None,
             peers: PeerList::new(),
             shown_candidates: Vec::new(),
             outboxes: HashMap::new(),
@@ -227,6 +241,76 @@ impl PeerTable {
         self.sends.len()
     }
 
+    /// Sends (queued or in flight) still unfinished [`SLOW_SEND`] after they were asked
+    /// for, at `now`.
+    pub fn slow_sends(&self, now: Instant) -> usize {
+        let Some(lag) = self.slow_lag() else {
+            return 0;
+        };
+        let Some(by) = now.checked_add(lag) else {
+            return self.deadlines.len();
+        };
+        self.deadlines.range(..=(by, SendId(u64::MAX))).count()
+    }
+
+    /// How long before its deadline a send becomes slow (every send's deadline is
+    /// `timeout` after it was asked for); `None` when sends time out before that.
+    fn slow_lag(&self) -> Option<Duration> {
+        self.cfg
+            .timeout
+            .checked_sub(SLOW_SEND)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// The next instant a send becomes slow, after the last [`PeerTable::handle_timeout`].
+    fn next_slow(&self) -> Option<Instant> {
+        let lag = self.slow_lag()?;
+        let next = match self.slow_mark.and_then(|m| m.checked_add(lag)) {
+            None => self.deadlines.first(),
+            Some(seen) => self
+                .deadlines
+                .range((Bound::Excluded((seen, SendId(u64::MAX))), Bound::Unbounded))
+                .next(),
+        };
+        next.and_then(|(deadline, _)| deadline.checked_sub(lag))
+    }
+
+    /// Our name as put in headers.
+    pub fn name(&self) -> &str {
+        &self.self_name
+    }
+
+    /// `/nick`: later sends carry `name` in their header (sends already asked for keep the
+    /// name they were asked with). The caller has checked it (`config::check_name`).
+    pub fn set_name(&mut self, name: &str) {
+        self.self_name = Arc::from(name);
+        self.cfg.name = name.to_owned();
+        self.show(Event::Renamed(name.to_owned()));
+    }
+
+    /// The peer listed as `#number`, if it still is.
+    pub fn peer_by_number(&self, number: usize) -> Option<&Peer> {
+        self.peers.by_number(number).map(|(_, p)| p)
+    }
+
+    /// How the peer `#number` is shown in a prompt: its name made safe, or its address
+    /// when it has sent none. `None` if it is not listed.
+    pub fn label(&self, number: usize) -> Option<String> {
+        let peer = self.peer_by_number(number)?;
+        Some(match &peer.name {
+            Some(name) => crate::sanitize::name_for_terminal(name).into_owned(),
+            None => PeerView::new(None, peer.dial).addr_text(),
+        })
+    }
+
+    /// Every listed peer's number and name (as sent, not made safe), in list order, for
+    /// completion. Borrowed: nothing is allocated.
+    pub fn numbered_names(&self) -> impl ExactSizeIterator<Item = (usize, Option<&str>)> {
+        self.peers
+            .iter()
+            .map(|(_, p)| (p.number, p.name.as_deref()))
+    }
+
     pub fn is_quitting(&self) -> bool {
         self.quit_deadline.is_some()
     }
@@ -240,8 +324,19 @@ impl PeerTable {
         self.effects.pop_front()
     }
 
-    /// The earliest instant at which [`PeerTable::handle_timeout`] has work to do.
+    /// The earliest instant at which [`PeerTable::handle_timeout`] has work to do: a
+    /// deadline, a due log summary, or a send becoming slow (so a pending count can be
+    /// shown as it changes).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.deadline_timeout(), self.next_slow()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// [`PeerTable::poll_timeout`] less sends becoming slow: the next instant something
+    /// ends or is written.
+    fn deadline_timeout(&self) -> Option<Instant> {
         [
             self.deadlines.first().map(|(t, _)| *t),
             self.quit_deadline.filter(|_| !self.exited),
@@ -552,6 +647,44 @@ impl PeerTable {
         Some((k, p.dial))
     }
 
+    /// Lists `key` (at `dial`) if it is not listed, for something the user asked: strangers
+    /// make way for it, and a list full of peers we sent to grows past --max-peers by what
+    /// the user typed. It is no longer a stranger (never dropped to make room).
+    fn list_for_user(&mut self, now: Instant, key: PeerKey, dial: SocketAddr) {
+        if !self.peers.contains(&key) {
+            self.make_room(now, &key);
+            self.peers.insert(key, Peer::new(dial, None), None);
+        }
+        self.peers.engage(&key);
+    }
+
+    /// `/query`: the peer the user means, found as [`PeerTable::send`] finds it (an
+    /// address not listed yet is listed, as a send to it would), shown as the current
+    /// peer; its number (`#N`), or `None` when refused (the reason is shown).
+    pub fn query(&mut self, now: Instant, target: &Target) -> Option<usize> {
+        let (key, dial) = self.resolve(target)?;
+        self.list_for_user(now, key, dial);
+        let number = self.peers.get(&key)?.number;
+        let peer = self.view(&key);
+        self.show(Event::Query { number, peer });
+        Some(number)
+    }
+
+    /// `/forget`: removes the peer the user means from the list without sending it
+    /// anything; its number, or `None` when refused (the reason is shown). A send to it
+    /// that is under way still reports its outcome.
+    pub fn forget(&mut self, target: &Target) -> Option<usize> {
+        let (key, dial) = self.resolve(target)?;
+        let Some(peer) = self.peers.remove(&key) else {
+            self.refuse(format!("{dial} is not in the peer list (see /peers)"));
+            return None;
+        };
+        let number = peer.number;
+        let peer = PeerView::new(peer.name, peer.dial);
+        self.show(Event::Forgotten { number, peer });
+        Some(number)
+    }
+
     /// "Connect to active peers".
     pub fn connect(&mut self, now: Instant, which: Which) {
         if self.quit_deadline.is_some() {
@@ -704,6 +837,7 @@ impl PeerTable {
     /// stage's outcome, and [`Effect::Abort`]), a quit whose deadline passed ends the node
     /// (what is left fails as [`crate::event::SendFailure::Quit`]), and due log summaries are written.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.slow_mark = self.slow_mark.max(Some(now));
         self.full_log.report(now);
         self.host_log.report(now);
         self.evict_log.report(now);

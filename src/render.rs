@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::event::{Cut, Event, PeerHost, PeerRow, PeerView, Purpose};
-use crate::sanitize::{self, for_terminal};
+use crate::sanitize::{self, for_terminal, name_for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
 pub fn human(event: &Event, out: &mut Vec<u8>) {
@@ -25,7 +25,12 @@ struct Who<'a>(&'a PeerView);
 impl fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.0;
-        write!(f, "{} [{}]", for_terminal(p.name_or_unknown()), p.addr())
+        write!(
+            f,
+            "{} [{}]",
+            name_for_terminal(p.name_or_unknown()),
+            p.addr()
+        )
     }
 }
 
@@ -60,7 +65,11 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         } => {
             match purpose {
                 Purpose::Text => write!(out, "Message sent to {}: {}", who(to), for_terminal(text)),
-                Purpose::Connect => write!(out, "Successfully connected to {}", who(to)),
+                // "Successfully" only when the peer confirmed it (by closing).
+                Purpose::Connect if *confirmed => {
+                    write!(out, "Successfully connected to {}", who(to))
+                }
+                Purpose::Connect => write!(out, "Connected to {}", who(to)),
                 Purpose::Exit => write!(out, "Disconnected from {}", who(to)),
             }?;
             if !confirmed {
@@ -98,6 +107,25 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         }
         Event::Refused(why) => writeln!(out, "{}", for_terminal(why)),
         Event::Info(text) => writeln!(out, "{}", sanitize::for_terminal_lines(text)),
+        Event::Query { number, peer } => writeln!(
+            out,
+            "Talking to #{number} {}: plain text goes there (/query alone to stop)",
+            who(peer)
+        ),
+        Event::QueryEnded => writeln!(
+            out,
+            "No current peer: choose one with /query NAME|#N|IP:PORT, or send with /msg"
+        ),
+        Event::Forgotten { number, peer } => writeln!(
+            out,
+            "Forgot #{number} {}: removed from the list, nothing sent to it",
+            who(peer)
+        ),
+        Event::Renamed(name) => writeln!(
+            out,
+            "You are now {}: messages sent from now on carry this name",
+            name_for_terminal(name)
+        ),
         Event::Exiting => writeln!(out, "Exiting..."),
     }
 }
@@ -153,6 +181,8 @@ struct Line<'a> {
     peers: Option<Vec<Row<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cut: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<usize>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -251,6 +281,19 @@ impl<'a> Line<'a> {
             Event::Info(text) => Line {
                 detail: Some(Cow::Borrowed(text)),
                 ..Line::of("info")
+            },
+            Event::Query { number, peer } => Line {
+                number: Some(*number),
+                ..Line::peer("query", peer)
+            },
+            Event::QueryEnded => Line::of("query_ended"),
+            Event::Forgotten { number, peer } => Line {
+                number: Some(*number),
+                ..Line::peer("forgotten", peer)
+            },
+            Event::Renamed(name) => Line {
+                name: Some(Some(name)),
+                ..Line::of("renamed")
             },
             Event::Exiting => Line::of("exiting"),
         }
@@ -455,6 +498,12 @@ mod tests {
             "Disconnected from Unknown [127.0.0.1:9001]\n"
         );
         assert!(line(&sent(Purpose::Text, false)).contains("unconfirmed"));
+        // Never "successfully" and "unconfirmed" at once.
+        assert_eq!(
+            line(&sent(Purpose::Connect, false)),
+            "Connected to Unknown [127.0.0.1:9001] (unconfirmed: the peer had not closed the \
+             connection)\n"
+        );
         let failed = Event::SendFailed {
             to: unknown.clone(),
             purpose: Purpose::Text,
@@ -485,6 +534,41 @@ mod tests {
     }
 
     #[test]
+    fn the_users_own_choices_have_lines_and_json() {
+        let bob = peer(Some("bob"));
+        let query = Event::Query {
+            number: 3,
+            peer: bob.clone(),
+        };
+        assert_eq!(
+            line(&query),
+            "Talking to #3 bob [127.0.0.1:9001]: plain text goes there (/query alone to stop)\n"
+        );
+        let forgot = Event::Forgotten {
+            number: 3,
+            peer: bob,
+        };
+        assert!(line(&forgot).starts_with("Forgot #3 bob [127.0.0.1:9001]"));
+        assert!(line(&Event::QueryEnded).contains("/query NAME|#N|IP:PORT"));
+        assert!(line(&Event::Renamed("al".into())).starts_with("You are now al"));
+        let j = |e: &Event| {
+            let mut out = Vec::new();
+            json(e, &mut out);
+            serde_json::from_slice::<Value>(&out).unwrap()
+        };
+        assert_eq!(
+            j(&query),
+            json!({"event": "query", "name": "bob", "ip": "127.0.0.1", "port": 9001, "number": 3})
+        );
+        assert_eq!(j(&forgot)["event"], "forgotten");
+        assert_eq!(j(&Event::QueryEnded), json!({"event": "query_ended"}));
+        assert_eq!(
+            j(&Event::Renamed("al".into())),
+            json!({"event": "renamed", "name": "al"})
+        );
+    }
+
+    #[test]
     fn human_output_neutralises_hostile_names_and_text() {
         let evil = peer(Some("x\n\u{1b}]0;pwn\u{7}"));
         let out = line(&Event::Message {
@@ -494,6 +578,12 @@ mod tests {
         });
         assert_eq!(out.matches('\n').count(), 1, "{out:?}");
         assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
+        // A name padded with NBSPs cannot pass for a name and an address.
+        let faker = peer(Some("bob\u{a0}[10.0.0.2:9201]\u{200b}"));
+        assert_eq!(
+            line(&Event::NewPeer(faker)),
+            "New peer found: bob<U+00A0>[10.0.0.2:9201]<U+200B> [127.0.0.1:9001]\n"
+        );
     }
 
     #[test]

@@ -385,6 +385,14 @@ fn usage_errors_exit_2_without_a_backtrace() {
         vec!["--port", "0"],
         vec!["--name", "a", "--port", "0", "--peer", "nonsense"],
         vec!["--name", "a", "--port", "0", "--bind", "999.1.1.1"],
+        vec![
+            "--name",
+            "a",
+            "--port",
+            "0",
+            "--log",
+            "/nonexistent-dir/chat.log",
+        ],
     ] {
         let out = Command::new(BIN)
             .args(&args)
@@ -704,4 +712,241 @@ fn mistakes_are_errors_and_help_is_info() {
     });
     assert_eq!(v["event"], "info", "{v}");
     assert!(v["detail"].as_str().unwrap().contains("/send"), "{v}");
+}
+
+/// `/query` chooses the peer plain text goes to, by name, number or address; with none
+/// chosen, plain text gets one hint and goes nowhere.
+#[test]
+fn plain_text_goes_to_the_peer_chosen_with_query() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    let mut c = Node::start("carol", &[]);
+    a.type_line("hello nobody");
+    let hint = a.expect_event("error", &[]);
+    assert!(
+        hint["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/query NAME|#N|IP:PORT"),
+        "{hint}"
+    );
+    a.type_line(&format!("/query {}", b.addr()));
+    a.expect_event("query", &[("number", json!(1)), ("port", json!(b.port))]);
+    a.type_line("hi bob, plainly");
+    b.expect_event(
+        "message",
+        &[("name", json!("alice")), ("text", json!("hi bob, plainly"))],
+    );
+    a.type_line(&format!("/msg {} hi carol", c.addr()));
+    c.expect_event("message", &[("text", json!("hi carol"))]);
+    a.type_line("/query #2");
+    a.expect_event("query", &[("number", json!(2)), ("port", json!(c.port))]);
+    a.type_line("2nd for carol");
+    c.expect_event("message", &[("text", json!("2nd for carol"))]);
+    // A lone 2 is still the menu's choice.
+    a.type_line("2");
+    a.expect_event("peers", &[]);
+    // By name, once the peer has sent one.
+    b.type_line("/send #1 I am bob");
+    a.expect_event("message", &[("name", json!("bob"))]);
+    a.type_line("/query bob");
+    a.expect_event("query", &[("name", json!("bob")), ("number", json!(1))]);
+    a.type_line("by name");
+    b.expect_event("message", &[("text", json!("by name"))]);
+    // Alone, it clears the current peer.
+    a.type_line("/query");
+    a.expect_event("query_ended", &[]);
+    a.type_line("to nobody");
+    a.expect_event("error", &[]);
+    a.quit();
+}
+
+/// The current peer is kept by its number: once it leaves, plain text is refused (never
+/// sent to whoever is listed next), and the current peer is cleared.
+#[test]
+fn plain_text_to_a_current_peer_that_left_is_refused_clearly() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    let mut c = Node::start("carol", &[]);
+    b.type_line(&format!("/send {} hi from bob", a.addr()));
+    a.expect_event("message", &[("name", json!("bob"))]);
+    c.type_line(&format!("/send {} hi from carol", a.addr()));
+    a.expect_event("message", &[("name", json!("carol"))]);
+    a.type_line("/query bob");
+    a.expect_event("query", &[("number", json!(1))]);
+    b.type_line("/quit");
+    a.expect_event("peer_left", &[("name", json!("bob"))]);
+    a.type_line("are you there?");
+    let e = a.expect_event("error", &[]);
+    assert_eq!(
+        e["detail"],
+        "#1 bob has left: nothing sent; /query someone else"
+    );
+    a.type_line("still nobody");
+    let e = a.expect_event("error", &[]);
+    assert!(
+        e["detail"].as_str().unwrap().contains("no current peer"),
+        "{e}"
+    );
+    // Carol kept her number and got nothing.
+    let peers = a.peers();
+    assert_eq!((peers.len(), &peers[0]["index"]), (1, &json!(2)));
+    c.drain(Duration::from_millis(300));
+    assert!(
+        !c.seen.iter().any(|v| v["event"] == "message"),
+        "{:#?}",
+        c.seen
+    );
+}
+
+/// `/forget` drops a peer without a word to it (and the current peer with it); `/nick`
+/// changes the name later messages carry; `/help CMD` explains one command.
+#[test]
+fn forget_nick_and_help_for_one_command() {
+    let mut a = Node::start("alice", &[]);
+    let mut b = Node::start("bob", &[]);
+    a.type_line(&format!("/query {}", b.addr()));
+    a.expect_event("query", &[("number", json!(1))]);
+    a.type_line("/nick alice2");
+    a.expect_event("renamed", &[("name", json!("alice2"))]);
+    a.type_line("from the new name");
+    b.expect_event(
+        "message",
+        &[
+            ("name", json!("alice2")),
+            ("text", json!("from the new name")),
+        ],
+    );
+    a.expect_event("sent", &[("text", json!("from the new name"))]);
+    a.type_line("/nick two words");
+    a.expect_event("error", &[]);
+    a.type_line("/forget #1");
+    a.expect_event(
+        "forgotten",
+        &[("number", json!(1)), ("port", json!(b.port))],
+    );
+    a.expect_event("query_ended", &[]);
+    assert!(a.peers().is_empty());
+    a.type_line("/help forget");
+    let h = a.expect_event("info", &[]);
+    assert!(
+        h["detail"].as_str().unwrap().starts_with("/forget TARGET"),
+        "{h}"
+    );
+    // Quitting tells the forgotten peer nothing.
+    a.quit();
+    b.drain(Duration::from_millis(300));
+    assert!(
+        !b.seen.iter().any(|v| v["event"] == "peer_left"),
+        "{:#?}",
+        b.seen
+    );
+}
+
+/// A slash command typed at one of the menu's questions cancels it and runs.
+#[test]
+fn a_command_at_a_menu_question_runs() {
+    let mut a = Node::start("alice", &[]);
+    a.type_line("1");
+    a.type_line("127.0.0.1");
+    a.type_line("/peers");
+    a.expect_event("peers", &[]);
+    // The question is gone: a plain line is plain text again, not a port.
+    a.type_line("9000");
+    a.expect_event("error", &[]);
+    a.quit();
+}
+
+/// `--completions SHELL` and `--man` print what clap's definition gives, without a name,
+/// a port or a terminal, and exit 0.
+#[test]
+fn completions_and_the_manual_need_no_name_or_port() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("P2PCHAT_NAME")
+            .env_remove("P2PCHAT_PORT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["--completions", "bash"]);
+    assert!(
+        bash.contains("--name") && bash.contains("--completions"),
+        "{bash}"
+    );
+    assert!(run(&["--completions", "zsh"]).contains("--name"));
+    let man = run(&["--man"]);
+    assert!(
+        man.contains(".TH p2pchat") && man.contains(".SH NAME"),
+        "{man}"
+    );
+}
+
+/// `--log FILE` appends each event's human line with the local date and time; a file
+/// that cannot be written is told once, and the node goes on chatting.
+#[test]
+fn the_chat_log_keeps_what_was_shown_and_a_write_error_stops_only_the_log() {
+    let dir = std::env::temp_dir().join(format!("p2pchat-log-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chat.log");
+    let _ = std::fs::remove_file(&path);
+    let mut a = Node::start("alice", &["--log", path.to_str().unwrap()]);
+    let mut b = Node::start("bob", &[]);
+    b.type_line(&format!("/send {} hello log", a.addr()));
+    a.expect_event("message", &[("text", json!("hello log"))]);
+    a.type_line("/send #1 and back");
+    a.expect_event("sent", &[("text", json!("and back"))]);
+    a.quit();
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let who = format!("[127.0.0.1:{}]", b.port);
+    for want in [
+        format!("Server listening on port {}", a.port),
+        format!("Message from bob {who}: hello log"),
+        format!("Message sent to bob {who}: and back"),
+        "Exiting...".to_owned(),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.ends_with(&want))
+            .unwrap_or_else(|| panic!("no {want:?} in the log:\n{log}"));
+        // `YYYY-MM-DD HH:MM:SS ` before the line.
+        let stamp = &line[..20];
+        assert!(
+            stamp.as_bytes()[4] == b'-' && stamp.as_bytes()[13] == b':' && stamp.ends_with(' '),
+            "{line:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let mut a = Node::start("alice", &["--log", "/dev/full"]);
+    let e = a.expect_event("info", &[]);
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write the chat log /dev/full"),
+        "{e}"
+    );
+    b.type_line(&format!("/send {} still there?", a.addr()));
+    a.expect_event("message", &[("text", json!("still there?"))]);
+    a.type_line("/send #1 yes");
+    b.expect_event("message", &[("text", json!("yes"))]);
+    a.quit();
+    let told = a
+        .seen
+        .iter()
+        .filter(|v| v["detail"].as_str().is_some_and(|d| d.contains("chat log")));
+    assert_eq!(told.count(), 1, "{:#?}", a.seen);
+    assert_eq!(
+        a.stderr_text().matches("cannot write the chat log").count(),
+        1
+    );
 }

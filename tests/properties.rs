@@ -290,7 +290,7 @@ fn name_char() -> impl Strategy<Value = char> {
         1 => Just(':'),
     ]
     .prop_map(|c| {
-        if c.is_whitespace() || c.is_control() {
+        if c.is_whitespace() || c.is_control() || p2pchat::sanitize::invisible(c) {
             char::from_u32(0x2400 + (c as u32 & 0x1f)).expect("a control picture")
         } else {
             c
@@ -525,6 +525,11 @@ fn event() -> impl Strategy<Value = Event> {
         1 => mixed_string(48).prop_map(Event::Refused),
         1 => mixed_string(48).prop_map(Event::Info),
         1 => Just(Event::Exiting),
+        1 => (any::<usize>(), peer_view()).prop_map(|(number, peer)| Event::Query { number, peer }),
+        1 => Just(Event::QueryEnded),
+        1 => (any::<usize>(), peer_view())
+            .prop_map(|(number, peer)| Event::Forgotten { number, peer }),
+        1 => mixed_string(24).prop_map(Event::Renamed),
     ]
 }
 
@@ -555,7 +560,13 @@ fn expected_json_strings(event: &Event) -> Vec<(&'static str, Value)> {
             vec![("name", json_name(&to.name)), ("text", s(text))]
         }
         Event::Refused(why) | Event::Info(why) => vec![("detail", s(why))],
-        Event::Peers(_) | Event::ConnectCandidates(_) | Event::Exiting => vec![],
+        Event::Query { peer, .. } | Event::Forgotten { peer, .. } => {
+            vec![("name", json_name(&peer.name))]
+        }
+        Event::Renamed(name) => vec![("name", s(name))],
+        Event::Peers(_) | Event::ConnectCandidates(_) | Event::Exiting | Event::QueryEnded => {
+            vec![]
+        }
     }
 }
 

@@ -31,6 +31,8 @@ struct Tty {
     screen: Arc<Mutex<String>>,
     /// What a terminal would show: a screen model fed the same bytes.
     vt: Arc<Mutex<vt100::Parser>>,
+    /// The terminal's settings before the node started.
+    initial: Vec<u8>,
     /// `XDG_STATE_HOME` for this node (its history file), removed at the end.
     home: std::path::PathBuf,
     /// Tells the screen reader to let go of its copy of the master.
@@ -101,6 +103,7 @@ impl Tty {
             .open(path.to_str().unwrap())
             .expect("open the terminal");
         set_size(master.as_raw_fd(), COLS, ROWS);
+        let initial = settings(&slave);
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .env_remove("P2PCHAT_NAME")
@@ -157,6 +160,7 @@ impl Tty {
             slave: Some(slave),
             screen,
             vt,
+            initial,
             home,
             hang_up,
             reader: Some(reader),
@@ -281,7 +285,9 @@ impl Tty {
 
     /// Waits until some row contains `text`.
     fn wait_row(&self, text: &str) {
-        self.wait_screen(&format!("{text:?}"), |rows| rows.iter().any(|r| r.contains(text)));
+        self.wait_screen(&format!("{text:?}"), |rows| {
+            rows.iter().any(|r| r.contains(text))
+        });
     }
 
     /// Waits until the input line (the cursor's row) is `text` with the cursor at `col`.
@@ -317,7 +323,11 @@ impl Tty {
     /// the terminal's session leader here, so the kernel does not).
     fn resize(&self, cols: u16, rows: u16) {
         set_size(self.master().as_raw_fd(), cols, rows);
-        self.vt.lock().unwrap().screen_mut().set_size(nz(rows), nz(cols));
+        self.vt
+            .lock()
+            .unwrap()
+            .screen_mut()
+            .set_size(nz(rows), nz(cols));
         common::signal(&self.child, libc::SIGWINCH);
     }
 
@@ -473,8 +483,15 @@ fn a_half_typed_line_survives_an_arriving_message_with_the_cursor_where_it_was()
     t.wait_input("> hello world", 8);
     let rows = t.rows();
     let (row, _) = t.cursor();
-    let msg = rows.iter().position(|r| r.contains("are you there?")).unwrap();
-    assert!(msg < row as usize, "the event is above the input line:\n{}", rows.join("\n"));
+    let msg = rows
+        .iter()
+        .position(|r| r.contains("are you there?"))
+        .unwrap();
+    assert!(
+        msg < row as usize,
+        "the event is above the input line:\n{}",
+        rows.join("\n")
+    );
     assert!(
         rows[msg].chars().take(6).collect::<String>().ends_with(' ')
             && rows[msg].as_bytes()[2] == b':',
@@ -528,7 +545,10 @@ fn history_is_recalled_with_up_and_kept_across_runs() {
     assert!(t.wait_exit().success());
     let file = t.home.join("p2pchat/history");
     let text = std::fs::read_to_string(&file).expect("history saved");
-    assert!(text.contains("/peers") && text.contains("/quit"), "{text:?}");
+    assert!(
+        text.contains("/peers") && text.contains("/quit"),
+        "{text:?}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "history is private");
@@ -604,7 +624,10 @@ fn colours_are_on_with_always_and_off_with_never() {
     no.wait_input("> ", 2);
     message_from(no.addr(), "carol", "plain");
     no.wait_row("Message from carol [");
-    assert!(!no.screen().contains("\x1b[3"), "no colour codes with NO_COLOR");
+    assert!(
+        !no.screen().contains("\x1b[3"),
+        "no colour codes with NO_COLOR"
+    );
 }
 
 #[test]
@@ -658,25 +681,42 @@ fn ctrl_d_on_an_empty_line_quits() {
     assert!(t.wait_exit().success());
 }
 
-/// Whatever way the node leaves, the terminal gets its settings back.
+/// Whatever way the node leaves, a panic included, the terminal gets its settings back.
 #[test]
-fn the_terminal_settings_are_restored_after_quit_sigterm_and_sighup() {
-    for how in ["quit", "SIGTERM", "SIGHUP", "SIGINT"] {
+fn the_terminal_settings_are_restored_after_quit_signals_and_a_panic() {
+    for how in ["quit", "SIGTERM", "SIGHUP", "SIGINT", "panic"] {
         let t = Tty::spawn(&["--name", "alice", "--port", "0", "--bind", "127.0.0.1"]);
-        // Before the node takes the terminal over (it asks nothing: name and port given).
-        let before = settings(t.slave.as_ref().unwrap());
+        let before = t.initial.clone();
         t.wait_input("> ", 2);
-        assert_ne!(settings(t.slave.as_ref().unwrap()), before, "{how}: raw mode while running");
+        assert_ne!(
+            settings(t.slave.as_ref().unwrap()),
+            before,
+            "{how}: raw mode while running"
+        );
         match how {
             "quit" => t.keys(b"/quit\r"),
+            // A debug build panics on this line (the tests' build is one).
+            "panic" => t.keys(b"/__panic\r"),
             "SIGTERM" => common::signal(&t.child, libc::SIGTERM),
             "SIGHUP" => common::signal(&t.child, libc::SIGHUP),
             _ => common::signal(&t.child, libc::SIGINT),
         }
         let mut t = t;
-        assert!(t.wait_exit().success(), "{how}");
-        assert_eq!(settings(t.slave.as_ref().unwrap()), before, "{how}: settings restored");
-        assert!(t.screen().contains("\x1b[?2004l"), "{how}: bracketed paste off");
+        let status = t.wait_exit();
+        if how == "panic" {
+            assert_eq!(status.code(), Some(101), "{how}");
+        } else {
+            assert!(status.success(), "{how}");
+        }
+        assert_eq!(
+            settings(t.slave.as_ref().unwrap()),
+            before,
+            "{how}: settings restored"
+        );
+        assert!(
+            t.screen().contains("\x1b[?2004l"),
+            "{how}: bracketed paste off"
+        );
     }
 }
 
@@ -708,4 +748,21 @@ fn log_lines_appear_above_the_input_line_without_garbling_it() {
     assert!(common::send_raw(t.addr(), b"complete garbage"));
     t.wait_row("WARN");
     t.wait_input("> typing", 8);
+}
+
+/// A port in use, typed at the start-up question, is asked for again with the reason
+/// (it ended the program).
+#[test]
+fn a_port_in_use_at_the_question_is_asked_again() {
+    let (_taken, port) = common::listener();
+    let mut t = Tty::spawn(&["--name", "alice", "--bind", "127.0.0.1"]);
+    let at = t.wait_for(0, "Enter your port number: ");
+    t.type_line(&port.to_string());
+    let at = t.wait_for(at, &format!("port {port} is in use: choose another"));
+    let at = t.wait_for(at, "Enter your port number: ");
+    t.type_line("0");
+    t.wait_for(at, "Server listening on port ");
+    t.wait_input("> ", 2);
+    t.keys(b"0\r");
+    assert!(t.wait_exit().success());
 }

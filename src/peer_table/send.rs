@@ -26,11 +26,12 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{Effect, Peer, PeerTable, SendId, Transmit};
+use super::{Effect, PeerTable, SendId, Transmit};
 use crate::event::{Event, PeerView, Purpose, SendFailure, SendOutcome};
 use crate::identity::{LOCAL_HOST, PeerKey};
 use crate::peer_table::PeerStatus;
@@ -70,6 +71,8 @@ pub(super) struct Outgoing {
     pub text: String,
     pub purpose: Purpose,
     pub deadline: Instant,
+    /// Our name when the send was asked for (`/nick` changes later sends only).
+    pub sender: Arc<str>,
 }
 
 /// The send in flight to one peer, and where it is.
@@ -115,18 +118,12 @@ impl PeerTable {
         // The one length check: the encoder itself, with the longest header this
         // connection can carry, so what passes here is never refused once connected.
         let bound = self.header_ip_bound(dial);
-        if let Err(e) = wire::encode(bound, self.cfg.port, &self.cfg.name, text) {
+        if let Err(e) = wire::encode(bound, self.cfg.port, &self.self_name, text) {
             self.refuse(format!("not sent to {dial}: {e}"));
             return;
         }
-        if !self.peers.contains(&key) {
-            // Strangers make way for it, and a list full of peers we sent to grows past
-            // --max-peers by what the user typed.
-            self.make_room(now, &key);
-            self.peers.insert(key, Peer::new(dial, None), None);
-        }
         // Sent to: no longer a stranger, so never dropped to make room.
-        self.peers.engage(&key);
+        self.list_for_user(now, key, dial);
         let id = SendId(self.next_id);
         self.next_id += 1;
         let out = Outgoing {
@@ -137,6 +134,7 @@ impl PeerTable {
             text: text.to_owned(),
             purpose: p,
             deadline: now + self.cfg.timeout,
+            sender: self.self_name.clone(),
         };
         self.sends.insert(id, key);
         self.deadlines.insert((out.deadline, id));
@@ -208,11 +206,11 @@ impl PeerTable {
     /// The table encodes the message and asks for it to be written ([`Effect::Write`]).
     pub fn handle_send_connected(&mut self, now: Instant, id: SendId, local: SocketAddr) {
         let ip = self.header_ip(local);
-        let (port, name) = (self.cfg.port, self.cfg.name.clone());
+        let port = self.cfg.port;
         let Some(f) = self.in_flight_at(id, SendStage::Connecting, "connected") else {
             return;
         };
-        match wire::encode(ip, port, &name, &f.out.text) {
+        match wire::encode(ip, port, &f.out.sender, &f.out.text) {
             Ok(payload) => {
                 f.stage = SendStage::Writing;
                 let payload = Bytes::from(payload);

@@ -1002,7 +1002,7 @@ fn send_to_a_new_address_adds_the_peer_and_transmits_once() {
     );
     assert_eq!(t.pending_sends(), 1);
     // The send's deadline is the table's, in flight as when queued.
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 20)));
 
     let fx = done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered);
     assert_eq!(fx, [sent(view(None, ALICE), Purpose::Text, "hi", true)]);
@@ -1196,7 +1196,7 @@ fn sends_to_one_peer_go_one_at_a_time_in_order() {
     assert_eq!(send_to(&mut t, secs(t0, 2), ALICE, "three"), []);
     assert_eq!(t.pending_sends(), 3);
     // The earliest deadline: the send in flight.
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 20)));
 
     // Another peer is not held up.
     assert_eq!(
@@ -1212,7 +1212,7 @@ fn sends_to_one_peer_go_one_at_a_time_in_order() {
             tx(1, ALICE, "two", secs(t0, 21)),
         ]
     );
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 21)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 21)));
     assert_eq!(
         done(&mut t, secs(t0, 5), 1, SendOutcome::Delivered),
         [
@@ -1220,7 +1220,7 @@ fn sends_to_one_peer_go_one_at_a_time_in_order() {
             tx(2, ALICE, "three", secs(t0, 22)),
         ]
     );
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 22)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 22)));
     assert_eq!(
         done(&mut t, secs(t0, 6), 2, SendOutcome::Delivered),
         [sent(view(None, ALICE), Purpose::Text, "three", true)]
@@ -1464,7 +1464,7 @@ fn connect_all_waits_behind_a_send_in_flight() {
     with_peers(&mut t, t0, &[(ALICE, "alice")]);
     assert_eq!(send(&mut t, t0, Target::Index(1), "first").len(), 1);
     assert_eq!(connect(&mut t, secs(t0, 1), Which::All), []);
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 20)));
     assert_eq!(
         done(&mut t, secs(t0, 2), 0, SendOutcome::Delivered),
         [
@@ -1610,7 +1610,7 @@ fn every_send_times_out_at_its_deadline_with_the_outcome_of_its_stage() {
     );
     assert_eq!(send_to(&mut t, secs(t0, 5), ALICE, "two"), []);
     assert_eq!(send_to(&mut t, secs(t0, 10), ALICE, "exit"), []);
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 20)));
 
     // Early and repeated calls are harmless.
     assert_eq!(timeout(&mut t, secs(t0, 19)), []);
@@ -1626,7 +1626,7 @@ fn every_send_times_out_at_its_deadline_with_the_outcome_of_its_stage() {
         ]
     );
     assert_eq!(timeout(&mut t, secs(t0, 20)), []);
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 25)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 25)));
 
     // Connected, not all written: a write timeout.
     progress_to(&mut t, secs(t0, 21), SendId(1), SendStage::Writing);
@@ -1685,7 +1685,7 @@ fn a_queued_send_found_expired_when_its_turn_comes_fails_and_the_next_starts() {
             tx(2, ALICE, "c", secs(t0, 30)),
         ]
     );
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 30)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 30)));
     assert_eq!(timeout(&mut t, secs(t0, 22)), []);
 }
 
@@ -1705,7 +1705,7 @@ fn quit_sends_exit_to_every_peer_at_once_and_exits_when_all_are_done() {
         ]
     );
     assert!(t.is_quitting());
-    assert_eq!(t.poll_timeout(), Some(d));
+    assert_eq!(t.deadline_timeout(), Some(d));
 
     // Nothing else is sent while quitting.
     assert_eq!(
@@ -1792,7 +1792,7 @@ fn quit_with_a_dead_peer_exits_at_the_quit_deadline() {
         1
     );
     // alice never answers: her exit times out with the quit, then the node leaves once.
-    assert_eq!(t.poll_timeout(), Some(d));
+    assert_eq!(t.deadline_timeout(), Some(d));
     assert_eq!(timeout(&mut t, secs(t0, 19)), []);
     assert_eq!(
         timeout(&mut t, d),
@@ -1887,7 +1887,7 @@ fn quit_deadline_fails_what_is_still_queued_with_quit() {
     );
     // "one" reaches the peer but is never confirmed.
     progress_to(&mut t, secs(t0, 4), SendId(0), SendStage::AwaitingClose);
-    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    assert_eq!(t.deadline_timeout(), Some(secs(t0, 20)));
     assert_eq!(
         timeout(&mut t, secs(t0, 20)),
         [
@@ -2565,4 +2565,185 @@ fn a_link_local_address_without_its_interface_is_refused_with_the_fix() {
         [tx(0, "[fe80::9%2]:5000", "hi", secs(t0, 20))]
     );
     assert_eq!(dials(&t), [sa("[fe80::9%2]:5000")]);
+}
+
+// ----- the user's own choices: /query, /forget, /nick, pending sends -------------------
+
+fn ms(t0: Instant, ms: u64) -> Instant {
+    t0 + Duration::from_millis(ms)
+}
+
+#[test]
+fn a_send_unfinished_after_a_second_is_slow_and_the_table_wakes_for_it() {
+    let (mut t, t0) = setup();
+    assert_eq!(send_to(&mut t, t0, ALICE, "one").len(), 1);
+    assert_eq!(send_to(&mut t, ms(t0, 400), ALICE, "two"), []);
+    assert_eq!(send_to(&mut t, ms(t0, 600), BOB, "three").len(), 1);
+    assert_eq!(t.slow_sends(ms(t0, 999)), 0);
+    // The first wake-up is when "one" becomes slow, not its deadline.
+    assert_eq!(t.poll_timeout(), Some(ms(t0, 1000)));
+    assert_eq!(timeout(&mut t, ms(t0, 1000)), []);
+    assert_eq!(t.slow_sends(ms(t0, 1000)), 1);
+    // Handled: the next one, queued behind it, is the next reason to wake.
+    assert_eq!(t.poll_timeout(), Some(ms(t0, 1400)));
+    // A late wake-up counts every send due by then, and asks for no past instant.
+    assert_eq!(timeout(&mut t, ms(t0, 1700)), []);
+    assert_eq!(t.slow_sends(ms(t0, 1700)), 3);
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 20)));
+    // A finished send no longer counts; one asked for later wakes the table again.
+    assert_eq!(
+        done(&mut t, secs(t0, 2), 2, SendOutcome::Delivered).len(),
+        1
+    );
+    assert_eq!(t.slow_sends(secs(t0, 2)), 2);
+    assert_eq!(send_to(&mut t, secs(t0, 3), CAROL, "four").len(), 1);
+    assert_eq!(t.poll_timeout(), Some(secs(t0, 4)));
+    assert_eq!(t.slow_sends(secs(t0, 4)), 3);
+    // Without a handle_timeout call the count is still right at any instant.
+    assert_eq!(t.slow_sends(secs(t0, 3)), 2);
+}
+
+#[test]
+fn sends_that_time_out_within_a_second_are_never_slow() {
+    let (mut t, t0) = setup_with(TableConfig {
+        timeout: Duration::from_millis(800),
+        ..cfg()
+    });
+    assert_eq!(send_to(&mut t, t0, ALICE, "one").len(), 1);
+    assert_eq!(t.poll_timeout(), Some(ms(t0, 800)));
+    assert_eq!(t.slow_sends(ms(t0, 799)), 0);
+}
+
+#[test]
+fn query_finds_a_peer_as_send_does_and_lists_a_new_address() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    assert_eq!(t.query(t0, &Target::Name("bob".into())), Some(2));
+    assert_eq!(
+        drain(&mut t),
+        [show(Event::Query {
+            number: 2,
+            peer: view(Some("bob"), BOB)
+        })]
+    );
+    assert_eq!(t.query(t0, &Target::Index(1)), Some(1));
+    drain(&mut t);
+    // The same refusals as /send.
+    assert_eq!(t.query(t0, &Target::Name("carol".into())), None);
+    assert_eq!(
+        drain(&mut t),
+        [refused(
+            "no peer is named \"carol\": see the peer list (/peers)"
+        )]
+    );
+    assert_eq!(t.query(t0, &Target::Index(9)), None);
+    assert_eq!(drain(&mut t), [refused("no peer #9 (see /peers)")]);
+    assert_eq!(t.query(t0, &Target::Addr(sa("127.0.0.1:9000"))), None);
+    drain(&mut t);
+    // An address not listed is listed under the next number, as a send would list it,
+    // and is not a stranger (the user chose it).
+    assert_eq!(t.query(t0, &Target::Addr(sa(CAROL))), Some(3));
+    drain(&mut t);
+    assert!(!t.is_stranger(&key(CAROL)));
+    assert_eq!(t.label(3).as_deref(), Some(CAROL));
+    assert_eq!(t.label(1).as_deref(), Some("alice"));
+    assert_eq!(t.label(4), None);
+    assert_eq!(
+        t.numbered_names().collect::<Vec<_>>(),
+        [(1, Some("alice")), (2, Some("bob")), (3, None)]
+    );
+}
+
+#[test]
+fn a_label_shows_hidden_characters() {
+    let (mut t, t0) = setup();
+    let fx = receive(&mut t, t0, "10.0.0.7", "10.0.0.7:5000 bob\u{a0}\u{200b} hi");
+    assert_eq!(fx.len(), 2);
+    assert_eq!(t.label(1).as_deref(), Some("bob<U+00A0><U+200B>"));
+}
+
+#[test]
+fn forget_drops_a_peer_silently_and_its_send_still_reports() {
+    let (mut t, t0) = setup();
+    with_peers(&mut t, t0, &[(ALICE, "alice"), (BOB, "bob")]);
+    assert_eq!(send(&mut t, t0, Target::Index(1), "are you there").len(), 1);
+    assert_eq!(t.forget(&Target::Name("alice".into())), Some(1));
+    // Nothing is sent to it: only the notice.
+    assert_eq!(
+        drain(&mut t),
+        [show(Event::Forgotten {
+            number: 1,
+            peer: view(Some("alice"), ALICE)
+        })]
+    );
+    assert_eq!(dials(&t), [sa(BOB)]);
+    assert!(t.peer_by_number(1).is_none());
+    // The send under way still ends with its outcome, under the name it had.
+    assert_eq!(
+        done(&mut t, secs(t0, 1), 0, SendOutcome::Delivered),
+        [sent(
+            view(Some("alice"), ALICE),
+            Purpose::Text,
+            "are you there",
+            true
+        )]
+    );
+    // Gone: forgetting it again, or an address never listed, is refused.
+    assert_eq!(t.forget(&Target::Index(1)), None);
+    assert_eq!(
+        drain(&mut t),
+        [refused("no peer #1: it left the list (see /peers)")]
+    );
+    assert_eq!(t.forget(&Target::Addr(sa(CAROL))), None);
+    assert_eq!(
+        drain(&mut t),
+        [refused(
+            "10.0.0.9:5000 is not in the peer list (see /peers)"
+        )]
+    );
+    // Quitting sends no exit to the forgotten peer.
+    let fx = quit(&mut t, secs(t0, 2));
+    let to: Vec<SocketAddr> = fx
+        .iter()
+        .filter_map(|f| match f {
+            Fx::Transmit(tx) => Some(tx.to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to, [sa(BOB)]);
+    // Numbers are never given again.
+    let fx = receive(&mut t, secs(t0, 3), "10.0.0.7", "10.0.0.7:5000 alice back");
+    assert_eq!(fx.len(), 2, "{fx:?}");
+    assert_eq!(t.peer(&key(ALICE)).map(|p| p.number), Some(3));
+}
+
+#[test]
+fn a_new_name_goes_in_later_headers_only() {
+    let (mut t, t0) = setup();
+    assert_eq!(send_to(&mut t, t0, ALICE, "before").len(), 1);
+    assert_eq!(send_to(&mut t, t0, ALICE, "queued before").len(), 0);
+    t.set_name("newme");
+    assert_eq!(drain(&mut t), [show(Event::Renamed("newme".into()))]);
+    assert_eq!(t.name(), "newme");
+    assert_eq!(send_to(&mut t, t0, ALICE, "after").len(), 0);
+    let mut payloads = Vec::new();
+    for id in 0..3 {
+        t.handle_send_connected(t0, SendId(id), sa(LOCAL_END));
+        for fx in drain(&mut t) {
+            if let Fx::Write { payload, .. } = fx {
+                payloads.push(payload);
+            }
+        }
+        t.handle_send_written(t0, SendId(id));
+        t.handle_send_closed(t0, SendId(id));
+        drain(&mut t);
+    }
+    assert_eq!(
+        payloads,
+        [
+            "10.0.0.1:9000 me before",
+            "10.0.0.1:9000 me queued before",
+            "10.0.0.1:9000 newme after"
+        ]
+    );
 }

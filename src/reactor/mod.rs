@@ -20,6 +20,7 @@
 //! nothing is accepted or read and no deadline shows a message; every message shown checks
 //! that bound again, so one burst cannot run past it.
 
+mod chat_log;
 mod conns;
 mod inbound;
 mod outbound;
@@ -30,11 +31,13 @@ mod stdout;
 mod terminal;
 mod tty;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
@@ -86,6 +89,8 @@ pub enum RunError {
     ListenDenied(SocketAddr),
     Listen(SocketAddr, io::Error),
     Poll(io::Error),
+    /// `--log`'s file cannot be opened.
+    ChatLog(PathBuf, io::Error),
     /// stdout failed (not merely closed): the node quit, the user could not be told things.
     Output(io::Error),
 }
@@ -110,12 +115,37 @@ impl fmt::Display for RunError {
             ),
             RunError::Listen(a, e) => write!(f, "cannot listen on {a}: {e}"),
             RunError::Poll(e) => write!(f, "the event loop failed: {e}"),
+            RunError::ChatLog(path, e) => {
+                write!(
+                    f,
+                    "cannot open the chat log {} ({e}): see --log",
+                    path.display()
+                )
+            }
             RunError::Output(e) => write!(f, "cannot write to stdout ({e}): quit"),
         }
     }
 }
 
 impl std::error::Error for RunError {}
+
+impl RunError {
+    /// What another port would cure, worded for the start-up question: the port is in
+    /// use, or needs privileges. `None` for anything else.
+    pub fn port_problem(&self) -> Option<String> {
+        match self {
+            RunError::PortInUse(a) => Some(format!(
+                "port {} is in use: choose another (0 picks a free one)",
+                a.port()
+            )),
+            RunError::ListenDenied(a) => Some(format!(
+                "port {} needs privileges (ports below 1024): choose another",
+                a.port()
+            )),
+            _ => None,
+        }
+    }
+}
 
 /// A connection in the slab.
 #[derive(Debug)]
@@ -142,6 +172,8 @@ pub struct Node {
     stdout: stdout::Stdout,
     /// The line editor, when a person types at a terminal.
     terminal: Option<terminal::Terminal>,
+    /// `--log`: every event shown is appended there too.
+    chat_log: Option<chat_log::ChatLog>,
     signals: Signals,
     /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
@@ -169,6 +201,12 @@ impl Node {
     /// Binds the listener and sets everything up; nothing is printed yet.
     pub fn bind(cfg: Config) -> Result<Node, RunError> {
         let fd_limit = os::raise_fd_limit();
+        let chat_log = match &cfg.log {
+            Some(path) => Some(
+                chat_log::ChatLog::open(path).map_err(|e| RunError::ChatLog(path.clone(), e))?,
+            ),
+            None => None,
+        };
         let listener = listen(&cfg)?;
         let local = listener
             .local_addr()
@@ -249,6 +287,7 @@ impl Node {
         let scratch_len = (64 * 1024).max(cfg.max_message.saturating_add(1));
         Ok(Node {
             stdout,
+            chat_log,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
             remote_log: SourceLog::new(bucket_text),
@@ -289,6 +328,7 @@ impl Node {
         self.begin(now);
         loop {
             self.drain_effects(now);
+            self.redraw_input(now);
             self.flush_stdout(now);
             if self.exit {
                 break;
@@ -327,13 +367,12 @@ impl Node {
     fn begin(&mut self, now: Instant) {
         log::info!("listening on {} as {:?}", self.local, self.cfg.name);
         self.show_held_log();
-        self.stdout.event(&Event::Listening {
+        self.tell(&Event::Listening {
             addr: self.local,
             name: self.cfg.name.clone(),
         });
         self.stdout.banner(console::MENU);
-        self.stdout.set_prompt(Some(self.console.current_prompt()));
-        self.redraw_input();
+        self.stdout.set_prompt(Some(self.prompt()));
         for peer in self.cfg.peers.clone() {
             let greeting = self.cfg.greeting.clone();
             self.table.send(now, Target::Addr(peer), &greeting);
@@ -398,14 +437,22 @@ impl Node {
     /// Carries out the table's effects; what they show goes into the output buffer, whose
     /// bound is checked after each.
     fn drain_effects(&mut self, now: Instant) {
+        let mut shown = false;
         while let Some(effect) = self.table.poll_effect() {
             match effect {
-                Effect::Show(event) => self.stdout.event(&event),
+                Effect::Show(event) => {
+                    shown = true;
+                    self.tell(&event);
+                }
                 Effect::Transmit(t) => self.transmit(now, t),
                 Effect::Write { id, payload } => self.write_send(now, id, payload),
                 Effect::Abort(id) => self.abort_send(now, id),
                 Effect::Exit => self.exit = true,
             }
+        }
+        // The current peer may have been renamed or have left: the prompt shows it.
+        if shown && self.console.current().is_some() && !self.table.is_quitting() {
+            self.stdout.set_prompt(Some(self.prompt()));
         }
         if !self.paused && self.stdout.backlogged() {
             log::info!("output is not keeping up: pausing network reads");
@@ -465,7 +512,7 @@ impl Node {
         if self.typed.is_empty() && !self.stdin.ended() {
             let input = self.stdin.read();
             for _ in 0..input.too_long {
-                self.stdout.event(&Event::Refused(
+                self.tell(&Event::Refused(
                     "line longer than 64 KiB: ignored (messages are at most 1 KiB)".to_owned(),
                 ));
             }
@@ -510,20 +557,90 @@ impl Node {
             match reply {
                 Reply::Run(cmd) => self.run_command(now, cmd),
                 Reply::Say(text) => self.stdout.say(&text),
-                Reply::Mistake(text) => self.stdout.event(&Event::Refused(text)),
+                Reply::Mistake(text) => self.tell(&Event::Refused(text)),
                 Reply::Prompt(_) => {}
             }
         }
         // What the command shows (a peer list) comes before the next question.
         self.drain_effects(now);
         if !self.table.is_quitting() {
-            self.stdout.set_prompt(Some(self.console.current_prompt()));
+            self.stdout.set_prompt(Some(self.prompt()));
         }
+    }
+
+    /// Shows `event`, and appends it to the chat log (`--log`). The log's first write
+    /// error is told (and logged) once; logging stops there, the chat goes on.
+    fn tell(&mut self, event: &Event) {
+        self.stdout.event(event);
+        if let Some(log) = &mut self.chat_log
+            && let Some(why) = log.record(SystemTime::now(), event)
+        {
+            log::error!("{why}");
+            self.stdout.event(&Event::Info(why));
+        }
+    }
+
+    /// The current peer (`/query`) as the prompt shows it: its name made safe or its
+    /// address, marked once it has left the list.
+    pub fn current_label(&self) -> Option<String> {
+        let number = self.console.current()?;
+        Some(match self.table.label(number) {
+            Some(label) => label,
+            None => format!("{} (left)", self.console.current_label().unwrap_or("?")),
+        })
+    }
+
+    /// The prompt: the menu's question, `[LABEL] > ` with a current peer, or
+    /// `Enter choice: `.
+    pub fn prompt(&self) -> Cow<'static, str> {
+        self.console.prompt(self.current_label().as_deref())
+    }
+
+    /// Sends still unfinished 1 s after they were asked for (to show as pending).
+    pub fn slow_sends(&self, now: Instant) -> usize {
+        self.table.slow_sends(now)
+    }
+
+    /// Plain text for the current peer `#number`, if it is still listed; if not, nothing
+    /// is sent, the user is told, and there is no current peer any more.
+    fn send_current(&mut self, now: Instant, number: usize, text: &str) {
+        if self.table.peer_by_number(number).is_some() {
+            self.table.send(now, Target::Index(number), text);
+            return;
+        }
+        let label = self.console.current_label().unwrap_or("?");
+        let why = format!("#{number} {label} has left: nothing sent; /query someone else");
+        self.console.clear_current();
+        self.tell(&Event::Refused(why));
     }
 
     fn run_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Send { target, text } => self.table.send(now, target, &text),
+            Command::SendCurrent { number, text } => self.send_current(now, number, &text),
+            Command::Query(None) => {
+                self.console.clear_current();
+                self.tell(&Event::QueryEnded);
+            }
+            Command::Query(Some(target)) => {
+                if let Some(number) = self.table.query(now, &target) {
+                    let label = self.table.label(number).unwrap_or_default();
+                    self.console.set_current(number, label);
+                }
+            }
+            Command::Forget(target) => {
+                let forgotten = self.table.forget(&target);
+                if forgotten.is_some() && forgotten == self.console.current() {
+                    self.console.clear_current();
+                    // After the table's notice of it.
+                    self.drain_effects(now);
+                    self.tell(&Event::QueryEnded);
+                }
+            }
+            Command::Nick(name) => {
+                self.table.set_name(&name);
+                self.cfg.name = name;
+            }
             Command::Peers => self.table.list(),
             Command::ConnectCandidates => self.table.list_candidates(),
             Command::Connect(which) => self.table.connect(now, which),
@@ -581,7 +698,7 @@ impl Node {
         }
         while let Some(effect) = self.table.poll_effect() {
             if let Effect::Show(event) = effect {
-                self.stdout.event(&event);
+                self.tell(&event);
             }
         }
         self.stdout.set_prompt(None);

@@ -7,6 +7,7 @@
 //! stops reading the network (push back) until the buffer drains below [`LOW_WATER`]. A
 //! regular file is written directly.
 
+use std::borrow::Cow;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub struct Stdout {
     /// Show menu prompts (a person is typing, human output).
     prompts: bool,
     /// The question awaiting an answer, re-shown after notifications.
-    prompt: Option<&'static str>,
+    prompt: Option<Cow<'static, str>>,
     prompt_visible: bool,
     /// stdout is gone (closed pipe); nothing more is written.
     pub closed: bool,
@@ -196,7 +197,8 @@ impl Stdout {
         self.buf.extend_from_slice(s.input.as_bytes());
         self.buf.extend_from_slice(b"\x1b[K\r");
         if s.cursor_col > 0 {
-            let _ = std::io::Write::write_fmt(&mut self.buf, format_args!("\x1b[{}C", s.cursor_col));
+            let _ =
+                std::io::Write::write_fmt(&mut self.buf, format_args!("\x1b[{}C", s.cursor_col));
         }
         s.shown = true;
         s.current = true;
@@ -298,7 +300,7 @@ impl Stdout {
     }
 
     /// Sets the question awaiting an answer; it is shown on the next flush.
-    pub fn set_prompt(&mut self, prompt: Option<&'static str>) {
+    pub fn set_prompt(&mut self, prompt: Option<Cow<'static, str>>) {
         if self.prompt != prompt {
             self.end_prompt_line();
         }
@@ -354,7 +356,7 @@ impl Stdout {
         self.blocked = false;
         if self.prompts
             && !self.prompt_visible
-            && let Some(p) = self.prompt
+            && let Some(p) = &self.prompt
         {
             self.buf.extend_from_slice(p.as_bytes());
             self.prompt_visible = true;

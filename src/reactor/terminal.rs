@@ -51,7 +51,10 @@ impl Terminal {
         let history_path = History::default_path();
         let history = match &history_path {
             Some(path) => History::load(path, HISTORY_LINES).unwrap_or_else(|e| {
-                log::warn!("cannot read the history {} ({e}): starting empty", path.display());
+                log::warn!(
+                    "cannot read the history {} ({e}): starting empty",
+                    path.display()
+                );
                 History::new(HISTORY_LINES)
             }),
             None => History::new(HISTORY_LINES),
@@ -143,7 +146,6 @@ impl Node {
             keys.clear();
             term.parsed = keys;
         }
-        self.redraw_input();
     }
 
     fn on_action(&mut self, now: Instant, action: Action) {
@@ -153,18 +155,23 @@ impl Node {
                 if self.table.is_quitting() {
                     return;
                 }
-                self.echo(&line);
+                // Debug builds only: how the tests check that a panic gives the terminal
+                // its settings back.
+                if cfg!(debug_assertions) && line == "/__panic" {
+                    panic!("asked to panic (debug build)");
+                }
+                self.echo(now, &line);
                 self.run_line(now, &line);
             }
             Action::Interrupt if self.table.is_quitting() => {
-                self.stdout.event(&Event::Info(
+                self.tell(&Event::Info(
                     "Ctrl-C again: leaving now, without waiting for the last sends".to_owned(),
                 ));
                 self.exit = true;
                 self.leave_now = true;
             }
             Action::Interrupt => {
-                self.stdout.event(&Event::Info(
+                self.tell(&Event::Info(
                     "quitting: telling every peer (Ctrl-C again to leave at once)".to_owned(),
                 ));
                 self.quit_typed(now);
@@ -176,23 +183,29 @@ impl Node {
     }
 
     /// What was typed, shown above the input line, so the screen reads as a transcript.
-    fn echo(&mut self, line: &str) {
-        let prompt = self.prompt_text();
+    fn echo(&mut self, now: Instant, line: &str) {
+        let prompt = self.prompt_text(now);
         self.stdout
             .event(&Event::Info(format!("{prompt}{}", line.replace('\n', " "))));
     }
 
-    /// The input line's prompt: the menu's question when one is asked, else `> `.
-    pub(super) fn prompt_text(&self) -> String {
-        if self.console.in_dialog() {
-            self.console.current_prompt().to_owned()
+    /// The input line's prompt: the menu's question when one is asked, `[bob] > ` with a
+    /// current peer, else `> `; led by `(2 pending) ` while sends are slow to finish.
+    fn prompt_text(&self, now: Instant) -> String {
+        let base = if self.console.in_dialog() || self.console.current().is_some() {
+            self.prompt().into_owned()
         } else {
             "> ".to_owned()
+        };
+        match self.slow_sends(now) {
+            0 => base,
+            n => format!("({n} pending) {base}"),
         }
     }
 
-    /// Draws the input line as the editor has it now (or none once quitting).
-    pub(super) fn redraw_input(&mut self) {
+    /// Draws the input line as the editor has it now (or none once quitting); called
+    /// every turn, it is written only when it changed.
+    pub(super) fn redraw_input(&mut self, now: Instant) {
         if self.terminal.is_none() {
             return;
         }
@@ -200,7 +213,7 @@ impl Node {
             self.stdout.end_input();
             return;
         }
-        let prompt = self.prompt_text();
+        let prompt = self.prompt_text(now);
         let Some(term) = &self.terminal else { return };
         let view = term.editor.view(&prompt, term.width);
         self.stdout.set_input(&view.text, view.cursor_col);
@@ -215,7 +228,6 @@ impl Node {
             term.width = w;
             self.stdout.set_width(w);
         }
-        self.redraw_input();
     }
 
     /// Log lines held while the editor draws on stderr's terminal.
