@@ -463,11 +463,10 @@ fn editor_node(extra: &[&str]) -> Tty {
     t
 }
 
-/// A legacy peer's message to the node.
+/// A legacy peer's message to the node (from a port nothing listens at after).
 fn message_from(to: std::net::SocketAddr, name: &str, text: &str) {
     let (_l, port) = common::listener();
-    let payload = format!("127.0.0.1:{port} {name} {text}");
-    assert!(common::send_raw(to, payload.as_bytes()), "clean close");
+    message_from_port(to, port, name, text);
 }
 
 #[test]
@@ -765,4 +764,65 @@ fn a_port_in_use_at_the_question_is_asked_again() {
     t.wait_input("> ", 2);
     t.keys(b"0\r");
     assert!(t.wait_exit().success());
+}
+
+#[test]
+fn query_sets_the_current_peer_in_the_prompt_and_plain_text_goes_to_it() {
+    let t = editor_node(&[]);
+    t.keys(b"hello nobody\r");
+    t.wait_row("/query");
+    let (peer, port) = common::listener();
+    // The peer introduces itself, so it has a name.
+    message_from_port(t.addr(), port, "bob", "hi");
+    t.wait_row("Message from bob [");
+    t.keys(b"/query bob\r");
+    t.wait_input("[bob] >", 8);
+    t.keys(b"plain words\r");
+    let (_, got) = common::accept_read_within(&peer, SOON).expect("the plain text");
+    assert!(got.ends_with(b" alice plain words"), "{got:?}");
+    t.wait_row("Message sent to bob [");
+}
+
+#[test]
+fn a_slow_send_shows_as_pending_in_the_prompt_until_its_outcome() {
+    let t = editor_node(&["--timeout", "3"]);
+    let (peer, port) = common::listener();
+    t.keys(format!("/send 127.0.0.1:{port} anyone there\r").as_bytes());
+    // Accepted, never closed: the send waits for the peer's close until its deadline.
+    let _held = common::accept_within(&peer);
+    t.wait_screen("the pending send in the prompt", |_| {
+        t.input_row().starts_with("(1 pending) >")
+    });
+    // Its outcome (unconfirmed at the deadline) ends the pending mark.
+    t.wait_row("unconfirmed");
+    t.wait_input("> ", 2);
+}
+
+#[test]
+fn a_peer_keeps_its_number_when_another_leaves() {
+    let t = editor_node(&[]);
+    let addr = t.addr();
+    let (_a, port_a) = common::listener();
+    let (_b, port_b) = common::listener();
+    message_from_port(addr, port_a, "first", "hi");
+    t.wait_row("Message from first [");
+    message_from_port(addr, port_b, "second", "hi");
+    t.wait_row("Message from second [");
+    t.keys(b"/peers\r");
+    t.wait_row("2. second [");
+    message_from_port(addr, port_a, "first", "exit");
+    t.wait_row("first [127.0.0.1");
+    t.wait_row("disconnected");
+    t.keys(b"/peers\r");
+    t.wait_screen("second still #2 after first left", |rows| {
+        let after = rows.iter().rposition(|r| r.contains("/peers")).unwrap_or(0);
+        rows[after..].iter().any(|r| r.contains("2. second ["))
+            && !rows[after..].iter().any(|r| r.contains("1. second ["))
+    });
+}
+
+/// A legacy peer listening at `port` sends one message to the node.
+fn message_from_port(to: std::net::SocketAddr, port: u16, name: &str, text: &str) {
+    let payload = format!("127.0.0.1:{port} {name} {text}");
+    assert!(common::send_raw(to, payload.as_bytes()), "clean close");
 }
