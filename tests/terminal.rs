@@ -826,3 +826,27 @@ fn message_from_port(to: std::net::SocketAddr, port: u16, name: &str, text: &str
     let payload = format!("127.0.0.1:{port} {name} {text}");
     assert!(common::send_raw(to, payload.as_bytes()), "clean close");
 }
+
+/// Two nodes run side by side with one history file: the one that leaves last keeps what
+/// the other typed.
+#[test]
+fn nodes_side_by_side_keep_each_others_history() {
+    let mut a = editor_node(&[]);
+    let home = a.home.to_str().unwrap().to_owned();
+    let args = ["--name", "bob", "--port", "0", "--bind", "127.0.0.1"];
+    let mut b = Tty::spawn_env(&args, &[("XDG_STATE_HOME", &home)]);
+    b.wait_input("> ", 2);
+    a.keys(b"/help query\r");
+    a.wait_row("/query");
+    b.keys(b"/help nick\r");
+    b.wait_row("/nick");
+    a.keys(b"/quit\r");
+    assert!(a.wait_exit().success());
+    b.keys(b"/quit\r");
+    assert!(b.wait_exit().success());
+    let text = std::fs::read_to_string(a.home.join("p2pchat/history")).unwrap();
+    assert!(
+        text.contains("/help query") && text.contains("/help nick"),
+        "{text:?}"
+    );
+}

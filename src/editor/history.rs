@@ -70,6 +70,19 @@ impl History {
     }
 
     /// The entry at `index` (0 is the oldest).
+    /// The entries added since this history was `start` (a copy taken when it was
+    /// loaded), even if the oldest ones have been pushed out since: what this run typed,
+    /// to add to the file as another run left it.
+    pub fn added_since<'a>(&'a self, start: &History) -> impl Iterator<Item = &'a str> {
+        let old: Vec<&str> = start.entries().collect();
+        let now: Vec<&str> = self.entries().collect();
+        // The longest end of `start` that this history still begins with.
+        let kept = (0..=old.len())
+            .find(|&from| now.starts_with(&old[from..]))
+            .map_or(0, |from| old.len() - from);
+        self.entries().skip(kept)
+    }
+
     pub fn get(&self, index: usize) -> Option<&str> {
         self.entries.get(index).map(String::as_str)
     }
@@ -234,6 +247,30 @@ fn unescape(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_a_run_added_is_found_even_after_old_entries_were_pushed_out() {
+        let mut start = History::new(3);
+        for l in ["a", "b", "c"] {
+            start.push(l);
+        }
+        let mut h = start.clone();
+        assert_eq!(h.added_since(&start).count(), 0);
+        h.push("d");
+        h.push("e");
+        // "a" and "b" fell out; what this run typed is d and e.
+        assert_eq!(h.added_since(&start).collect::<Vec<_>>(), ["d", "e"]);
+        let empty = History::new(3);
+        assert_eq!(h.added_since(&empty).collect::<Vec<_>>(), ["c", "d", "e"]);
+        let mut full = start.clone();
+        for l in ["x", "y", "z"] {
+            full.push(l);
+        }
+        assert_eq!(
+            full.added_since(&start).collect::<Vec<_>>(),
+            ["x", "y", "z"]
+        );
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

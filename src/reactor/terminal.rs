@@ -30,6 +30,8 @@ pub struct Terminal {
     keys: KeyParser,
     editor: Editor,
     history_path: Option<PathBuf>,
+    /// The history as it was loaded, to tell what this run added.
+    loaded: History,
     /// Keys parsed and not yet handled (reused buffer).
     parsed: Vec<Key>,
     /// Log lines are held for the screen (stderr is a terminal too).
@@ -66,6 +68,7 @@ impl Terminal {
         Some(Terminal {
             _raw: raw,
             keys: KeyParser::new(),
+            loaded: history.clone(),
             editor: Editor::new(history),
             history_path,
             parsed: Vec::new(),
@@ -79,12 +82,19 @@ impl Terminal {
         self.keys.poll_timeout()
     }
 
-    /// Saves the history and lets log lines go to stderr again.
+    /// Saves the history and lets log lines go to stderr again. What this run typed is
+    /// added to the file as it is now, so nodes run side by side (or one after another)
+    /// all keep theirs: the last to leave does not erase the others'.
     pub fn close(&mut self) {
-        if let Some(path) = &self.history_path
-            && let Err(e) = self.editor.history().save(path)
-        {
-            log::warn!("cannot save the history to {} ({e})", path.display());
+        if let Some(path) = &self.history_path {
+            let mut merged =
+                History::load(path, HISTORY_LINES).unwrap_or_else(|_| History::new(HISTORY_LINES));
+            for line in self.editor.history().added_since(&self.loaded) {
+                merged.push(line);
+            }
+            if let Err(e) = merged.save(path) {
+                log::warn!("cannot save the history to {} ({e})", path.display());
+            }
         }
         if self.holds_log {
             log_sink::hold(false);
