@@ -47,9 +47,13 @@ use std::fmt;
 
 pub mod frame;
 pub mod proof;
+pub mod receiver;
+pub mod sender;
 
 pub use frame::FrameError;
 
+#[cfg(test)]
+mod tests;
 
 /// Why a stream connection ends badly. Each side closes the connection on any of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
