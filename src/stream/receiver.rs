@@ -104,6 +104,9 @@ struct Claim {
 }
 
 impl SessionBook {
+    /// Senders a node remembers by default (PROTOCOL.md).
+    pub const DEFAULT_CAP: usize = 4096;
+
     /// A book remembering at most `cap` senders (at least one).
     pub fn new(cap: usize) -> Self {
         SessionBook {
