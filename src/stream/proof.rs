@@ -268,6 +268,21 @@ mod tests {
         t0 + Duration::from_millis(ms)
     }
 
+    /// A peer whose probe at `t0` answered `answer`.
+    fn probed(answer: &[u8], t0: Instant, cfg: &ProofConfig) -> PeerProof {
+        let mut p = PeerProof::new();
+        p.probe_started(t0, cfg);
+        p.handle_probe_answer(answer, t0, cfg);
+        p
+    }
+
+    /// A peer with a stream open on a proof from `t0`.
+    fn streaming(t0: Instant, cfg: &ProofConfig) -> PeerProof {
+        let mut p = probed(&reply(1), t0, cfg);
+        p.handle_stream_opening();
+        p
+    }
+
     #[test]
     fn the_reply_is_plain_ascii_and_exact() {
         assert_eq!(reply(1), b"p2pchat-fast/1\n");
@@ -304,9 +319,7 @@ mod tests {
         assert_eq!(p.verdict(), Verdict::Proven(1));
         assert_eq!(p.route(at(t0, 2)), Route::Stream(1));
         // A later version of the peer: we speak ours.
-        let mut q = PeerProof::new();
-        q.probe_started(t0, &cfg);
-        q.handle_probe_answer(b"p2pchat-fast/9\n", t0, &cfg);
+        let q = probed(b"p2pchat-fast/9\n", t0, &cfg);
         assert_eq!(q.verdict(), Verdict::Proven(frame::VERSION));
     }
 
@@ -314,9 +327,7 @@ mod tests {
     fn a_proof_is_fresh_only_briefly_and_a_closed_stream_needs_a_new_one() {
         let cfg = ProofConfig::default();
         let t0 = Instant::now();
-        let mut p = PeerProof::new();
-        p.probe_started(t0, &cfg);
-        p.handle_probe_answer(&reply(1), t0, &cfg);
+        let mut p = probed(&reply(1), t0, &cfg);
         // Too late to open a stream on it: re-probe, and hold messages meanwhile.
         let late = t0 + cfg.fresh_for;
         assert_eq!(p.route(late), Route::Wait);
@@ -343,10 +354,7 @@ mod tests {
     fn failures_forget_the_proof_and_back_off() {
         let cfg = ProofConfig::default();
         let t0 = Instant::now();
-        let mut p = PeerProof::new();
-        p.probe_started(t0, &cfg);
-        p.handle_probe_answer(&reply(1), t0, &cfg);
-        p.handle_stream_opening();
+        let mut p = streaming(t0, &cfg);
         p.handle_stream_failed(t0, &cfg);
         assert_eq!(p.verdict(), Verdict::Unknown);
         assert_eq!(p.route(t0), Route::Legacy);
@@ -363,10 +371,7 @@ mod tests {
         assert!(!q.wants_probe(t0 + cfg.probe_timeout));
 
         // A stale proof whose re-probe is refused: the held messages go legacy.
-        let mut r = PeerProof::new();
-        r.probe_started(t0, &cfg);
-        r.handle_probe_answer(&reply(1), t0, &cfg);
-        r.handle_stream_opening();
+        let mut r = streaming(t0, &cfg);
         r.handle_stream_closed();
         r.probe_started(t0, &cfg);
         assert_eq!(r.verdict(), Verdict::Proven(1));

@@ -522,13 +522,7 @@ impl<Id: Copy> Sender<Id> {
         if through > sent {
             return Err(StreamError::AckBeyondSent { through, sent });
         }
-        let mut done = Vec::new();
-        while self.in_flight.front().is_some_and(|p| p.seq <= through) {
-            let p = self.in_flight.pop_front().expect("front exists");
-            self.in_flight_bytes -= p.text.len();
-            self.queued_bytes -= p.text.len();
-            done.push(p.id);
-        }
+        let done = self.take_in_flight_while(|p| p.seq <= through);
         if !done.is_empty() {
             self.outcomes.push_back(Outcome::Delivered(done));
         }
@@ -541,14 +535,8 @@ impl<Id: Copy> Sender<Id> {
     /// Reports every message whose deadline has passed: written ones unconfirmed, the
     /// others failed. In push order, so only the fronts need looking at.
     fn expire(&mut self, now: Instant) {
-        let mut unconfirmed = Vec::new();
+        let mut unconfirmed = self.take_in_flight_while(|p| p.deadline <= now);
         let mut failed = Vec::new();
-        while self.in_flight.front().is_some_and(|p| p.deadline <= now) {
-            let p = self.in_flight.pop_front().expect("front exists");
-            self.in_flight_bytes -= p.text.len();
-            self.queued_bytes -= p.text.len();
-            unconfirmed.push(p.id);
-        }
         while self.unsent.front().is_some_and(|p| p.deadline <= now) {
             let p = self.unsent.pop_front().expect("front exists");
             self.queued_bytes -= p.text.len();
@@ -565,6 +553,18 @@ impl<Id: Copy> Sender<Id> {
             self.outcomes
                 .push_back(Outcome::Failed(failed, Failure::TimedOut));
         }
+    }
+
+    /// Takes messages off the front of the in-flight window while `settled` holds.
+    fn take_in_flight_while(&mut self, settled: impl Fn(&Pending<Id>) -> bool) -> Vec<Id> {
+        let mut ids = Vec::new();
+        while self.in_flight.front().is_some_and(&settled) {
+            let p = self.in_flight.pop_front().expect("front exists");
+            self.in_flight_bytes -= p.text.len();
+            self.queued_bytes -= p.text.len();
+            ids.push(p.id);
+        }
+        ids
     }
 
     /// The connection is gone: what it carried unacknowledged is in doubt, first in line.

@@ -63,6 +63,18 @@ impl Pipe {
         }
     }
 
+    /// A stream up, with messages `ids` pushed and written (nothing delivered yet).
+    fn up_and_written(cfg: SenderConfig, ids: std::ops::Range<u32>) -> Self {
+        let mut p = Pipe::new(cfg);
+        p.connect();
+        p.settle();
+        for i in ids {
+            p.push(i);
+        }
+        p.transmit(usize::MAX);
+        p
+    }
+
     fn push(&mut self, i: u32) {
         let deadline = self.now + TIMEOUT;
         self.s.push(i, text(i), deadline).unwrap();
@@ -309,13 +321,7 @@ fn a_message_past_its_deadline_fails_unwritten_or_is_unconfirmed_written() {
 
 #[test]
 fn a_break_resends_what_was_not_acknowledged_and_nothing_twice() {
-    let mut p = Pipe::new(sender_cfg(7));
-    p.connect();
-    p.settle();
-    for i in 0..10 {
-        p.push(i);
-    }
-    p.transmit(usize::MAX);
+    let mut p = Pipe::up_and_written(sender_cfg(7), 0..10);
     // The receiver gets 5 messages and a half, acknowledges nothing, and the link breaks.
     let one = frame::DATA_OVERHEAD + text(0).len();
     p.carry_to_receiver(5 * one + 3);
@@ -336,20 +342,7 @@ fn a_resend_of_what_was_delivered_is_dropped_by_number() {
     // Frames written by hand: a sender that resends from an older point.
     let now = Instant::now();
     let mut book = SessionBook::new(8);
-    let stream = |seqs: &[u64]| {
-        let mut out = MAGIC.to_vec();
-        let hello = Hello {
-            version: 1,
-            port: 9001,
-            session: 42,
-            name: "alice",
-        };
-        frame::encode_hello(&mut out, &hello);
-        for &s in seqs {
-            frame::encode_data(&mut out, s, format!("m{s}").as_bytes());
-        }
-        out
-    };
+    let stream = |seqs: &[u64]| stream_of(42, 9001, "alice", seqs.iter().copied());
     let run = |book: &mut SessionBook, bytes: &[u8]| {
         let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
         r.on_bytes(bytes, now).unwrap();
@@ -395,13 +388,7 @@ fn a_resend_of_what_was_delivered_is_dropped_by_number() {
 
 #[test]
 fn a_restarted_receiver_is_not_shown_old_messages_as_new() {
-    let mut p = Pipe::new(sender_cfg(7));
-    p.connect();
-    p.settle();
-    for i in 0..4 {
-        p.push(i);
-    }
-    p.transmit(usize::MAX);
+    let mut p = Pipe::up_and_written(sender_cfg(7), 0..4);
     let n = p.to_r.len();
     p.carry_to_receiver(n); // shown by the old process, acknowledged never
     assert_eq!(p.shown.len(), 4);
@@ -517,13 +504,7 @@ fn a_refused_stream_falls_back_to_legacy_with_nothing_lost() {
 
 #[test]
 fn falling_back_after_a_break_reports_the_in_doubt_ones_unconfirmed() {
-    let mut p = Pipe::new(sender_cfg(7));
-    p.connect();
-    p.settle();
-    for i in 0..4 {
-        p.push(i);
-    }
-    p.transmit(usize::MAX);
+    let mut p = Pipe::up_and_written(sender_cfg(7), 0..4);
     p.break_link();
     p.push(4);
     let back = p.s.fall_back();
@@ -623,19 +604,24 @@ fn the_sender_reads_welcome_and_acks_split_at_every_point() {
 
 // ----- the receiver alone ----------------------------------------------------------------
 
-fn a_stream(n: u64) -> Vec<u8> {
+/// The bytes a sender writes: preface, Hello, and Data numbered `seqs` ("text N").
+fn stream_of(session: u64, port: u16, name: &str, seqs: impl IntoIterator<Item = u64>) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     let hello = Hello {
         version: 1,
-        port: 9001,
-        session: 5,
-        name: "bob",
+        port,
+        session,
+        name,
     };
     frame::encode_hello(&mut out, &hello);
-    for s in 1..=n {
+    for s in seqs {
         frame::encode_data(&mut out, s, format!("text {s}").as_bytes());
     }
     out
+}
+
+fn a_stream(n: u64) -> Vec<u8> {
+    stream_of(5, 9001, "bob", 1..=n)
 }
 
 fn events(r: &mut Receiver, book: &mut SessionBook, now: Instant) -> Vec<String> {
@@ -791,15 +777,7 @@ fn the_book_is_bounded_and_forgets_the_stream_opened_longest_ago() {
     for (i, port) in [9001u16, 9002, 9003].into_iter().enumerate() {
         let now = ms(t0, i as u64);
         let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
-        let mut bytes = MAGIC.to_vec();
-        let hello = Hello {
-            version: 1,
-            port,
-            session: 1,
-            name: "x",
-        };
-        frame::encode_hello(&mut bytes, &hello);
-        r.on_bytes(&bytes, now).unwrap();
+        r.on_bytes(&stream_of(1, port, "x", []), now).unwrap();
         r.poll_event(&mut book, now).unwrap();
     }
     assert_eq!(book.len(), 2);
