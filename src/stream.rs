@@ -69,6 +69,8 @@ pub enum StreamError {
     Version { asked: u8, max: u8 },
     /// Data frames must carry increasing sequence numbers on one connection.
     SeqNotIncreasing { last: u64, seq: u64 },
+    /// A Hello resuming a session says it never wrote messages already delivered in it.
+    BadResume { fresh_from: u64, through: u64 },
     /// An ack or welcome for a message that was never sent.
     AckBeyondSent { through: u64, sent: u64 },
     /// More bytes than the receiver's buffer holds (the caller read past `read_room`).
@@ -97,6 +99,13 @@ impl fmt::Display for StreamError {
             StreamError::SeqNotIncreasing { last, seq } => {
                 write!(f, "message {seq} after message {last} on one stream")
             }
+            StreamError::BadResume {
+                fresh_from,
+                through,
+            } => write!(
+                f,
+                "hello resumes at {fresh_from}, but {through} was delivered in its session"
+            ),
             StreamError::AckBeyondSent { through, sent } => {
                 write!(f, "acknowledgement of {through}, only {sent} sent")
             }

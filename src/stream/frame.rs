@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! frame   = length:u32 kind:u8 body        (big-endian; length counts the body only)
-//! Hello   = 0x01 version:u8 port:u16 session:u64 name:1..=256 bytes    sender → receiver
+//! Hello   = 0x01 version:u8 port:u16 session:u64 fresh_from:u64 name   sender → receiver
 //! Data    = 0x02 seq:u64 text:1..=MAX_PAYLOAD bytes                    sender → receiver
-//! Welcome = 0x03 version:u8 known:u8 through:u64                       receiver → sender
+//! Welcome = 0x03 version:u8 floor:u64 through:u64                      receiver → sender
 //! Ack     = 0x04 through:u64                                           receiver → sender
 //! Refuse  = 0x05 reason:u8                                             receiver → sender
 //! ```
@@ -34,8 +34,8 @@ pub const MAX_PAYLOAD: usize = 65_536;
 /// Bytes a Data frame adds to its text.
 pub const DATA_OVERHEAD: usize = HEADER_LEN + 8;
 
-const HELLO_FIXED: usize = 1 + 2 + 8;
-const WELCOME_BODY: usize = 1 + 1 + 8;
+const HELLO_FIXED: usize = 1 + 2 + 8 + 8;
+const WELCOME_BODY: usize = 1 + 8 + 8;
 const ACK_BODY: usize = 8;
 const REFUSE_BODY: usize = 1;
 
@@ -83,6 +83,9 @@ pub struct Hello<'a> {
     pub port: u16,
     /// The sender's session: random and non-zero, new each time its process starts.
     pub session: u64,
+    /// The first number the sender has never written on any stream (1 for a new
+    /// session): numbers below it may be in doubt.
+    pub fresh_from: u64,
     /// The sender's name: the rules of a legacy NAME.
     pub name: &'a str,
 }
@@ -135,11 +138,12 @@ pub enum Frame<'a> {
         seq: u64,
         text: &'a [u8],
     },
-    /// The receiver's answer to a hello. `known`: the receiver has a record of the session
-    /// and has delivered every message up to `through`; otherwise `through` is 0.
+    /// The receiver's answer to a hello. Messages numbered up to `floor` the receiver
+    /// cannot account for (its record of the session began after them: it restarted or
+    /// forgot); those above `floor` up to `through` were delivered; the rest were not.
     Welcome {
         version: u8,
-        known: bool,
+        floor: u64,
         through: u64,
     },
     /// Every message up to `through` has been delivered.
@@ -227,8 +231,8 @@ pub fn parse(frame: &[u8]) -> Result<Frame<'_>, FrameError> {
         Some(Kind::Hello) => Frame::Hello(parse_hello(body)?),
         Some(Kind::Welcome) => Frame::Welcome {
             version: body[0],
-            known: body[1] != 0,
-            through: be_u64(&body[2..]),
+            floor: be_u64(&body[1..]),
+            through: be_u64(&body[9..]),
         },
         Some(Kind::Refuse) => Frame::Refuse(RefuseReason::from_byte(body[0])),
         None => return Err(FrameError::UnknownKind(frame[4])),
@@ -250,6 +254,7 @@ fn parse_hello(body: &[u8]) -> Result<Hello<'_>, FrameError> {
     let version = body[0];
     let port = u16::from_be_bytes([body[1], body[2]]);
     let session = be_u64(&body[3..]);
+    let fresh_from = be_u64(&body[11..]);
     let name = &body[HELLO_FIXED..];
     if version == 0 {
         return Err(FrameError::BadHello("version 0"));
@@ -259,6 +264,9 @@ fn parse_hello(body: &[u8]) -> Result<Hello<'_>, FrameError> {
     }
     if session == 0 {
         return Err(FrameError::BadHello("session 0"));
+    }
+    if fresh_from == 0 {
+        return Err(FrameError::BadHello("fresh_from 0"));
     }
     let name = std::str::from_utf8(name).map_err(|_| FrameError::BadHello("name not UTF-8"))?;
     if !valid_name(name) {
@@ -270,6 +278,7 @@ fn parse_hello(body: &[u8]) -> Result<Hello<'_>, FrameError> {
         version,
         port,
         session,
+        fresh_from,
         name,
     })
 }
@@ -306,14 +315,15 @@ pub fn encode_hello(out: &mut Vec<u8>, hello: &Hello<'_>) {
     out.push(hello.version);
     out.extend_from_slice(&hello.port.to_be_bytes());
     out.extend_from_slice(&hello.session.to_be_bytes());
+    out.extend_from_slice(&hello.fresh_from.to_be_bytes());
     out.extend_from_slice(hello.name.as_bytes());
 }
 
 /// Appends a Welcome frame.
-pub fn encode_welcome(out: &mut Vec<u8>, version: u8, known: bool, through: u64) {
+pub fn encode_welcome(out: &mut Vec<u8>, version: u8, floor: u64, through: u64) {
     header(out, Kind::Welcome, WELCOME_BODY);
     out.push(version);
-    out.push(u8::from(known));
+    out.extend_from_slice(&floor.to_be_bytes());
     out.extend_from_slice(&through.to_be_bytes());
 }
 
@@ -336,9 +346,9 @@ pub fn encode(out: &mut Vec<u8>, frame: &Frame<'_>) {
         Frame::Data { seq, text } => encode_data(out, seq, text),
         Frame::Welcome {
             version,
-            known,
+            floor,
             through,
-        } => encode_welcome(out, version, known, through),
+        } => encode_welcome(out, version, floor, through),
         Frame::Ack { through } => encode_ack(out, through),
         Frame::Refuse(r) => encode_refuse(out, r),
     }
@@ -354,6 +364,7 @@ mod tests {
                 version: 1,
                 port: 9000,
                 session: 0xdead_beef_0000_0001,
+                fresh_from: 3,
                 name: "émile",
             }),
             Frame::Data {
@@ -366,7 +377,7 @@ mod tests {
             },
             Frame::Welcome {
                 version: 1,
-                known: true,
+                floor: 2,
                 through: 42,
             },
             Frame::Ack { through: 7 },
@@ -442,7 +453,7 @@ mod tests {
         ));
         assert_eq!(check(&out, 100), Ok(out.len()));
         // Fixed-size kinds of any other size; an empty Data frame; a 4 GiB length.
-        for (kind, len) in [(4u8, 9u32), (4, 0), (3, 11), (5, 0), (2, 8), (1, 11)] {
+        for (kind, len) in [(4u8, 9u32), (4, 0), (3, 10), (5, 0), (2, 8), (1, 19)] {
             let mut b = len.to_be_bytes().to_vec();
             b.push(kind);
             assert!(
@@ -470,6 +481,7 @@ mod tests {
             out.push(version);
             out.extend_from_slice(&port.to_be_bytes());
             out.extend_from_slice(&session.to_be_bytes());
+            out.extend_from_slice(&u64::from(session != 7).to_be_bytes());
             out.extend_from_slice(name.as_bytes());
             out
         };
@@ -477,6 +489,7 @@ mod tests {
             (hello("bob", 0, 1, 1), "port 0"),
             (hello("bob", 1, 0, 1), "session 0"),
             (hello("bob", 1, 1, 0), "version 0"),
+            (hello("bob", 1, 7, 1), "fresh_from 0"),
             (hello("b b", 1, 1, 1), "name"),
             (hello("bob:", 1, 1, 1), "name"),
             (hello("b\x1bb", 1, 1, 1), "name"),

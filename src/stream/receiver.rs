@@ -75,7 +75,10 @@ pub type SenderKey = (IpAddr, u16);
 struct Record {
     key: SenderKey,
     session: u64,
-    /// The last message number delivered in `session`.
+    /// Numbers up to this were written before the record began (the receiver restarted,
+    /// or forgot): in doubt for good, never delivered.
+    floor: u64,
+    /// The last message number delivered in `session` (at least `floor`).
     through: u64,
     /// The stream that holds this record (tokens are never reused).
     owner: u64,
@@ -94,12 +97,13 @@ pub struct SessionBook {
     next_owner: u64,
 }
 
-/// Where a stream's record is, and whether the session was known.
+/// Where a stream's record is, what the Welcome says, and whether the session was known.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
     slot: usize,
     owner: u64,
     known: bool,
+    floor: u64,
     through: u64,
 }
 
@@ -132,31 +136,36 @@ impl SessionBook {
         Some((r.session, r.through))
     }
 
-    /// A stream of `key` in `session` opens: it takes the record over.
-    fn open(&mut self, key: SenderKey, session: u64, now: Instant) -> Claim {
+    /// A stream of `key` in `session` opens: it takes the record over. A new record
+    /// begins at the sender's `fresh_from`: what it numbered before is in doubt here.
+    fn open(&mut self, key: SenderKey, session: u64, fresh_from: u64, now: Instant) -> Claim {
         let owner = self.next_owner;
         self.next_owner += 1;
+        let floor = fresh_from - 1;
         if let Some(&slot) = self.index.get(&key) {
             let r = &mut self.records[slot];
             let known = r.session == session;
             if !known {
                 r.session = session;
-                r.through = 0;
+                r.floor = floor;
+                r.through = floor;
             }
             r.owner = owner;
             r.opened = now;
-            let through = r.through;
+            let (floor, through) = (r.floor, r.through);
             return Claim {
                 slot,
                 owner,
                 known,
+                floor,
                 through,
             };
         }
         let record = Record {
             key,
             session,
-            through: 0,
+            floor,
+            through: floor,
             owner,
             opened: now,
         };
@@ -179,7 +188,8 @@ impl SessionBook {
             slot,
             owner,
             known: false,
-            through: 0,
+            floor,
+            through: floor,
         }
     }
 
@@ -253,7 +263,8 @@ pub struct Receiver {
     hello_deadline: Instant,
     eof: bool,
     error: Option<StreamError>,
-    welcome: Option<(u8, bool, u64)>,
+    /// The Welcome to write: version, floor, through.
+    welcome: Option<(u8, u64, u64)>,
     refuse: Option<RefuseReason>,
     /// The last number delivered (what an Ack says).
     through: u64,
@@ -408,8 +419,8 @@ impl Receiver {
         if let Some(r) = self.refuse.take() {
             frame::encode_refuse(out, r);
         }
-        if let Some((version, known, through)) = self.welcome.take() {
-            frame::encode_welcome(out, version, known, through);
+        if let Some((version, floor, through)) = self.welcome.take() {
+            frame::encode_welcome(out, version, floor, through);
         }
         let due = self.unacked >= self.cfg.ack_every
             || self.ack_at.is_some_and(|t| t <= now)
@@ -519,10 +530,22 @@ impl Receiver {
                         let max = self.cfg.version;
                         return Err(StreamError::Version { asked, max });
                     }
-                    let claim = book.open((self.host, hello.port), hello.session, now);
-                    self.welcome = Some((hello.version, claim.known, claim.through));
+                    let key = (self.host, hello.port);
+                    if let Some((session, through)) = book.through(key)
+                        && session == hello.session
+                        && through >= hello.fresh_from
+                    {
+                        // It says it never wrote numbers we delivered: a bug or a forger.
+                        let fresh_from = hello.fresh_from;
+                        return Err(StreamError::BadResume {
+                            fresh_from,
+                            through,
+                        });
+                    }
+                    let claim = book.open(key, hello.session, hello.fresh_from, now);
+                    self.welcome = Some((hello.version, claim.floor, claim.through));
                     self.through = claim.through;
-                    let name_at = self.start + HEADER_LEN + 11;
+                    let name_at = self.start + HEADER_LEN + 19;
                     let found = Found::Opened {
                         version: hello.version,
                         port: hello.port,

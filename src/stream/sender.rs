@@ -4,11 +4,12 @@
 //! bounded queue; while a stream is up they are numbered, framed into the caller's buffer
 //! ([`Sender::poll_transmit`]) and kept until acknowledged. When the connection breaks,
 //! the unacknowledged ones go back to the front of the queue with their numbers, *in
-//! doubt*: the next stream's Welcome says whether the receiver still has a record of this
-//! session and how far it got, so they are either known delivered, resent (the receiver
-//! drops duplicates by number), or, when the receiver lost its record (it restarted),
-//! reported [`Outcome::Unconfirmed`] and never resent: a restarted peer is never shown an
-//! old message as new.
+//! doubt*: the next stream's Hello says where the sender's never-written numbers begin
+//! (`fresh_from`) and the Welcome answers how far the receiver got (`through`) and below
+//! which number its record cannot account (`floor`: it restarted or forgot). So each is
+//! known delivered, resent (the receiver drops duplicates by number), or, at or below the
+//! floor, reported [`Outcome::Unconfirmed`] and never resent: a restarted peer is never
+//! shown an old message as new.
 //!
 //! ```text
 //!            handle_connected          Welcome            idle / break / error
@@ -278,9 +279,9 @@ impl<Id: Copy> Sender<Id> {
             let step = match f {
                 Frame::Welcome {
                     version,
-                    known,
+                    floor,
                     through,
-                } => self.handle_welcome(version, known, through, now),
+                } => self.handle_welcome(version, floor, through, now),
                 Frame::Ack { through } => self.ack(through, now),
                 Frame::Refuse(r) => Err(StreamError::Refused(r)),
                 Frame::Hello(_) => Err(StreamError::Unexpected { what: "hello" }),
@@ -371,6 +372,7 @@ impl<Id: Copy> Sender<Id> {
                     version: self.cfg.version,
                     port: self.cfg.port,
                     session: self.cfg.session,
+                    fresh_from: self.next_seq,
                     name: &self.cfg.name,
                 };
                 frame::encode_hello(out, &hello);
@@ -471,7 +473,7 @@ impl<Id: Copy> Sender<Id> {
     fn handle_welcome(
         &mut self,
         version: u8,
-        known: bool,
+        floor: u64,
         through: u64,
         now: Instant,
     ) -> Result<(), StreamError> {
@@ -490,25 +492,30 @@ impl<Id: Copy> Sender<Id> {
             });
         }
         let sent = self.next_seq - 1;
-        if known && through > sent {
+        if through > sent || floor > through {
             return Err(StreamError::AckBeyondSent { through, sent });
         }
-        // The messages in doubt are the front of `unsent`, numbered.
+        // The messages in doubt are the front of `unsent`, numbered in order: those at or
+        // below the floor the receiver cannot account for, then those it delivered.
+        let mut doubt = Vec::new();
         let mut done = Vec::new();
         while let Some(p) = self.unsent.front() {
-            if p.seq == 0 || (known && p.seq > through) {
+            if p.seq == 0 || p.seq > through {
                 break;
             }
             let p = self.unsent.pop_front().expect("front exists");
             self.queued_bytes -= p.text.len();
-            done.push(p.id);
+            if p.seq <= floor {
+                doubt.push(p.id);
+            } else {
+                done.push(p.id);
+            }
+        }
+        if !doubt.is_empty() {
+            self.outcomes.push_back(Outcome::Unconfirmed(doubt));
         }
         if !done.is_empty() {
-            self.outcomes.push_back(if known {
-                Outcome::Delivered(done)
-            } else {
-                Outcome::Unconfirmed(done)
-            });
+            self.outcomes.push_back(Outcome::Delivered(done));
         }
         self.link = Link::Up { quiet_since: now };
         Ok(())

@@ -342,7 +342,7 @@ fn a_resend_of_what_was_delivered_is_dropped_by_number() {
     // Frames written by hand: a sender that resends from an older point.
     let now = Instant::now();
     let mut book = SessionBook::new(8);
-    let stream = |seqs: &[u64]| stream_of(42, 9001, "alice", seqs.iter().copied());
+    let stream = |fresh: u64, seqs: &[u64]| stream_of(42, 9001, "alice", fresh, seqs.to_vec());
     let run = |book: &mut SessionBook, bytes: &[u8]| {
         let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
         r.on_bytes(bytes, now).unwrap();
@@ -358,14 +358,14 @@ fn a_resend_of_what_was_delivered_is_dropped_by_number() {
         r.poll_transmit(now + Duration::from_secs(1), &mut out);
         (known.unwrap(), shown, r.duplicates(), out)
     };
-    let (known, shown, dups, out) = run(&mut book, &stream(&[1, 2, 3]));
+    let (known, shown, dups, out) = run(&mut book, &stream(1, &[1, 2, 3]));
     assert_eq!((known, shown, dups), (false, vec![1, 2, 3], 0));
     let (welcome, len) = frame::decode(&out, 0).unwrap();
     assert_eq!(
         welcome,
         Frame::Welcome {
             version: 1,
-            known: false,
+            floor: 0,
             through: 0
         }
     );
@@ -373,12 +373,12 @@ fn a_resend_of_what_was_delivered_is_dropped_by_number() {
         frame::decode(&out[len..], 0).unwrap().0,
         Frame::Ack { through: 3 }
     );
-    let (known, shown, dups, out) = run(&mut book, &stream(&[2, 3, 4]));
+    let (known, shown, dups, out) = run(&mut book, &stream(4, &[2, 3, 4]));
     assert_eq!((known, shown, dups), (true, vec![4], 2));
     assert!(matches!(
         frame::decode(&out, 0).unwrap().0,
         Frame::Welcome {
-            known: true,
+            floor: 0,
             through: 3,
             ..
         }
@@ -403,6 +403,46 @@ fn a_restarted_receiver_is_not_shown_old_messages_as_new() {
     assert_eq!(p.unconfirmed(), [0, 1, 2, 3]);
     assert_eq!(p.shown_texts(), texts([4]));
     assert_eq!(p.delivered(), [4]);
+}
+
+#[test]
+fn a_welcome_lost_after_a_receiver_restart_does_not_let_a_later_stream_replay() {
+    // Found by the property below: the restarted receiver's record of the session begins
+    // with a stream whose Welcome never arrives; the next stream finds the record known.
+    let mut p = Pipe::up_and_written(sender_cfg(7), 0..1);
+    let n = p.to_r.len();
+    p.carry_to_receiver(n);
+    assert_eq!(p.shown_texts(), texts([0]));
+    p.break_link();
+    p.book = SessionBook::new(64); // the receiver restarts
+    p.connect();
+    p.transmit(usize::MAX);
+    let n = p.to_r.len();
+    p.carry_to_receiver(n); // Hello read, record begun at fresh_from 2; Welcome lost
+    p.connect();
+    p.settle();
+    // Message 0 (number 1) is below the record's floor: unconfirmed, not shown again.
+    assert_eq!(p.unconfirmed(), [0]);
+    assert_eq!(p.shown_texts(), texts([0]));
+}
+
+#[test]
+fn a_hello_resuming_behind_what_was_delivered_is_refused() {
+    let now = Instant::now();
+    let mut book = SessionBook::new(4);
+    let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
+    r.on_bytes(&stream_of(5, 9001, "bob", 1, [1, 2]), now)
+        .unwrap();
+    while r.poll_event(&mut book, now).unwrap().is_some() {}
+    let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
+    r.on_bytes(&stream_of(5, 9001, "bob", 2, []), now).unwrap();
+    assert_eq!(
+        r.poll_event(&mut book, now),
+        Err(StreamError::BadResume {
+            fresh_from: 2,
+            through: 2
+        })
+    );
 }
 
 #[test]
@@ -572,7 +612,7 @@ fn a_receiver_acknowledging_what_was_never_sent_is_cut_off() {
 #[test]
 fn the_sender_reads_welcome_and_acks_split_at_every_point() {
     let mut welcome = Vec::new();
-    frame::encode_welcome(&mut welcome, 1, false, 0);
+    frame::encode_welcome(&mut welcome, 1, 0, 0);
     let mut acks = Vec::new();
     frame::encode_ack(&mut acks, 1);
     frame::encode_ack(&mut acks, 2);
@@ -605,12 +645,19 @@ fn the_sender_reads_welcome_and_acks_split_at_every_point() {
 // ----- the receiver alone ----------------------------------------------------------------
 
 /// The bytes a sender writes: preface, Hello, and Data numbered `seqs` ("text N").
-fn stream_of(session: u64, port: u16, name: &str, seqs: impl IntoIterator<Item = u64>) -> Vec<u8> {
+fn stream_of(
+    session: u64,
+    port: u16,
+    name: &str,
+    fresh_from: u64,
+    seqs: impl IntoIterator<Item = u64>,
+) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     let hello = Hello {
         version: 1,
         port,
         session,
+        fresh_from,
         name,
     };
     frame::encode_hello(&mut out, &hello);
@@ -621,7 +668,7 @@ fn stream_of(session: u64, port: u16, name: &str, seqs: impl IntoIterator<Item =
 }
 
 fn a_stream(n: u64) -> Vec<u8> {
-    stream_of(5, 9001, "bob", 1..=n)
+    stream_of(5, 9001, "bob", 1, 1..=n)
 }
 
 fn events(r: &mut Receiver, book: &mut SessionBook, now: Instant) -> Vec<String> {
@@ -746,7 +793,7 @@ fn a_newer_hello_supersedes_the_older_stream() {
     let mut book = SessionBook::new(4);
     let mut old = Receiver::new(ReceiverConfig::default(), HOST, now);
     let bytes = a_stream(2);
-    let hello_end = MAGIC.len() + frame::HEADER_LEN + 11 + 3;
+    let hello_end = MAGIC.len() + frame::HEADER_LEN + 19 + 3;
     old.on_bytes(&bytes, now).unwrap();
     assert_eq!(
         old.poll_event(&mut book, now).unwrap(),
@@ -777,7 +824,7 @@ fn the_book_is_bounded_and_forgets_the_stream_opened_longest_ago() {
     for (i, port) in [9001u16, 9002, 9003].into_iter().enumerate() {
         let now = ms(t0, i as u64);
         let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
-        r.on_bytes(&stream_of(1, port, "x", []), now).unwrap();
+        r.on_bytes(&stream_of(1, port, "x", 1, []), now).unwrap();
         r.poll_event(&mut book, now).unwrap();
     }
     assert_eq!(book.len(), 2);
@@ -870,9 +917,10 @@ fn the_end_of_the_stream_in_the_middle_of_a_frame_is_a_cut() {
         frame::decode(&out[len..], 0).unwrap().0,
         Frame::Ack { through: 1 }
     );
-    // A clean end at a frame boundary.
+    // A clean end at a frame boundary (the sender resumes: it wrote 1 and 2 before).
     let mut r = Receiver::new(ReceiverConfig::default(), HOST, now);
-    r.on_bytes(&bytes, now).unwrap();
+    r.on_bytes(&stream_of(5, 9001, "bob", 3, 1..=2), now)
+        .unwrap();
     r.on_eof();
     assert_eq!(
         events(&mut r, &mut book, now),
@@ -891,6 +939,7 @@ fn a_hello_of_a_later_version_is_refused_with_a_frame() {
         version: 2,
         port: 9001,
         session: 5,
+        fresh_from: 1,
         name: "bob",
     };
     frame::encode_hello(&mut bytes, &hello);
@@ -1056,6 +1105,45 @@ mod property {
         Ok(())
     }
 
+    /// Hostile bytes after a valid opening, cut anywhere: the receiver never panics,
+    /// never holds more than its cap, and never delivers a number twice or backwards.
+    fn hostile(tail: Vec<u8>, cuts: Vec<usize>) -> Result<(), TestCaseError> {
+        let now = Instant::now();
+        let cfg = ReceiverConfig {
+            max_payload: 64,
+            max_buffer: 0,
+            ..ReceiverConfig::default()
+        };
+        let mut book = SessionBook::new(2);
+        let mut r = Receiver::new(cfg, HOST, now);
+        let mut bytes = a_stream(2);
+        bytes.extend_from_slice(&tail);
+        let mut at = 0;
+        let mut last = 0;
+        for cut in cuts.into_iter().chain([usize::MAX]) {
+            let end = at + cut.min(bytes.len() - at);
+            if r.on_bytes(&bytes[at..end], now).is_err() {
+                break;
+            }
+            prop_assert!(r.buffered() <= frame::DATA_OVERHEAD + 64);
+            at = end;
+            while let Ok(Some(e)) = r.poll_event(&mut book, now) {
+                if let Event::Message { seq, .. } = e {
+                    prop_assert!(seq > last);
+                    last = seq;
+                }
+            }
+            let mut out = Vec::new();
+            r.poll_transmit(now, &mut out);
+            // The sender never panics on what a receiver writes either.
+            let mut s: Sender<u32> = Sender::new(sender_cfg(1));
+            s.handle_connected(now);
+            s.poll_transmit(now, &mut out, 0);
+            let _ = s.on_bytes(&tail, now);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig {
             cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
@@ -1067,6 +1155,31 @@ mod property {
             ops in proptest::collection::vec(op(), 0..120)
         ) {
             run(ops)?;
+        }
+
+        #[test]
+        fn hostile_bytes_never_panic_or_overflow(
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+            cuts in proptest::collection::vec(0usize..40, 0..10),
+        ) {
+            hostile(tail, cuts)?;
+        }
+
+        #[test]
+        fn hostile_frames_never_panic_or_overflow(
+            frames in proptest::collection::vec((0u8..7, 0u32..80, 0u64..4), 0..30),
+            cuts in proptest::collection::vec(0usize..40, 0..10),
+        ) {
+            // Well-formed headers of any kind and length, with small numbers: the cases
+            // random bytes rarely reach.
+            let mut tail = Vec::new();
+            for (kind, len, seq) in frames {
+                tail.extend_from_slice(&len.to_be_bytes());
+                tail.push(kind);
+                tail.extend_from_slice(&seq.to_be_bytes());
+                tail.extend(std::iter::repeat_n(b'a', len.saturating_sub(8) as usize));
+            }
+            hostile(tail, cuts)?;
         }
     }
 }
