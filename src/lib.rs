@@ -61,6 +61,7 @@ mod rate_log;
 pub mod reactor;
 pub mod render;
 pub mod sanitize;
+pub mod stream;
 pub mod wire;
 
 pub use os::is_terminal;
