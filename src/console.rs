@@ -97,9 +97,11 @@ pub fn help() -> String {
         out.push_str(&format!("  {:<24}{}\n", c.usage, c.summary));
     }
     out.push_str(
-        "Plain text (a line not starting with /) goes to the current peer (/query).\n\
-         Or use the menu: 1 send message, 2 query active peers, 3 connect to active peers, \
-         0 quit.\n/help COMMAND says more about one command.",
+        "Plain text (a line not starting with /) goes to the current peer (/query);\n\
+         a lone 0, 1, 2 or 3 is the menu's choice instead (in a multi-line paste, text).\n\
+         The menu: 1 send message, 2 query active peers, 3 connect to active peers, 0 quit.\n\
+         Keys: Tab completes, Up/Down recall, Ctrl-C clears the line (on an empty one, quits),\n\
+         Ctrl-Z suspends. /help COMMAND says more about one command.",
     );
     out
 }
@@ -239,7 +241,38 @@ impl Console {
     /// connected, so menu 3 can say there are none without asking for an index. A `/`
     /// command typed at a menu question cancels the question and runs.
     pub fn feed(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
+        self.feed_line(line, candidates, false)
+    }
+
+    /// As [`Console::feed`], for one line of a multi-line paste: with a current peer, a
+    /// lone `0`–`3` there is text for that peer, not a menu choice (a pasted "0" must not
+    /// quit, nor a "2" list peers, in the middle of what was pasted).
+    pub fn feed_pasted(&mut self, line: &str, candidates: usize) -> Vec<Reply> {
+        self.feed_line(line, candidates, true)
+    }
+
+    /// Cancels the menu question being asked (Ctrl-C at it); false if none was.
+    pub fn cancel(&mut self) -> bool {
+        let asked = self.in_dialog();
+        self.state = State::Choice;
+        asked
+    }
+
+    fn feed_line(&mut self, line: &str, candidates: usize, pasted: bool) -> Vec<Reply> {
         let line = line.trim_end_matches(['\r', '\n']);
+        if pasted
+            && self.state == State::Choice
+            && let Some(c) = &self.current
+            && matches!(line.trim(), "0" | "1" | "2" | "3")
+        {
+            return vec![
+                Reply::Run(Command::SendCurrent {
+                    number: c.number,
+                    text: line.to_owned(),
+                }),
+                Reply::Prompt(CHOICE),
+            ];
+        }
         let mut state = std::mem::take(&mut self.state);
         if line.trim_start().starts_with('/') {
             state = State::Choice;
@@ -426,8 +459,125 @@ pub fn parse_target(word: &str) -> Result<Target, String> {
     Ok(Target::Name(word.to_owned()))
 }
 
+/// Tab completion of `word`, given the text `head` before it on the line and the peers
+/// (number, name): a `/command` as the first word; a command's name after `/help`; `#N`
+/// (or `all`) after `/connect`; a peer (`#N` or name) as the first argument of `/msg`,
+/// `/send`, `/query` and `/forget`, nothing in their text; a peer's name anywhere in plain
+/// text (as IRC clients complete nicks). Sorted, without duplicates.
+pub fn completions<'a>(
+    head: &str,
+    word: &str,
+    peers: impl Iterator<Item = (usize, Option<&'a str>)> + Clone,
+) -> Vec<String> {
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let command = words.first().copied().filter(|w| w.starts_with('/'));
+    let mut out: Vec<String> = Vec::new();
+    let numbers = |out: &mut Vec<String>| {
+        let digits = word.strip_prefix('#').or(word.is_empty().then_some(""));
+        if let Some(digits) = digits {
+            out.extend(
+                peers
+                    .clone()
+                    .map(|(n, _)| n.to_string())
+                    .filter(|n| n.starts_with(digits))
+                    .map(|n| format!("#{n}")),
+            );
+        }
+    };
+    let names = |out: &mut Vec<String>| {
+        if !word.starts_with('#') {
+            out.extend(
+                peers
+                    .clone()
+                    .filter_map(|(_, name)| name)
+                    .filter(|n| n.starts_with(word) && !n.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    };
+    match (command, words.len()) {
+        (None, 0) if word.starts_with('/') => out.extend(
+            COMMANDS
+                .iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| (*c).to_owned()),
+        ),
+        (None, _) => names(&mut out),
+        (Some("/help" | "/h" | "/?"), 1) => out.extend(
+            COMMANDS
+                .iter()
+                .map(|c| &c[1..])
+                .filter(|c| c.starts_with(word))
+                .map(str::to_owned),
+        ),
+        (Some("/connect" | "/c"), _) => {
+            numbers(&mut out);
+            if words.len() == 1 && "all".starts_with(word) {
+                out.push("all".to_owned());
+            }
+        }
+        (Some("/msg" | "/send" | "/s" | "/query" | "/forget"), 1) => {
+            numbers(&mut out);
+            names(&mut out);
+        }
+        _ => {}
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn completion_offers_what_fits_where_the_word_is() {
+        let peers = [(1, Some("alice")), (2, Some("albert")), (12, None)];
+        let c = |head: &str, word: &str| completions(head, word, peers.iter().copied());
+        assert_eq!(c("", "/qu"), ["/query", "/quit"]);
+        assert_eq!(c("/help ", "q"), ["query", "quit"]);
+        assert_eq!(c("/connect ", ""), ["#1", "#12", "#2", "all"]);
+        assert_eq!(
+            c("/connect ", "al"),
+            ["all"],
+            "names are not what /connect takes"
+        );
+        assert_eq!(c("/msg ", "al"), ["albert", "alice"]);
+        assert_eq!(c("/msg ", "#1"), ["#1", "#12"]);
+        assert!(c("/msg #1 ", "").is_empty(), "nothing in a message's text");
+        assert!(c("/nick ", "al").is_empty());
+        assert_eq!(c("hello ", "ali"), ["alice"], "names in plain text");
+        assert_eq!(c("", "ali"), ["alice"]);
+    }
+
+    #[test]
+    fn a_pasted_lone_digit_goes_to_the_current_peer_and_a_typed_one_is_a_choice() {
+        let mut c = Console::new();
+        c.set_current(3, "bob".into());
+        let pasted = c.feed_pasted("0", 0);
+        assert_eq!(
+            pasted[0],
+            Reply::Run(Command::SendCurrent {
+                number: 3,
+                text: "0".into()
+            })
+        );
+        assert_eq!(c.feed("0", 0)[0], Reply::Run(Command::Quit));
+        // Without a current peer a pasted digit is still the menu's.
+        let mut none = Console::new();
+        assert_eq!(none.feed_pasted("2", 0)[0], Reply::Run(Command::Peers));
+    }
+
+    #[test]
+    fn cancel_ends_a_question_and_says_whether_there_was_one() {
+        let mut c = Console::new();
+        assert!(!c.cancel());
+        c.feed("1", 0);
+        assert!(c.in_dialog());
+        assert!(c.cancel());
+        assert!(!c.in_dialog());
+        assert_eq!(c.current_prompt(), CHOICE);
+    }
+
     use super::*;
 
     fn runs(replies: &[Reply]) -> Vec<Command> {

@@ -54,6 +54,9 @@ pub enum Action {
     Eof,
     /// Ctrl-L: clear the screen, then draw the view.
     ClearScreen,
+    /// Ctrl-Z: give the terminal back and stop, as job control does; draw the view again
+    /// once continued.
+    Suspend,
 }
 
 /// Where Up and Down are in the history.
@@ -119,6 +122,7 @@ impl Editor {
             Key::Tab => self.complete(true, complete),
             Key::BackTab => self.complete(false, complete),
             Key::CtrlL => return vec![Action::ClearScreen],
+            Key::CtrlZ => return vec![Action::Suspend],
             Key::CtrlC if self.line.is_empty() => return vec![Action::Interrupt],
             Key::CtrlC => {
                 self.line.clear();

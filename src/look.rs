@@ -112,8 +112,9 @@ fn spans<'a>(
     vec![(line, None)]
 }
 
-/// Writes one line's spans after `lead`, starting a continuation indented by the stamp's
-/// width (and at least two columns) whenever the next character would pass `width`.
+/// Writes one line's spans after `lead`, wrapped at `width`: at the last space that fits
+/// (the space itself not shown), or inside a word longer than a whole line; every
+/// continuation is indented by the stamp's width.
 fn write_wrapped(
     lead: &str,
     spans: &[(&str, Option<&'static str>)],
@@ -124,43 +125,80 @@ fn write_wrapped(
     let indent = STAMP_WIDTH.max(2);
     // Too narrow to wrap usefully: let the terminal do it.
     let width = width.filter(|&w| w > indent + 4);
-    out.extend_from_slice(lead.as_bytes());
-    let mut col = lead.chars().count();
+    // Each character with its columns and its span's colour.
+    let cells: Vec<(char, usize, Option<&'static str>)> = spans
+        .iter()
+        .flat_map(|(text, colour)| {
+            text.chars()
+                .map(move |c| (c, c.width().unwrap_or(0), *colour))
+        })
+        .collect();
     let base = line_style.unwrap_or("");
-    out.extend_from_slice(base.as_bytes());
-    for (text, colour) in spans {
-        if let Some(c) = colour {
-            out.extend_from_slice(c.as_bytes());
-        }
-        for ch in text.chars() {
-            let w = ch.width().unwrap_or(0);
-            if let Some(width) = width
-                && col + w > width
-            {
-                if colour.is_some() || line_style.is_some() {
+    let mut start = 0;
+    let mut col = lead.chars().count();
+    out.extend_from_slice(lead.as_bytes());
+    while start < cells.len() {
+        // The end of this screen line: everything, or where it must break.
+        let (end, next) = match width {
+            None => (cells.len(), cells.len()),
+            Some(width) => break_at(&cells[start..], width.saturating_sub(col))
+                .map_or((cells.len(), cells.len()), |(e, n)| (start + e, start + n)),
+        };
+        out.extend_from_slice(base.as_bytes());
+        let mut current: Option<&'static str> = None;
+        for &(ch, _, colour) in &cells[start..end] {
+            if colour != current {
+                if current.is_some() {
                     out.extend_from_slice(RESET.as_bytes());
+                    out.extend_from_slice(base.as_bytes());
                 }
-                out.push(b'\n');
-                out.extend(std::iter::repeat_n(b' ', indent));
-                col = indent;
-                out.extend_from_slice(base.as_bytes());
                 if let Some(c) = colour {
                     out.extend_from_slice(c.as_bytes());
                 }
+                current = colour;
             }
             let mut buf = [0u8; 4];
             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-            col += w;
         }
-        if colour.is_some() {
+        if current.is_some() || line_style.is_some() {
             out.extend_from_slice(RESET.as_bytes());
-            out.extend_from_slice(base.as_bytes());
+        }
+        out.push(b'\n');
+        start = next;
+        if start < cells.len() {
+            out.extend(std::iter::repeat_n(b' ', indent));
+            col = indent;
         }
     }
-    if line_style.is_some() {
-        out.extend_from_slice(RESET.as_bytes());
+    if cells.is_empty() {
+        out.push(b'\n');
     }
-    out.push(b'\n');
+}
+
+/// Where a line of `cells` must break to fit `room` columns: `None` if it fits; else the
+/// end of what is shown and where the next line starts (past the space broken at).
+fn break_at(cells: &[(char, usize, Option<&'static str>)], room: usize) -> Option<(usize, usize)> {
+    let mut used = 0;
+    let mut last_space = None;
+    for (i, &(ch, w, _)) in cells.iter().enumerate() {
+        if used + w > room {
+            if ch == ' ' && i > 0 {
+                // The space that does not fit is itself the break.
+                return Some((i, i + 1));
+            }
+            return Some(match last_space {
+                Some(sp) if sp > 0 => (sp, sp + 1),
+                // A word longer than the line, or nothing fits: cut inside it (at least
+                // one character per line, so the loop always moves on).
+                _ => (i.max(1), i.max(1)),
+            });
+        }
+        if ch == ' ' {
+            last_space = Some(i);
+        }
+        used += w;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -196,7 +234,7 @@ mod tests {
         };
         let out = shown(&e, &PLAIN);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[0].starts_with("09:05 Message from bob [10.0.0.2:9201]: "));
+        assert!(lines[0].starts_with("09:05 Message from bob [10.0.0.2:9201]:"));
         assert!(lines.len() >= 2, "{out:?}");
         for l in &lines[1..] {
             assert!(l.starts_with("      "), "continuation not indented: {l:?}");
@@ -227,6 +265,20 @@ mod tests {
             );
             assert!(l.starts_with(' '));
         }
+    }
+
+    #[test]
+    fn lines_break_at_spaces_and_words_longer_than_a_line_are_cut() {
+        let e = Event::Info("the quick brown fox jumps over the lazy dog again and again".into());
+        let out = shown(&e, &PLAIN);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "09:05 the quick brown fox jumps over the");
+        assert_eq!(lines[1], "      lazy dog again and again");
+        let long = Event::Info(format!("x {}", "y".repeat(70)));
+        let out = shown(&long, &PLAIN);
+        assert!(out.lines().all(|l| l.chars().count() <= 40), "{out:?}");
+        let ys: usize = out.matches('y').count();
+        assert_eq!(ys, 70, "nothing lost in a cut word: {out:?}");
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl PeerTable {
 
     /// Every listed peer's number and name (as sent, not made safe), in list order, for
     /// completion. Borrowed: nothing is allocated.
-    pub fn numbered_names(&self) -> impl ExactSizeIterator<Item = (usize, Option<&str>)> {
+    pub fn numbered_names(&self) -> impl ExactSizeIterator<Item = (usize, Option<&str>)> + Clone {
         self.peers
             .iter()
             .map(|(_, p)| (p.number, p.name.as_deref()))

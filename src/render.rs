@@ -90,7 +90,9 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             match purpose {
                 Purpose::Text => writeln!(out, "; not delivered: {}", for_terminal(text)),
                 Purpose::Connect => writeln!(out, "; still not connected"),
-                Purpose::Exit => writeln!(out, "; removed from the list"),
+                Purpose::Exit => {
+                    writeln!(out, "; it may not know you left (removed from the list)")
+                }
             }
         }
         Event::Peers(rows) if rows.is_empty() => writeln!(out, "No active peers."),

@@ -850,3 +850,98 @@ fn nodes_side_by_side_keep_each_others_history() {
         "{text:?}"
     );
 }
+
+/// The state letter of a process (`R`, `S`, `T` for stopped...).
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+/// Ctrl-Z stops the node with the terminal's own settings back (as a shell's job control
+/// would); continued, it takes raw mode again and draws the input line as it was.
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
+    let t = editor_node(&[]);
+    let raw = settings(t.slave.as_ref().unwrap());
+    t.keys(b"draft");
+    t.wait_input("> draft", 7);
+    t.keys(b"\x1a");
+    let pid = t.child.id();
+    let until = Instant::now() + SOON;
+    // Stopped, or (in an orphaned process group, where a stop is ignored) still running
+    // with its settings given back and taken again: either way never left in raw mode
+    // while stopped.
+    while proc_state(pid) != 'T' && Instant::now() < until {
+        thread::sleep(Duration::from_millis(10));
+    }
+    if proc_state(pid) == 'T' {
+        assert_eq!(
+            settings(t.slave.as_ref().unwrap()),
+            t.initial,
+            "stopped in raw mode"
+        );
+        common::signal(&t.child, libc::SIGCONT);
+    }
+    t.wait_screen("raw mode again", |_| {
+        settings(t.slave.as_ref().unwrap()) == raw
+    });
+    t.keys(b" more");
+    t.wait_input("> draft more", 12);
+}
+
+/// Stopped from outside and continued after the shell changed the terminal's settings: the
+/// node takes raw mode again (its keys went on being echoed and the editor dead).
+#[test]
+fn continued_after_a_stop_the_node_takes_raw_mode_again() {
+    let t = editor_node(&[]);
+    let raw = settings(t.slave.as_ref().unwrap());
+    common::signal(&t.child, libc::SIGSTOP);
+    // The shell puts its own settings back while the job is stopped.
+    // SAFETY: tcgetattr/tcsetattr on the terminal we opened.
+    unsafe {
+        let mut cooked: libc::termios = std::mem::zeroed();
+        let fd = t.slave.as_ref().unwrap().as_raw_fd();
+        libc::tcgetattr(fd, &mut cooked);
+        cooked.c_lflag |= libc::ICANON | libc::ECHO;
+        libc::tcsetattr(fd, libc::TCSANOW, &cooked);
+    }
+    assert_ne!(settings(t.slave.as_ref().unwrap()), raw);
+    common::signal(&t.child, libc::SIGCONT);
+    t.wait_screen("raw mode again", |_| {
+        settings(t.slave.as_ref().unwrap()) == raw
+    });
+    t.keys(b"abc");
+    t.wait_input("> abc", 5);
+}
+
+/// Ctrl-C at a menu question takes the question back; it does not quit.
+#[test]
+fn ctrl_c_at_a_menu_question_cancels_it() {
+    let t = editor_node(&[]);
+    t.keys(b"1\r");
+    t.wait_input("Enter recipient's IP address:", 30);
+    t.keys(b"\x03");
+    t.wait_row("question cancelled");
+    t.wait_input("> ", 2);
+    assert!(!t.screen().contains("quitting"));
+}
+
+/// A multi-line paste to the current peer: a line that is a lone digit is text like the
+/// others (it quit the node, and a "2" listed the peers).
+#[test]
+fn a_pasted_lone_digit_is_text_for_the_current_peer() {
+    let (peer, port) = common::listener();
+    let t = editor_node(&[]);
+    t.keys(format!("/query 127.0.0.1:{port}\r").as_bytes());
+    let prompt = format!("[127.0.0.1:{port}] > ");
+    t.wait_input(&prompt, prompt.len() as u16);
+    t.keys(b"\x1b[200~the score was\n0\nto 1\x1b[201~\r");
+    for want in ["the score was", "0", "to 1"] {
+        let (_, got) = common::accept_read_within(&peer, SOON).expect("each pasted line");
+        assert!(
+            got.ends_with(format!(" alice {want}").as_bytes()),
+            "{want}: {got:?}"
+        );
+    }
+    assert!(!t.screen().contains("Exiting"));
+}

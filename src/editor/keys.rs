@@ -78,6 +78,8 @@ pub enum Key {
     CtrlU,
     /// Ctrl-W, and Alt-Backspace.
     CtrlW,
+    /// Ctrl-Z: suspend, as the shell's job control does.
+    CtrlZ,
     /// A bracketed paste: its text as UTF-8 (invalid bytes dropped, nothing else changed),
     /// `truncated` when more than [`MAX_PASTE_BYTES`] came.
     Paste {
@@ -367,6 +369,7 @@ impl KeyParser {
             0x10 => Key::Up,
             0x15 => Key::CtrlU,
             0x17 => Key::CtrlW,
+            0x1a => Key::CtrlZ,
             ESC => {
                 self.state = State::Escape;
                 return;

@@ -5,8 +5,8 @@
 //! column would make some terminals wrap. A line longer than that scrolls horizontally so
 //! that the cursor is always on screen, with a few columns of context after it when there
 //! is more text; a wide character cut by either edge is not drawn (a blank stands for its
-//! part inside the left edge). The prompt is kept, cut to half the width when it is
-//! wider.
+//! part inside the left edge). The prompt is kept whole while it leaves the line 16
+//! columns (half the width, on a narrow terminal), and cut to that when it is wider.
 //!
 //! Nothing that could drive the terminal reaches the text: a line break shows as `⏎`,
 //! other controls and invisible characters as in [`crate::sanitize`] (`␛`, `\u{200b}`).
@@ -103,7 +103,7 @@ pub fn render(prompt: &str, line: &str, cursor: usize, width: usize) -> View {
 
     let prompt_width = push_prompt(&mut view.text, prompt, room);
     view.prompt_bytes = view.text.len();
-    let cols = room - prompt_width; // at least 1: the prompt takes at most half
+    let cols = room - prompt_width; // at least 1: the prompt leaves the line some
 
     let line_cells: Vec<(usize, Cell)> = cells(line).collect();
     let total: usize = line_cells.iter().map(|(_, c)| c.width).sum();
@@ -135,16 +135,22 @@ pub fn render(prompt: &str, line: &str, cursor: usize, width: usize) -> View {
     view
 }
 
-/// Writes the prompt into `out`, cut to half of `room` if it is wider; returns its width.
+/// Columns the line keeps beside a long prompt (a menu question): as many as half the
+/// room on a narrow terminal.
+const LINE_KEEPS: usize = 16;
+
+/// Writes the prompt into `out`, cut (ending in `…`) if it leaves the line fewer than
+/// [`LINE_KEEPS`] columns (half the room, on a narrow terminal); returns its width.
 fn push_prompt(out: &mut String, prompt: &str, room: usize) -> usize {
     let prompt_cells: Vec<Cell> = cells(prompt).map(|(_, c)| c).collect();
     let full: usize = prompt_cells.iter().map(|c| c.width).sum();
-    let (budget, ellipsis) = if full <= room / 2 {
+    let most = room - LINE_KEEPS.min(room / 2).max(1);
+    let (budget, ellipsis) = if full <= most {
         (full, "")
-    } else if room / 2 > ELLIPSIS.width() {
-        (room / 2 - ELLIPSIS.width(), ELLIPSIS)
+    } else if most > ELLIPSIS.width() {
+        (most - ELLIPSIS.width(), ELLIPSIS)
     } else {
-        (room / 2, "")
+        (most, "")
     };
     let mut used = 0;
     for cell in &prompt_cells {

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
+use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::admission::{self, Admission};
@@ -226,7 +226,7 @@ impl Node {
             stdin.make_eager();
         }
         let mut signals =
-            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH]).map_err(RunError::Poll)?;
+            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGCONT]).map_err(RunError::Poll)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(RunError::Poll)?;
@@ -547,13 +547,24 @@ impl Node {
     }
 
     fn run_line(&mut self, now: Instant, line: &str) {
+        self.run_line_as(now, line, false);
+    }
+
+    /// Runs a typed line; `pasted`: one line of a multi-line paste (see
+    /// [`Console::feed_pasted`]).
+    fn run_line_as(&mut self, now: Instant, line: &str, pasted: bool) {
         self.stdout.answered();
         let candidates = self
             .table
             .peers()
             .filter(|(_, p)| p.status == PeerStatus::YetToConnect)
             .count();
-        for reply in self.console.feed(line, candidates) {
+        let replies = if pasted {
+            self.console.feed_pasted(line, candidates)
+        } else {
+            self.console.feed(line, candidates)
+        };
+        for reply in replies {
             match reply {
                 Reply::Run(cmd) => self.run_command(now, cmd),
                 Reply::Say(text) => self.stdout.say(&text),
@@ -662,6 +673,8 @@ impl Node {
         for sig in pending {
             if sig == SIGWINCH {
                 self.resized();
+            } else if sig == SIGCONT {
+                self.continued();
             } else if self.table.is_quitting() {
                 log::warn!("signal {sig} while quitting: leaving now");
                 self.exit = true;
@@ -714,7 +727,7 @@ impl Node {
         let signals = &mut self.signals;
         let mut signalled = false;
         let mut give_up = || {
-            signalled |= signals.pending().any(|s| s != SIGWINCH);
+            signalled |= signals.pending().any(|s| s != SIGWINCH && s != SIGCONT);
             signalled
         };
         let drained = self.stdout.flush_before_exit(drain_limit, &mut give_up);

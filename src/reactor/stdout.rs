@@ -145,6 +145,20 @@ impl Stdout {
         }
     }
 
+    /// Before a stop (Ctrl-Z): the input line is taken off the screen so the shell's
+    /// prompt comes on a clean line.
+    pub fn suspend_screen(&mut self) {
+        self.erase_input();
+    }
+
+    /// After a stop: whatever the screen shows now, the input line is drawn again.
+    pub fn redraw_screen(&mut self) {
+        if let Some(s) = &mut self.screen {
+            s.shown = false;
+            s.current = false;
+        }
+    }
+
     /// Ctrl-L: clears the terminal; the input line is drawn again at the top.
     pub fn clear_screen(&mut self) {
         if let Some(s) = &mut self.screen {

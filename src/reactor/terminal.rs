@@ -26,7 +26,7 @@ const READ_CHUNK: usize = 4096;
 /// The line editor's terminal state.
 pub struct Terminal {
     /// Gives the terminal its settings back when dropped.
-    _raw: RawMode,
+    raw: RawMode,
     keys: KeyParser,
     editor: Editor,
     history_path: Option<PathBuf>,
@@ -66,7 +66,7 @@ impl Terminal {
             log_sink::hold(true);
         }
         Some(Terminal {
-            _raw: raw,
+            raw,
             keys: KeyParser::new(),
             loaded: history.clone(),
             editor: Editor::new(history),
@@ -144,11 +144,25 @@ impl Node {
             let Some(term) = &mut self.terminal else {
                 return;
             };
+            // What precedes the word being completed says what may complete it.
+            let before = match key {
+                Key::Tab | Key::BackTab => term.editor.line()[..term.editor.cursor()].to_owned(),
+                _ => String::new(),
+            };
             let table = &self.table;
-            let complete = |word: &str, first: bool| completions(table, word, first);
+            let complete = |word: &str, _first: bool| {
+                let head = before.strip_suffix(word).unwrap_or(&before);
+                console::completions(head, word, table.numbered_names())
+            };
             let actions = term.editor.handle(key, &complete);
+            // Several lines from one Enter: the lines of a multi-line paste.
+            let pasted = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Submit(_)))
+                .count()
+                > 1;
             for action in actions {
-                self.on_action(now, action);
+                self.on_action(now, action, pasted);
             }
         }
         if let Some(term) = &mut self.terminal {
@@ -158,7 +172,7 @@ impl Node {
         }
     }
 
-    fn on_action(&mut self, now: Instant, action: Action) {
+    fn on_action(&mut self, now: Instant, action: Action, pasted: bool) {
         match action {
             Action::Nothing | Action::Redraw => {}
             Action::Submit(line) => {
@@ -171,7 +185,7 @@ impl Node {
                     panic!("asked to panic (debug build)");
                 }
                 self.echo(now, &line);
-                self.run_line(now, &line);
+                self.run_line_as(now, &line, pasted);
             }
             Action::Interrupt if self.table.is_quitting() => {
                 self.tell(&Event::Info(
@@ -179,6 +193,11 @@ impl Node {
                 ));
                 self.exit = true;
                 self.leave_now = true;
+            }
+            // Ctrl-C at a menu question takes the question back, as a shell's does.
+            Action::Interrupt if self.console.cancel() => {
+                self.stdout
+                    .event(&Event::Info("question cancelled".to_owned()));
             }
             Action::Interrupt => {
                 self.tell(&Event::Info(
@@ -189,6 +208,14 @@ impl Node {
             Action::Eof if !self.table.is_quitting() => self.quit_typed(now),
             Action::Eof => {}
             Action::ClearScreen => self.stdout.clear_screen(),
+            Action::Suspend => {
+                self.stdout.suspend_screen();
+                let _ = self.stdout.flush();
+                if let Some(term) = &self.terminal {
+                    term.raw.suspend();
+                }
+                self.continued();
+            }
         }
     }
 
@@ -229,6 +256,17 @@ impl Node {
         self.stdout.set_input(&view.text, view.cursor_col);
     }
 
+    /// The process was continued after a stop (SIGCONT): the shell gave the terminal its
+    /// own settings meanwhile; raw mode back, the input line drawn again.
+    pub(super) fn continued(&mut self) {
+        let Some(term) = &self.terminal else {
+            return;
+        };
+        term.raw.reapply();
+        self.stdout.redraw_screen();
+        self.resized();
+    }
+
     /// The terminal was resized (SIGWINCH): lay the input line out again.
     pub(super) fn resized(&mut self) {
         let Some(term) = &mut self.terminal else {
@@ -248,36 +286,4 @@ impl Node {
             self.stdout.log_lines(&lines);
         }
     }
-}
-
-/// Tab completion: `/commands` as the first word, `#N` numbers, and peer names.
-fn completions(table: &crate::peer_table::PeerTable, word: &str, first: bool) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    if first && word.starts_with('/') {
-        out.extend(
-            console::COMMANDS
-                .iter()
-                .filter(|c| c.starts_with(word))
-                .map(|c| (*c).to_owned()),
-        );
-    } else if let Some(digits) = word.strip_prefix('#') {
-        out.extend(
-            table
-                .peers()
-                .map(|(_, p)| p.number.to_string())
-                .filter(|n| n.starts_with(digits))
-                .map(|n| format!("#{n}")),
-        );
-    } else {
-        out.extend(
-            table
-                .peers()
-                .filter_map(|(_, p)| p.name.as_deref())
-                .filter(|n| n.starts_with(word) && !n.is_empty())
-                .map(str::to_owned),
-        );
-    }
-    out.sort();
-    out.dedup();
-    out
 }

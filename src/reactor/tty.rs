@@ -22,7 +22,10 @@ static SAVED: Mutex<Option<(RawFd, libc::termios)>> = Mutex::new(None);
 /// The terminal in raw mode; dropping it gives the terminal its settings back.
 #[derive(Debug)]
 pub struct RawMode {
+    fd: RawFd,
     out: RawFd,
+    /// The settings raw mode puts on the terminal, to put them back after a stop.
+    raw: libc::termios,
 }
 
 impl RawMode {
@@ -46,7 +49,30 @@ impl RawMode {
         *saved_lock() = Some((fd, saved));
         install_panic_hook();
         write_all(out, PASTE_ON);
-        Ok(RawMode { out })
+        Ok(RawMode { fd, out, raw })
+    }
+
+    /// Ctrl-Z: gives the terminal its settings back and stops the process, as the shell's
+    /// job control would have; returns once the process is continued (`fg`), in raw mode
+    /// again.
+    pub fn suspend(&self) {
+        let saved = *saved_lock();
+        if let Some((fd, saved)) = saved {
+            write_all(self.out, PASTE_OFF);
+            // SAFETY: the settings read from this descriptor at entry.
+            unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        }
+        // SAFETY: raising a signal on ourselves; SIGTSTP's default action stops us.
+        unsafe { libc::raise(libc::SIGTSTP) };
+        self.reapply();
+    }
+
+    /// Puts raw mode back (after the process was stopped and continued: the shell gave
+    /// the terminal its own settings meanwhile).
+    pub fn reapply(&self) {
+        // SAFETY: settings derived from this descriptor's own at entry.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.raw) };
+        write_all(self.out, PASTE_ON);
     }
 }
 

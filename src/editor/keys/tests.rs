@@ -65,10 +65,11 @@ fn control_keys() {
         (b"\x10", Key::Up),
         (b"\x15", Key::CtrlU),
         (b"\x17", Key::CtrlW),
+        (b"\x1a", Key::CtrlZ),
     ];
     each_is_one_key(cases);
     // Controls with no meaning here are dropped.
-    assert_eq!(keys(b"\x00\x07\x11\x13\x1a\x1c\x1fa"), chars("a"));
+    assert_eq!(keys(b"\x00\x07\x11\x13\x1c\x1fa"), chars("a"));
 }
 
 #[test]

@@ -86,10 +86,15 @@ fn wide_characters_are_never_split_at_an_edge() {
 }
 
 #[test]
-fn a_wide_prompt_is_cut_to_half() {
+fn a_wide_prompt_is_cut_to_leave_the_line_room() {
+    // 20 columns: 19 usable, the line keeps half of them.
     let v = at("[averyveryverylongname] > ", "hi|", 20);
-    assert_eq!(v, view("[averyve…hi", 11, "[averyve…".len()));
-    let v = at("[中文中文中文] > ", "|", 12);
+    assert_eq!(v, view("[averyver…hi", 12, "[averyver…".len()));
+    // A menu question on an ordinary terminal is shown whole, the line keeping 16 columns.
+    let q = "Enter the index of the peer to connect to (Enter 0 to connect to all): ";
+    let v = at(q, "1|", 100);
+    assert_eq!(v.text, format!("{q}1"));
+    let v = at("[中文中文中文] > ", "|", 11);
     assert_eq!(
         v.text, "[中…",
         "a wide character that does not fit is left out"
