@@ -826,3 +826,33 @@ fn message_from_port(to: std::net::SocketAddr, port: u16, name: &str, text: &str
     let payload = format!("127.0.0.1:{port} {name} {text}");
     assert!(common::send_raw(to, payload.as_bytes()), "clean close");
 }
+
+// ----- attacks (issue 7 review) -----------------------------------------------------------
+
+/// A state directory of the user's own, for a node started on it.
+fn state_home(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("p2pchat-state-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("p2pchat")).unwrap();
+    dir
+}
+
+/// A history "file" that is a FIFO (or any file that is not a regular one) must not hang
+/// the start: the terminal is already in raw mode then, so Ctrl-C cannot get the user out,
+/// and the loop that would answer SIGTERM is not running yet.
+#[test]
+fn a_history_that_is_a_fifo_does_not_hang_the_start() {
+    let home = state_home("fifo");
+    let fifo = home.join("p2pchat/history");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut t = Tty::spawn_env(
+        &["--name", "alice", "--port", "0", "--bind", "127.0.0.1"],
+        &[("XDG_STATE_HOME", home.to_str().unwrap())],
+    );
+    t.wait_input("> ", 2);
+    t.keys(b"/quit\r");
+    assert!(t.wait_exit().success());
+    let _ = std::fs::remove_dir_all(&home);
+}
