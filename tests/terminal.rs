@@ -856,3 +856,16 @@ fn a_history_that_is_a_fifo_does_not_hang_the_start() {
     assert!(t.wait_exit().success());
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A paste larger than the editor keeps is cut: the user is told, not left to find a
+/// message's end missing.
+#[test]
+fn a_paste_too_large_to_keep_is_cut_and_the_user_is_told() {
+    let t = editor_node(&[]);
+    let big = "a".repeat(100 * 1024);
+    t.keys(format!("\x1b[200~{big}\x1b[201~").as_bytes());
+    t.wait_screen("a notice that the paste was cut", |rows| {
+        rows.iter()
+            .any(|r| r.contains("paste") && r.contains("cut"))
+    });
+}
