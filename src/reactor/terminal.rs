@@ -179,6 +179,10 @@ impl Node {
             Action::Eof if !self.table.is_quitting() => self.quit_typed(now),
             Action::Eof => {}
             Action::ClearScreen => self.stdout.clear_screen(),
+            Action::PasteCut => self.tell(&Event::Refused(format!(
+                "paste cut at {} KiB: the rest of it was dropped",
+                crate::editor::MAX_LINE_BYTES / 1024
+            ))),
         }
     }
 
