@@ -869,3 +869,46 @@ fn a_paste_too_large_to_keep_is_cut_and_the_user_is_told() {
             .any(|r| r.contains("paste") && r.contains("cut"))
     });
 }
+
+/// Typing while many messages arrive: every key lands, the input line ends intact.
+#[test]
+fn typing_while_a_flood_of_messages_arrives_keeps_the_line_intact() {
+    let t = editor_node(&[]);
+    let to = t.addr();
+    let (_l, port) = common::listener();
+    let flood = thread::spawn(move || {
+        for i in 0..400 {
+            let payload = format!("127.0.0.1:{port} bob message number {i} {}", "z".repeat(90));
+            common::send_raw(to, payload.as_bytes());
+        }
+    });
+    let typed = "the quick brown fox jumps over the lazy dog";
+    for c in typed.bytes() {
+        t.keys(&[c]);
+    }
+    flood.join().unwrap();
+    t.wait_row("message number 399");
+    t.wait_input(&format!("> {typed}"), 2 + typed.len() as u16);
+}
+
+/// A terminal narrowed to a few columns: no panic, and the input line comes back whole
+/// when it is widened again.
+#[test]
+fn a_terminal_a_few_columns_wide_does_not_break_the_editor() {
+    let t = editor_node(&[]);
+    t.keys("ab中cd".as_bytes());
+    t.wait_input("> ab中cd", 8);
+    for cols in [1, 2, 3, 4, 5] {
+        t.resize(cols, 24);
+        message_from(t.addr(), "bob", "narrow 中文 text");
+        t.keys(b"\x1b[D");
+        t.keys(b"\x1b[C");
+    }
+    t.resize(80, 24);
+    message_from(t.addr(), "bob", "wide again");
+    t.wait_row("wide again");
+    t.wait_input("> ab中cd", 8);
+    t.keys(b"\x15/quit\r");
+    let mut t = t;
+    assert!(t.wait_exit().success());
+}
