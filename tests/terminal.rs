@@ -37,6 +37,8 @@ struct Tty {
     home: std::path::PathBuf,
     /// Tells the screen reader to let go of its copy of the master.
     hang_up: Arc<AtomicBool>,
+    /// Tells the screen reader to stop reading for now (a terminal paused with Ctrl-S).
+    paused: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -128,10 +130,16 @@ impl Tty {
         let vt_sink = vt.clone();
         let hang_up = Arc::new(AtomicBool::new(false));
         let stop = hang_up.clone();
+        let paused = Arc::new(AtomicBool::new(false));
+        let hold = paused.clone();
         let mut reader = master.try_clone().unwrap();
         let reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
+                if hold.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 // Wakes now and then to see whether to let go of the master.
                 let mut pfd = libc::pollfd {
                     fd: reader.as_raw_fd(),
@@ -163,6 +171,7 @@ impl Tty {
             initial,
             home,
             hang_up,
+            paused,
             reader: Some(reader),
         }
     }
@@ -911,4 +920,54 @@ fn a_terminal_a_few_columns_wide_does_not_break_the_editor() {
     t.keys(b"\x15/quit\r");
     let mut t = t;
     assert!(t.wait_exit().success());
+}
+
+/// The terminal stops taking output (paused, or a window nobody looks at) while messages
+/// pour in and the user types: memory stays bounded, and once it takes output again the
+/// typed line is there, whole, with its cursor.
+#[test]
+fn typing_while_the_terminal_takes_no_output() {
+    let t = editor_node(&[]);
+    let to = t.addr();
+    t.paused.store(true, Ordering::Relaxed);
+    let (_l, port) = common::listener();
+    // 40 messages of 50 KB: more output than the node buffers before it stops reading.
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = sent.clone();
+    let flood = thread::spawn(move || {
+        let mut open = Vec::new();
+        for i in 0..40 {
+            let mut s = std::net::TcpStream::connect(to).unwrap();
+            let text = format!("127.0.0.1:{port} bob number {i} {}", "z".repeat(50_000));
+            s.write_all(text.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            open.push(s);
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        open
+    });
+    let until = Instant::now() + SOON;
+    while sent.load(Ordering::Relaxed) < 40 {
+        assert!(Instant::now() < until, "the flood is not sent");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let typed = "typed while nobody reads";
+    for c in typed.bytes() {
+        t.keys(&[c]);
+    }
+    let _open = flood.join().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        rss_kb < 64 * 1024,
+        "{rss_kb} KiB resident while output waits"
+    );
+    t.paused.store(false, Ordering::Relaxed);
+    t.wait_for(0, "number 39 ");
+    t.wait_input(&format!("> {typed}"), 2 + typed.len() as u16);
 }
