@@ -971,3 +971,26 @@ fn typing_while_the_terminal_takes_no_output() {
     t.wait_for(0, "number 39 ");
     t.wait_input(&format!("> {typed}"), 2 + typed.len() as u16);
 }
+
+/// Ctrl-C after `/quit` (or Ctrl-D) is the first Ctrl-C: the words must not say "again".
+/// And the way to leave at once is said whichever way the quit began.
+#[test]
+fn ctrl_c_after_a_typed_quit_is_not_called_a_second_one() {
+    let (peer, port) = common::listener();
+    let peer_addr = format!("127.0.0.1:{port}");
+    let t = editor_node(&["--peer", &peer_addr]);
+    common::accept_read_within(&peer, SOON).expect("the greeting");
+    t.keys(b"/quit\r");
+    let _exit = common::accept_within(&peer); // accepted, never answered
+    t.wait_row("Ctrl-C to leave at once");
+    t.keys(b"\x03");
+    t.wait_row("leaving now");
+    let mut t = t;
+    assert!(t.wait_exit().success());
+    let rows = t.rows();
+    assert!(
+        !rows.iter().any(|r| r.contains("Ctrl-C again")),
+        "{}",
+        rows.join("\n")
+    );
+}
