@@ -165,17 +165,13 @@ impl Node {
             }
             Action::Interrupt if self.table.is_quitting() => {
                 self.tell(&Event::Info(
-                    "Ctrl-C again: leaving now, without waiting for the last sends".to_owned(),
+                    "Ctrl-C while quitting: leaving now, without waiting for the last sends"
+                        .to_owned(),
                 ));
                 self.exit = true;
                 self.leave_now = true;
             }
-            Action::Interrupt => {
-                self.tell(&Event::Info(
-                    "quitting: telling every peer (Ctrl-C again to leave at once)".to_owned(),
-                ));
-                self.quit_typed(now);
-            }
+            Action::Interrupt => self.quit_typed(now),
             Action::Eof if !self.table.is_quitting() => self.quit_typed(now),
             Action::Eof => {}
             Action::ClearScreen => self.stdout.clear_screen(),
