@@ -269,6 +269,26 @@ mod tests {
     }
 
     #[test]
+    fn a_name_shown_with_its_invisible_characters_is_coloured_too() {
+        let look = Look {
+            colour: true,
+            ..PLAIN
+        };
+        let name = "bob\u{a0}";
+        let e = Event::Message {
+            from: PeerView::new(Some(name.into()), "10.0.0.2:9201".parse().unwrap()),
+            text: "hi".into(),
+            cut: None,
+        };
+        let out = shown(&e, &look);
+        let c = name_colour(name);
+        assert!(
+            out.contains(&format!("{c}bob<U+00A0> [10.0.0.2:9201]{RESET}")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_name_keeps_its_colour_and_names_spread_over_the_palette() {
         assert_eq!(name_colour("alice"), name_colour("alice"));
         let used: std::collections::HashSet<_> = ["alice", "bob", "carol", "dave", "erin", "frank"]
