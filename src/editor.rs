@@ -19,7 +19,8 @@
 //! line breaks stay in the line (shown as `⏎`), tabs become spaces, other controls are
 //! dropped. Enter then sends each non-empty line of the buffer as its own
 //! [`Action::Submit`], in order, and the history gets the whole buffer as one entry, so
-//! Up brings the paste back as it was.
+//! Up brings the paste back as it was. A paste that does not all fit (see
+//! [`Action::PasteCut`]) keeps what fits, and the caller is told to say so.
 
 pub mod complete;
 pub mod history;
@@ -57,6 +58,10 @@ pub enum Action {
     /// Ctrl-Z: give the terminal back and stop, as job control does; draw the view again
     /// once continued.
     Suspend,
+    /// A paste did not all fit (more than [`keys::MAX_PASTE_BYTES`] came, or the line
+    /// would have passed [`MAX_LINE_BYTES`]): what fitted is in the line, the rest was
+    /// dropped. Tell the user, so that a cut message is not sent unknowingly.
+    PasteCut,
 }
 
 /// Where Up and Down are in the history.
@@ -104,7 +109,20 @@ impl Editor {
         }
         let changed = match key {
             Key::Char(c) => self.line.insert(c.encode_utf8(&mut [0; 4])),
-            Key::Paste { text, .. } => self.line.insert(&text),
+            Key::Paste { text, truncated } => {
+                let before = self.line.as_str().len();
+                let changed = self.line.insert(&text);
+                let kept = self.line.as_str().len() - before;
+                if truncated || kept < line::normalise(&text).len() {
+                    let redraw = if changed {
+                        Action::Redraw
+                    } else {
+                        Action::Nothing
+                    };
+                    return vec![Action::PasteCut, redraw];
+                }
+                changed
+            }
             Key::Enter => return self.submit(),
             Key::Backspace => self.line.backspace(),
             Key::Delete => self.line.delete(),

@@ -15,7 +15,7 @@
 use unicode_width::UnicodeWidthChar;
 
 use crate::event::{Event, PeerView, Purpose};
-use crate::sanitize::for_terminal;
+use crate::sanitize::name_for_terminal;
 
 /// Width of `HH:MM ` and of a continuation's indent.
 pub const STAMP_WIDTH: usize = 6;
@@ -60,7 +60,8 @@ pub fn dress(event: &Event, human: &str, look: &Look, out: &mut Vec<u8>) {
         _ => None,
     };
     let name = peer_of(event).filter(|_| look.colour).map(|p| {
-        let who = format!("{} [{}]", for_terminal(p.name_or_unknown()), p.addr());
+        // As render writes it: invisible characters spelt out.
+        let who = format!("{} [{}]", name_for_terminal(p.name_or_unknown()), p.addr());
         (who, name_colour(p.name_or_unknown()))
     });
     let mut first = true;
@@ -318,6 +319,27 @@ mod tests {
         assert!(shown(&Event::Refused("no".into()), &look).contains(RED));
         // Off: no escape code at all.
         assert!(!shown(&e, &PLAIN).contains('\x1b'));
+    }
+
+    #[test]
+    fn a_name_shown_with_its_invisible_characters_is_coloured_too() {
+        let look = Look {
+            colour: true,
+            width: Some(80),
+            ..PLAIN
+        };
+        let name = "bob\u{a0}";
+        let e = Event::Message {
+            from: PeerView::new(Some(name.into()), "10.0.0.2:9201".parse().unwrap()),
+            text: "hi".into(),
+            cut: None,
+        };
+        let out = shown(&e, &look);
+        let c = name_colour(name);
+        assert!(
+            out.contains(&format!("{c}bob<U+00A0> [10.0.0.2:9201]{RESET}")),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ struct Tty {
     home: std::path::PathBuf,
     /// Tells the screen reader to let go of its copy of the master.
     hang_up: Arc<AtomicBool>,
+    /// Tells the screen reader to stop reading for now (a terminal paused with Ctrl-S).
+    paused: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -128,10 +130,16 @@ impl Tty {
         let vt_sink = vt.clone();
         let hang_up = Arc::new(AtomicBool::new(false));
         let stop = hang_up.clone();
+        let paused = Arc::new(AtomicBool::new(false));
+        let hold = paused.clone();
         let mut reader = master.try_clone().unwrap();
         let reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
+                if hold.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 // Wakes now and then to see whether to let go of the master.
                 let mut pfd = libc::pollfd {
                     fd: reader.as_raw_fd(),
@@ -163,6 +171,7 @@ impl Tty {
             initial,
             home,
             hang_up,
+            paused,
             reader: Some(reader),
         }
     }
@@ -944,4 +953,163 @@ fn a_pasted_lone_digit_is_text_for_the_current_peer() {
         );
     }
     assert!(!t.screen().contains("Exiting"));
+}
+
+// ----- attacks (issue 7 review) -----------------------------------------------------------
+
+/// A state directory of the user's own, for a node started on it.
+fn state_home(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("p2pchat-state-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("p2pchat")).unwrap();
+    dir
+}
+
+/// A history "file" that is a FIFO (or any file that is not a regular one) must not hang
+/// the start: the terminal is already in raw mode then, so Ctrl-C cannot get the user out,
+/// and the loop that would answer SIGTERM is not running yet.
+#[test]
+fn a_history_that_is_a_fifo_does_not_hang_the_start() {
+    let home = state_home("fifo");
+    let fifo = home.join("p2pchat/history");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut t = Tty::spawn_env(
+        &["--name", "alice", "--port", "0", "--bind", "127.0.0.1"],
+        &[("XDG_STATE_HOME", home.to_str().unwrap())],
+    );
+    t.wait_input("> ", 2);
+    t.keys(b"/quit\r");
+    assert!(t.wait_exit().success());
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A paste larger than the editor keeps is cut: the user is told, not left to find a
+/// message's end missing.
+#[test]
+fn a_paste_too_large_to_keep_is_cut_and_the_user_is_told() {
+    let t = editor_node(&[]);
+    let big = "a".repeat(100 * 1024);
+    t.keys(format!("\x1b[200~{big}\x1b[201~").as_bytes());
+    t.wait_screen("a notice that the paste was cut", |rows| {
+        rows.iter()
+            .any(|r| r.contains("paste") && r.contains("cut"))
+    });
+}
+
+/// Typing while many messages arrive: every key lands, the input line ends intact.
+#[test]
+fn typing_while_a_flood_of_messages_arrives_keeps_the_line_intact() {
+    let t = editor_node(&[]);
+    let to = t.addr();
+    let (_l, port) = common::listener();
+    let flood = thread::spawn(move || {
+        for i in 0..400 {
+            let payload = format!("127.0.0.1:{port} bob message number {i} {}", "z".repeat(90));
+            common::send_raw(to, payload.as_bytes());
+        }
+    });
+    let typed = "the quick brown fox jumps over the lazy dog";
+    for c in typed.bytes() {
+        t.keys(&[c]);
+    }
+    flood.join().unwrap();
+    t.wait_row("message number 399");
+    t.wait_input(&format!("> {typed}"), 2 + typed.len() as u16);
+}
+
+/// A terminal narrowed to a few columns: no panic, and the input line comes back whole
+/// when it is widened again.
+#[test]
+fn a_terminal_a_few_columns_wide_does_not_break_the_editor() {
+    let t = editor_node(&[]);
+    t.keys("ab中cd".as_bytes());
+    t.wait_input("> ab中cd", 8);
+    for cols in [1, 2, 3, 4, 5] {
+        t.resize(cols, 24);
+        message_from(t.addr(), "bob", "narrow 中文 text");
+        t.keys(b"\x1b[D");
+        t.keys(b"\x1b[C");
+    }
+    t.resize(80, 24);
+    message_from(t.addr(), "bob", "wide again");
+    t.wait_row("wide again");
+    t.wait_input("> ab中cd", 8);
+    t.keys(b"\x15/quit\r");
+    let mut t = t;
+    assert!(t.wait_exit().success());
+}
+
+/// The terminal stops taking output (paused, or a window nobody looks at) while messages
+/// pour in and the user types: memory stays bounded, and once it takes output again the
+/// typed line is there, whole, with its cursor.
+#[test]
+fn typing_while_the_terminal_takes_no_output() {
+    let t = editor_node(&[]);
+    let to = t.addr();
+    t.paused.store(true, Ordering::Relaxed);
+    let (_l, port) = common::listener();
+    // 40 messages of 50 KB: more output than the node buffers before it stops reading.
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = sent.clone();
+    let flood = thread::spawn(move || {
+        let mut open = Vec::new();
+        for i in 0..40 {
+            let mut s = std::net::TcpStream::connect(to).unwrap();
+            let text = format!("127.0.0.1:{port} bob number {i} {}", "z".repeat(50_000));
+            s.write_all(text.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            open.push(s);
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        open
+    });
+    let until = Instant::now() + SOON;
+    while sent.load(Ordering::Relaxed) < 40 {
+        assert!(Instant::now() < until, "the flood is not sent");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let typed = "typed while nobody reads";
+    for c in typed.bytes() {
+        t.keys(&[c]);
+    }
+    let _open = flood.join().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.child.id())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        rss_kb < 64 * 1024,
+        "{rss_kb} KiB resident while output waits"
+    );
+    t.paused.store(false, Ordering::Relaxed);
+    t.wait_for(0, "number 39");
+    t.wait_input(&format!("> {typed}"), 2 + typed.len() as u16);
+}
+
+/// Ctrl-C after `/quit` (or Ctrl-D) is the first Ctrl-C: the words must not say "again".
+/// And the way to leave at once is said whichever way the quit began.
+#[test]
+fn ctrl_c_after_a_typed_quit_is_not_called_a_second_one() {
+    let (peer, port) = common::listener();
+    let peer_addr = format!("127.0.0.1:{port}");
+    let t = editor_node(&["--peer", &peer_addr]);
+    common::accept_read_within(&peer, SOON).expect("the greeting");
+    t.keys(b"/quit\r");
+    let _exit = common::accept_within(&peer); // accepted, never answered
+    t.wait_row("Ctrl-C to leave at once");
+    t.keys(b"\x03");
+    t.wait_row("leaving now");
+    let mut t = t;
+    assert!(t.wait_exit().success());
+    let rows = t.rows();
+    assert!(
+        !rows.iter().any(|r| r.contains("Ctrl-C again")),
+        "{}",
+        rows.join("\n")
+    );
 }

@@ -109,14 +109,28 @@ impl History {
 
     /// Reads the history at `path`, keeping its last `max` entries. A missing file is an
     /// empty history; lines that are not UTF-8 are skipped. Only the end of a very large
-    /// file is read.
+    /// file is read. Anything but a regular file (a FIFO, a device) is an error, found
+    /// without waiting.
     pub fn load(path: &Path, max: usize) -> io::Result<History> {
         let mut history = History::new(max);
-        let mut file = match File::open(path) {
+        // Non-blocking, so that a FIFO in its place cannot stall the start (the terminal
+        // is in raw mode by then: Ctrl-C would not get the user out); only a regular file
+        // is read.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(history),
             Err(e) => return Err(e),
         };
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
         // Each entry takes at most twice its bytes escaped, plus its line feed.
         let enough = (max as u64).saturating_mul(2 * MAX_ENTRY_BYTES as u64 + 1);
         let size = file.metadata()?.len();

@@ -360,14 +360,46 @@ fn a_paste_goes_in_at_the_cursor() {
 fn the_line_is_bounded_without_panicking() {
     let mut e = editor();
     let big = "é".repeat(MAX_LINE_BYTES);
-    assert_eq!(press(&mut e, paste(&big)), [Action::Redraw]);
+    assert_eq!(
+        press(&mut e, paste(&big)),
+        [Action::PasteCut, Action::Redraw]
+    );
     assert_eq!(e.line().len(), MAX_LINE_BYTES);
     assert_eq!(press(&mut e, Key::Char('x')), [Action::Nothing]);
-    assert_eq!(press(&mut e, paste("x")), [Action::Nothing]);
+    assert_eq!(
+        press(&mut e, paste("x")),
+        [Action::PasteCut, Action::Nothing]
+    );
     press(&mut e, Key::Backspace);
     assert_eq!(
         press(&mut e, Key::Char('x')),
         [Action::Redraw],
         "two bytes free: x fits"
     );
+}
+
+#[test]
+fn a_paste_that_does_not_all_fit_says_so() {
+    let mut e = editor();
+    let cut = Key::Paste {
+        text: "x".repeat(10),
+        truncated: true,
+    };
+    assert_eq!(press(&mut e, cut), [Action::PasteCut, Action::Redraw]);
+    assert_eq!(e.line().len(), 10);
+    // The line is nearly full: only part of a whole paste fits.
+    let mut e = editor();
+    press(&mut e, paste(&"a".repeat(MAX_LINE_BYTES - 3)));
+    assert_eq!(
+        press(&mut e, paste("bcdef")),
+        [Action::PasteCut, Action::Redraw]
+    );
+    assert_eq!(e.line().len(), MAX_LINE_BYTES);
+    assert_eq!(
+        press(&mut e, paste("g")),
+        [Action::PasteCut, Action::Nothing]
+    );
+    // Controls dropped on purpose are not a cut.
+    let mut e = editor();
+    assert_eq!(press(&mut e, paste("a\u{7}b")), [Action::Redraw]);
 }

@@ -661,6 +661,15 @@ impl Node {
 
     /// The user asked to quit: no more prompt or input line; `exit` to every peer.
     fn quit_typed(&mut self, now: Instant) {
+        if self.terminal.is_some()
+            && !self.table.is_quitting()
+            && self.table.peers().next().is_some()
+        {
+            // However the quit began (Ctrl-C, Ctrl-D, /quit, 0, a signal): how not to wait.
+            self.tell(&Event::Info(
+                "quitting: telling every peer (Ctrl-C to leave at once)".to_owned(),
+            ));
+        }
         self.stdout.set_prompt(None);
         self.stdout.end_input();
         self.table.quit(now);

@@ -189,7 +189,8 @@ impl Node {
             }
             Action::Interrupt if self.table.is_quitting() => {
                 self.tell(&Event::Info(
-                    "Ctrl-C again: leaving now, without waiting for the last sends".to_owned(),
+                    "Ctrl-C while quitting: leaving now, without waiting for the last sends"
+                        .to_owned(),
                 ));
                 self.exit = true;
                 self.leave_now = true;
@@ -199,12 +200,7 @@ impl Node {
                 self.stdout
                     .event(&Event::Info("question cancelled".to_owned()));
             }
-            Action::Interrupt => {
-                self.tell(&Event::Info(
-                    "quitting: telling every peer (Ctrl-C again to leave at once)".to_owned(),
-                ));
-                self.quit_typed(now);
-            }
+            Action::Interrupt => self.quit_typed(now),
             Action::Eof if !self.table.is_quitting() => self.quit_typed(now),
             Action::Eof => {}
             Action::ClearScreen => self.stdout.clear_screen(),
@@ -216,6 +212,10 @@ impl Node {
                 }
                 self.continued();
             }
+            Action::PasteCut => self.tell(&Event::Refused(format!(
+                "paste cut at {} KiB: the rest of it was dropped",
+                crate::editor::MAX_LINE_BYTES / 1024
+            ))),
         }
     }
 
