@@ -317,6 +317,16 @@ impl Tty {
         }
     }
 
+    /// The terminal's settings now.
+    fn settings(&self) -> Vec<u8> {
+        settings(self.slave.as_ref().expect("the terminal is held"))
+    }
+
+    /// Waits until the terminal's settings are `want`.
+    fn wait_settings(&self, what: &str, want: &[u8]) {
+        self.wait_screen(what, |_| self.settings() == want);
+    }
+
     /// Types bytes as keys (no newline added).
     fn keys(&self, bytes: &[u8]) {
         self.master().write_all(bytes).unwrap();
@@ -696,11 +706,7 @@ fn the_terminal_settings_are_restored_after_quit_signals_and_a_panic() {
         let t = Tty::spawn(&["--name", "alice", "--port", "0", "--bind", "127.0.0.1"]);
         let before = t.initial.clone();
         t.wait_input("> ", 2);
-        assert_ne!(
-            settings(t.slave.as_ref().unwrap()),
-            before,
-            "{how}: raw mode while running"
-        );
+        assert_ne!(t.settings(), before, "{how}: raw mode while running");
         match how {
             "quit" => t.keys(b"/quit\r"),
             // A debug build panics on this line (the tests' build is one).
@@ -716,11 +722,7 @@ fn the_terminal_settings_are_restored_after_quit_signals_and_a_panic() {
         } else {
             assert!(status.success(), "{how}");
         }
-        assert_eq!(
-            settings(t.slave.as_ref().unwrap()),
-            before,
-            "{how}: settings restored"
-        );
+        assert_eq!(t.settings(), before, "{how}: settings restored");
         assert!(
             t.screen().contains("\x1b[?2004l"),
             "{how}: bracketed paste off"
@@ -871,7 +873,7 @@ fn proc_state(pid: u32) -> char {
 #[test]
 fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
     let t = editor_node(&[]);
-    let raw = settings(t.slave.as_ref().unwrap());
+    let raw = t.settings();
     t.keys(b"draft");
     t.wait_input("> draft", 7);
     t.keys(b"\x1a");
@@ -884,16 +886,10 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
         thread::sleep(Duration::from_millis(10));
     }
     if proc_state(pid) == 'T' {
-        assert_eq!(
-            settings(t.slave.as_ref().unwrap()),
-            t.initial,
-            "stopped in raw mode"
-        );
+        assert_eq!(t.settings(), t.initial, "stopped in raw mode");
         common::signal(&t.child, libc::SIGCONT);
     }
-    t.wait_screen("raw mode again", |_| {
-        settings(t.slave.as_ref().unwrap()) == raw
-    });
+    t.wait_settings("raw mode again", &raw);
     t.keys(b" more");
     t.wait_input("> draft more", 12);
 }
@@ -903,7 +899,7 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
 #[test]
 fn continued_after_a_stop_the_node_takes_raw_mode_again() {
     let t = editor_node(&[]);
-    let raw = settings(t.slave.as_ref().unwrap());
+    let raw = t.settings();
     common::signal(&t.child, libc::SIGSTOP);
     // The shell puts its own settings back while the job is stopped.
     // SAFETY: tcgetattr/tcsetattr on the terminal we opened.
@@ -914,11 +910,9 @@ fn continued_after_a_stop_the_node_takes_raw_mode_again() {
         cooked.c_lflag |= libc::ICANON | libc::ECHO;
         libc::tcsetattr(fd, libc::TCSANOW, &cooked);
     }
-    assert_ne!(settings(t.slave.as_ref().unwrap()), raw);
+    assert_ne!(t.settings(), raw);
     common::signal(&t.child, libc::SIGCONT);
-    t.wait_screen("raw mode again", |_| {
-        settings(t.slave.as_ref().unwrap()) == raw
-    });
+    t.wait_settings("raw mode again", &raw);
     t.keys(b"abc");
     t.wait_input("> abc", 5);
 }
