@@ -111,6 +111,7 @@ fn table() -> PeerTable {
         max_peers: usize::MAX,
         max_peers_per_host: 64,
         limit_local: false,
+        fast: None,
     })
 }
 

@@ -82,6 +82,10 @@ pub struct Cli {
     /// --max-inbound and --max-peers.
     #[arg(long)]
     pub limit_local: bool,
+    /// Speak only the legacy protocol: no fast path (no probes sent, none answered, no
+    /// streams), exactly as the original program.
+    #[arg(long)]
+    pub legacy_only: bool,
     /// One JSON object per line on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +191,8 @@ pub struct Config {
     pub rate: f64,
     pub burst: u32,
     pub limit_local: bool,
+    /// `--legacy-only`: the fast path is off (see PROTOCOL.md).
+    pub legacy_only: bool,
     pub json: bool,
     pub color: ColorChoice,
     /// `--log`: the chat log's file.
@@ -212,6 +218,7 @@ impl Config {
             rate: 50.0,
             burst: 200,
             limit_local: false,
+            legacy_only: false,
             json: false,
             color: ColorChoice::Never,
             log: None,
@@ -408,6 +415,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         rate: cli.rate,
         burst: cli.burst,
         limit_local: cli.limit_local,
+        legacy_only: cli.legacy_only,
         json: cli.json,
         color: cli.color,
         log: cli.log,

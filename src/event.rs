@@ -122,6 +122,8 @@ pub struct PeerRow {
     pub index: usize,
     pub peer: PeerView,
     pub status: PeerStatus,
+    /// What it is known to speak.
+    pub speaks: Speaks,
 }
 
 /// Why a send failed.
@@ -182,11 +184,51 @@ impl SendFailure {
 /// How a finished send went, as the reactor observed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
+    /// A p2pchat peer acknowledged it on a stream: a delivery receipt.
+    Acknowledged,
     /// Written, and the peer closed cleanly after reading it.
     Delivered,
     /// Written, but the peer still held the connection open at the deadline.
     Unconfirmed,
     Failed(SendFailure),
+}
+
+/// What the node knows of a sent message's arrival (`"delivery"` in `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A p2pchat peer acknowledged it (fast path): it was handed to the peer's user.
+    Receipt,
+    /// A legacy send: the peer read it and closed the connection.
+    Closed,
+    /// No confirmation: written but not confirmed, or not delivered at all (a failure).
+    Unconfirmed,
+}
+
+impl Delivery {
+    /// The word scripts see.
+    pub fn code(self) -> &'static str {
+        match self {
+            Delivery::Receipt => "receipt",
+            Delivery::Closed => "closed",
+            Delivery::Unconfirmed => "unconfirmed",
+        }
+    }
+
+    /// Confirmed one way or the other (what `"confirmed"` says).
+    pub fn confirmed(self) -> bool {
+        self != Delivery::Unconfirmed
+    }
+}
+
+/// Which protocol a peer is known to speak (`/peers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// Not known yet (nothing sent to it since it was proven or found legacy).
+    Unknown,
+    /// The original protocol only (it gave no proof).
+    Legacy,
+    /// The p2pchat fast path at this version.
+    P2pchat(u8),
 }
 
 /// What kind of message a send carried.
@@ -219,12 +261,13 @@ pub enum Event {
         peer: PeerView,
         claimed: String,
     },
-    /// A send finished: delivered (`confirmed`) or written but not confirmed.
+    /// A send finished: acknowledged by a p2pchat peer, closed by a legacy one, or
+    /// written but not confirmed.
     Sent {
         to: PeerView,
         purpose: Purpose,
         text: String,
-        confirmed: bool,
+        delivery: Delivery,
     },
     SendFailed {
         to: PeerView,

@@ -31,6 +31,10 @@
 //!   the earliest deadline, read the clock once, handle events, fire every due deadline. A
 //!   received message goes accept → read → assembler → admission's rate check →
 //!   `PeerTable::handle_message` → `Effect::Show` → stdout.
+//! * [`stream`]: the fast path between p2pchat nodes (proof by an empty-connection probe,
+//!   one framed pipelined stream per peer, receipts), pure; the peer table routes each
+//!   peer's messages by its proof (`peer_table/fast.rs`), the reactor drives the probe and
+//!   stream sockets (`reactor/fast.rs`). Off with `--legacy-only`.
 //! * [`log_sink`]: the logger. Lines go to a bounded buffer and out to stderr with writes
 //!   that never block; the reactor writes the rest when stderr is writable.
 //!

@@ -313,7 +313,7 @@ mod tests {
             to: bob(),
             purpose: Purpose::Text,
             text: "hi".into(),
-            confirmed: true,
+            delivery: crate::event::Delivery::Closed,
         };
         assert!(shown(&sent, &look).starts_with(&format!("09:05 {DIM}")));
         assert!(shown(&Event::Refused("no".into()), &look).contains(RED));
@@ -358,6 +358,7 @@ mod tests {
             index: 1,
             peer: bob(),
             status: crate::peer_table::PeerStatus::Connected,
+            speaks: crate::event::Speaks::Unknown,
         }];
         let out = shown(&Event::Peers(rows), &PLAIN);
         let lines: Vec<&str> = out.lines().collect();

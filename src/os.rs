@@ -277,7 +277,24 @@ pub fn local_addrs() -> Vec<IpAddr> {
     out
 }
 
-/// Is this error "too many open files" (per process or system-wide)?
+/// A random non-zero 64-bit number for this run's fast-path session (PROTOCOL.md), from
+/// `/dev/urandom`; if that cannot be read, the clock and the process id mixed, which still
+/// differ from one run to the next.
+pub fn random_session() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    let mut n = u64::from_ne_bytes(b);
+    if let Err(e) = read {
+        log::warn!("cannot read /dev/urandom ({e}): session taken from the clock");
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        n = t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    n.max(1)
+}
+
 /// The index of the network interface called `name` (`lo`, `eth0`), if there is one: what
 /// a typed IPv6 zone (`fe80::1%eth0`) means.
 pub fn interface_index(name: &str) -> Option<u32> {
@@ -287,6 +304,7 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// Is this error "too many open files" (per process or system-wide)?
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }

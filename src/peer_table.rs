@@ -29,8 +29,9 @@ use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
 use bytes::Bytes;
 
+pub use fast::{FastConfig, LinkId};
 use list::PeerList;
-use send::Outbox;
+use send::{Outbox, Outgoing};
 pub use send::{PendingSend, SendStage};
 
 /// A send still unfinished this long after it was asked for is *slow*: the user is shown
@@ -133,6 +134,36 @@ pub enum Effect {
     /// The table has ended send `id` (its deadline, the node leaving...): drop its socket
     /// and report nothing more about it. Unknown ids are ignored.
     Abort(SendId),
+    /// Ask the listener at `to` whether it speaks the fast path: connect, write nothing,
+    /// shut down the sending side, read until the peer closes (at most
+    /// [`crate::stream::proof::MAX_REPLY`] + 1 bytes, within the probe timeout); report
+    /// [`PeerTable::handle_probe_answer`] or [`PeerTable::handle_probe_failed`].
+    Probe {
+        link: LinkId,
+        key: PeerKey,
+        to: SocketAddr,
+    },
+    /// Open the stream connection to `key` at `to`; report
+    /// [`PeerTable::handle_stream_connected`], the bytes read
+    /// ([`PeerTable::handle_stream_bytes`]) and its end
+    /// ([`PeerTable::handle_stream_broken`]).
+    OpenStream {
+        link: LinkId,
+        key: PeerKey,
+        to: SocketAddr,
+    },
+    /// The stream `link` has bytes to write: pull them with
+    /// [`PeerTable::stream_transmit`] until it gives nothing or the socket is full (and
+    /// again when it is writable).
+    StreamReady {
+        link: LinkId,
+        key: PeerKey,
+    },
+    /// Close the stream connection `link` (the table is done with it); report nothing more.
+    CloseStream {
+        link: LinkId,
+        key: PeerKey,
+    },
     /// Quitting is complete (or its deadline passed): the node should leave.
     Exit,
 }
@@ -156,6 +187,8 @@ pub struct TableConfig {
     pub max_peers_per_host: usize,
     /// Apply `max_peers_per_host` to this machine's own addresses too.
     pub limit_local: bool,
+    /// The fast path toward peers that prove they speak it; `None`: `--legacy-only`.
+    pub fast: Option<FastConfig>,
 }
 
 /// The protocol state machine. See the module documentation.
@@ -191,6 +224,14 @@ pub struct PeerTable {
     evict_log: RateLog,
     /// Messages claiming this node's own port, per source.
     self_log: SourceLog,
+    /// Per peer, the fast path's proof and sender (see `fast.rs`).
+    fast: HashMap<PeerKey, fast::FastPeer>,
+    /// Sends handed to a peer's stream sender, by id (indexed in `sends` and `deadlines`
+    /// too).
+    streamed: HashMap<SendId, Outgoing>,
+    next_link: u64,
+    /// Peers removed by our finished `exit`, whose fast-path state is to be forgotten.
+    left: Vec<PeerKey>,
 }
 
 impl PeerTable {
@@ -218,6 +259,10 @@ impl PeerTable {
                 "peers that only ever sent to us dropped from the full list (--max-peers)",
             ),
             self_log: SourceLog::new(|ip| ip.to_string()),
+            fast: HashMap::new(),
+            streamed: HashMap::new(),
+            next_link: 0,
+            left: Vec::new(),
         }
     }
 
@@ -344,6 +389,7 @@ impl PeerTable {
             self.host_log.due(),
             self.evict_log.due(),
             self.self_log.due(),
+            self.fast_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -405,6 +451,7 @@ impl PeerTable {
                 Some(peer) => {
                     let name = peer.name.or(msg.name);
                     self.show(Event::PeerLeft(PeerView::new(name, peer.dial)));
+                    self.fast_peer_left(now, key);
                 }
                 None => {
                     let claimed = match &msg.claimed_host {
@@ -790,6 +837,7 @@ impl PeerTable {
             index,
             peer: self.view(key),
             status: peer.status,
+            speaks: self.speaks(key),
         }
     }
 
@@ -843,7 +891,9 @@ impl PeerTable {
         self.evict_log.report(now);
         self.self_log.report(now);
         let quit_due = self.quit_deadline.filter(|&d| d <= now && !self.exited);
+        self.fast_handle_timeout(now);
         self.fire_send_deadlines(now, quit_due);
+        self.process_left(now);
         // (Ending the last sends above may have ended the quit already.)
         if quit_due.is_some() && !self.exited {
             self.abandon();
@@ -856,7 +906,10 @@ impl PeerTable {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut counted = 0;
         for (key, outbox) in &self.outboxes {
-            if outbox.in_flight.is_none() {
+            // Without the fast path a queue moves on as soon as nothing is in flight; with
+            // it, a queue may be held while a re-probe is out.
+            let held = self.cfg.fast.is_some() && !outbox.queue.is_empty();
+            if outbox.in_flight.is_none() && !held {
                 return Err(format!("{key}: an outbox with nothing in flight"));
             }
             for m in outbox.all() {
@@ -867,6 +920,15 @@ impl PeerTable {
                 if !self.deadlines.contains(&(m.deadline, m.id)) {
                     return Err(format!("send {:?} has no deadline", m.id));
                 }
+            }
+        }
+        for (id, m) in &self.streamed {
+            counted += 1;
+            if self.sends.get(id) != Some(&m.key) {
+                return Err(format!("stream send {id:?} not indexed under {}", m.key));
+            }
+            if !self.deadlines.contains(&(m.deadline, *id)) {
+                return Err(format!("stream send {id:?} has no deadline"));
             }
         }
         if counted != self.sends.len() || counted != self.deadlines.len() {
@@ -889,6 +951,7 @@ impl PeerTable {
     }
 }
 
+mod fast;
 mod list;
 mod send;
 #[cfg(test)]

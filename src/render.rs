@@ -10,7 +10,7 @@ use std::io::Write;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::event::{Cut, Event, PeerHost, PeerRow, PeerView, Purpose};
+use crate::event::{Cut, Delivery, Event, PeerHost, PeerRow, PeerView, Purpose, Speaks};
 use crate::sanitize::{self, for_terminal, name_for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
@@ -61,12 +61,21 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             to,
             purpose,
             text,
-            confirmed,
+            delivery,
         } => {
+            let confirmed = delivery.confirmed();
             match purpose {
+                // "Delivered" only with a receipt from a p2pchat peer; a legacy peer's
+                // close says "sent", as the original says.
+                Purpose::Text if *delivery == Delivery::Receipt => write!(
+                    out,
+                    "Message delivered to {}: {}",
+                    who(to),
+                    for_terminal(text)
+                ),
                 Purpose::Text => write!(out, "Message sent to {}: {}", who(to), for_terminal(text)),
-                // "Successfully" only when the peer confirmed it (by closing).
-                Purpose::Connect if *confirmed => {
+                // "Successfully" only when the peer confirmed it (by closing or a receipt).
+                Purpose::Connect if confirmed => {
                     write!(out, "Successfully connected to {}", who(to))
                 }
                 Purpose::Connect => write!(out, "Connected to {}", who(to)),
@@ -134,13 +143,17 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
 
 fn write_rows(rows: &[PeerRow], out: &mut Vec<u8>) -> std::io::Result<()> {
     for row in rows {
-        writeln!(
+        write!(
             out,
             "{}. {} - {}",
             row.index,
             who(&row.peer),
             row.status.as_str()
         )?;
+        match row.speaks {
+            Speaks::P2pchat(v) => writeln!(out, " (p2pchat/{v})")?,
+            Speaks::Legacy | Speaks::Unknown => writeln!(out)?,
+        }
     }
     Ok(())
 }
@@ -174,6 +187,8 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     confirmed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<Cow<'a, str>>,
@@ -195,6 +210,8 @@ struct Row<'a> {
     ip: PeerHost,
     port: Option<u16>,
     status: &'static str,
+    /// `"p2pchat/N"`, `"legacy"` or `"unknown"`.
+    speaks: Cow<'static, str>,
 }
 
 impl<'a> Line<'a> {
@@ -223,6 +240,11 @@ impl<'a> Line<'a> {
                 ip: r.peer.host(),
                 port: r.peer.port,
                 status: r.status.as_str(),
+                speaks: match r.speaks {
+                    Speaks::P2pchat(v) => Cow::Owned(format!("p2pchat/{v}")),
+                    Speaks::Legacy => Cow::Borrowed("legacy"),
+                    Speaks::Unknown => Cow::Borrowed("unknown"),
+                },
             })
             .collect();
         Line {
@@ -255,11 +277,12 @@ impl<'a> Line<'a> {
                 to,
                 purpose: p,
                 text,
-                confirmed,
+                delivery,
             } => Line {
                 kind: Some(purpose(*p)),
                 text: Some(text),
-                confirmed: Some(*confirmed),
+                confirmed: Some(delivery.confirmed()),
+                delivery: Some(delivery.code()),
                 ..Line::peer("sent", to)
             },
             Event::SendFailed {
@@ -270,6 +293,7 @@ impl<'a> Line<'a> {
             } => Line {
                 kind: Some(purpose(*p)),
                 text: Some(text),
+                delivery: Some(Delivery::Unconfirmed.code()),
                 reason: Some(reason.code()),
                 detail: Some(Cow::Owned(reason.to_string())),
                 ..Line::peer("send_failed", to)
@@ -481,12 +505,33 @@ mod tests {
             "bob [127.0.0.1:9001] disconnected\n"
         );
         let unknown = peer(None);
-        let sent = |purpose, confirmed| Event::Sent {
+        let sent = |purpose, confirmed: bool| Event::Sent {
             to: unknown.clone(),
             purpose,
             text: "yo".into(),
-            confirmed,
+            delivery: if confirmed {
+                Delivery::Closed
+            } else {
+                Delivery::Unconfirmed
+            },
         };
+        let receipt = Event::Sent {
+            to: bob.clone(),
+            purpose: Purpose::Text,
+            text: "yo".into(),
+            delivery: Delivery::Receipt,
+        };
+        assert_eq!(
+            line(&receipt),
+            "Message delivered to bob [127.0.0.1:9001]: yo\n"
+        );
+        let mut j = Vec::new();
+        json(&receipt, &mut j);
+        let j = String::from_utf8(j).unwrap();
+        assert!(
+            j.contains(r#""confirmed":true,"delivery":"receipt""#),
+            "{j}"
+        );
         assert_eq!(
             line(&sent(Purpose::Text, true)),
             "Message sent to Unknown [127.0.0.1:9001]: yo\n"
@@ -522,17 +567,24 @@ mod tests {
                 index: 1,
                 peer: bob.clone(),
                 status: PeerStatus::Connected,
+                speaks: Speaks::P2pchat(1),
             },
             PeerRow {
                 index: 2,
                 peer: unknown,
                 status: PeerStatus::YetToConnect,
+                speaks: Speaks::Legacy,
             },
         ];
         assert_eq!(
-            line(&Event::Peers(rows)),
-            "Active Peers:\n1. bob [127.0.0.1:9001] - Connected\n2. Unknown [127.0.0.1:9001] - Yet to connect\n"
+            line(&Event::Peers(rows.clone())),
+            "Active Peers:\n1. bob [127.0.0.1:9001] - Connected (p2pchat/1)\n2. Unknown [127.0.0.1:9001] - Yet to connect\n"
         );
+        let mut j = Vec::new();
+        json(&Event::Peers(rows), &mut j);
+        let j = String::from_utf8(j).unwrap();
+        assert!(j.contains(r#""speaks":"p2pchat/1""#), "{j}");
+        assert!(j.contains(r#""speaks":"legacy""#), "{j}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn per_message(json: bool) -> u64 {
         max_peers: 10_000,
         max_peers_per_host: 64,
         limit_local: false,
+        fast: None,
     });
     let mut out = Vec::with_capacity(1 << 16);
     let mut step = |i: u32, text: &str, out: &mut Vec<u8>| {

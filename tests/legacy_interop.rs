@@ -232,6 +232,20 @@ fn peer_row(index: usize, name: Value, port: u16, status: &str) -> Value {
     json!({"index": index, "name": name, "ip": "127.0.0.1", "port": port, "status": status})
 }
 
+/// The peer list without each row's `speaks` (the fast path's verdict, which depends on
+/// whether a probe has been answered yet): a legacy peer is never taken for p2pchat.
+fn rows_of(node: &mut Node) -> Vec<Value> {
+    let mut rows = node.peers();
+    for r in &mut rows {
+        let speaks = r.as_object_mut().unwrap().remove("speaks");
+        assert!(
+            speaks == Some(json!("unknown")) || speaks == Some(json!("legacy")),
+            "the legacy peer speaks {speaks:?}"
+        );
+    }
+    rows
+}
+
 fn no_address_mismatch(node: &Node) {
     assert!(
         !node.seen.iter().any(|v| v["event"] == "address_mismatch"),
@@ -286,7 +300,7 @@ fn legacy_message_reaches_p2pchat() {
     legacy_says(&mut py, &mut node, "hello from  python ");
     no_address_mismatch(&node);
     assert_eq!(
-        node.peers(),
+        rows_of(&mut node),
         vec![peer_row(1, json!("pyold"), py.port, "Yet to connect")]
     );
 }
@@ -352,7 +366,7 @@ fn p2pchat_connect_reaches_legacy() {
         "{skipped:?}"
     );
     assert_eq!(
-        node.peers(),
+        rows_of(&mut node),
         vec![peer_row(1, json!("pyold"), py.port, "Connected")]
     );
     node.type_line("/connect");
@@ -395,7 +409,7 @@ fn legacy_connect_reaches_p2pchat() {
     );
     no_address_mismatch(&node);
     assert_eq!(
-        node.peers(),
+        rows_of(&mut node),
         vec![peer_row(1, json!("pyold"), py.port, "Yet to connect")]
     );
 
@@ -563,4 +577,55 @@ fn without_advertise_the_cap_still_holds() {
         at("rusty", node.port)
     ));
     assert!(skipped.is_empty(), "legacy peer saw more: {skipped:?}");
+}
+
+/// The fast path's probe (an empty connection) beside p2pchat's messages: the original
+/// sees exactly the messages, in order, and prints nothing else (no empty message, no
+/// traceback); every outcome is a legacy close, and p2pchat never takes it for p2pchat.
+#[test]
+fn the_fast_path_probe_leaves_the_legacy_peer_unchanged() {
+    let mut py = legacy_or_skip!("pyold");
+    let mut node = Node::start("rusty", &[]);
+    let n = 8;
+    for i in 0..n {
+        node.type_line(&format!("/send 127.0.0.1:{} probe check {i}", py.port));
+        let out = node.expect(&format!("outcome {i}"), |v| {
+            v["event"] == "sent" && v["text"] == format!("probe check {i}")
+        });
+        assert_eq!(out["delivery"], "closed", "{out}");
+    }
+    let before = py.expect_line(&format!("New peer found: {}", at("rusty", node.port)));
+    assert!(
+        before
+            .iter()
+            .all(|l| !l.contains("Message") && !l.contains("rusty")),
+        "nothing before the first message: {before:?}"
+    );
+    for i in 0..n {
+        py.expect_next(&format!(
+            "Message from {}: probe check {i}",
+            at("rusty", node.port)
+        ));
+    }
+    // Its own peer list: one peer, as after any legacy sender.
+    py.type_line("2");
+    let between = py.expect_line("Active Peers:");
+    assert!(
+        between
+            .iter()
+            .all(|l| !l.contains("Message") && !l.contains("New peer")),
+        "nothing after the last message: {between:?}"
+    );
+    py.expect_next(&format!("1. {} - Yet to connect", at("rusty", node.port)));
+    let text = py.stderr.text();
+    assert!(
+        !text.contains("Traceback") && !text.contains("Exception"),
+        "the legacy peer complained:\n{text}"
+    );
+    let rows = node.peers();
+    assert_eq!(rows[0]["speaks"], "legacy", "{rows:?}");
+    assert!(
+        !node.stderr_text().contains("opening a stream"),
+        "no stream toward a legacy peer"
+    );
 }

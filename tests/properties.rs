@@ -499,6 +499,7 @@ fn rows() -> impl Strategy<Value = Vec<PeerRow>> {
                 index: i + 1,
                 peer,
                 status,
+                speaks: p2pchat::event::Speaks::Unknown,
             })
             .collect()
     })
@@ -515,7 +516,16 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (peer_view(), mixed_string(24))
             .prop_map(|(peer, claimed)| Event::AddressMismatch { peer, claimed }),
         1 => (peer_view(), purpose(), mixed_string(32), any::<bool>()).prop_map(
-            |(to, purpose, text, confirmed)| Event::Sent { to, purpose, text, confirmed }
+            |(to, purpose, text, confirmed)| Event::Sent {
+                to,
+                purpose,
+                text,
+                delivery: if confirmed {
+                    p2pchat::event::Delivery::Closed
+                } else {
+                    p2pchat::event::Delivery::Unconfirmed
+                },
+            }
         ),
         1 => (peer_view(), purpose(), mixed_string(32), send_failure()).prop_map(
             |(to, purpose, text, reason)| Event::SendFailed { to, purpose, text, reason }
@@ -922,6 +932,7 @@ impl Harness {
             max_peers: MAX_PEERS,
             max_peers_per_host: 2,
             limit_local: false,
+            fast: None,
         });
         Harness {
             table,
@@ -1166,6 +1177,7 @@ impl Harness {
                 }
                 Effect::Write { id, payload } => self.check_write(*id, payload, &stages, op)?,
                 Effect::Abort(_) | Effect::Show(_) => {}
+                other => return Err(self.fail(format!("fast path is off here: {other:?}"))),
             }
         }
         let after = self.statuses()?;

@@ -32,7 +32,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{Effect, PeerTable, SendId, Transmit};
-use crate::event::{Event, PeerView, Purpose, SendFailure, SendOutcome};
+use crate::event::{Delivery, Event, PeerView, Purpose, SendFailure, SendOutcome};
 use crate::identity::{LOCAL_HOST, PeerKey};
 use crate::peer_table::PeerStatus;
 use crate::wire;
@@ -139,7 +139,10 @@ impl PeerTable {
         self.sends.insert(id, key);
         self.deadlines.insert((out.deadline, id));
         let outbox = self.outboxes.entry(key).or_default();
-        if outbox.in_flight.is_none() {
+        if self.cfg.fast.is_some() {
+            outbox.queue.push_back(out);
+            self.pump(now, key);
+        } else if outbox.in_flight.is_none() {
             self.start(out);
         } else {
             outbox.queue.push_back(out);
@@ -299,7 +302,8 @@ impl PeerTable {
             self.effects.push_back(Effect::Abort(id));
         }
         self.finish(out, outcome);
-        self.start_next(now, key);
+        self.pump(now, key);
+        self.process_left(now);
         self.check_done();
     }
 
@@ -314,7 +318,7 @@ impl PeerTable {
     }
 
     /// Forgets `key`'s outbox once nothing is in flight or queued in it.
-    fn drop_outbox_if_idle(&mut self, key: PeerKey) {
+    pub(super) fn drop_outbox_if_idle(&mut self, key: PeerKey) {
         if self
             .outboxes
             .get(&key)
@@ -325,7 +329,7 @@ impl PeerTable {
     }
 
     /// Applies a finished send to the table and tells the user.
-    fn finish(&mut self, out: Outgoing, outcome: SendOutcome) {
+    pub(super) fn finish(&mut self, out: Outgoing, outcome: SendOutcome) {
         let name = self
             .peers
             .get(&out.key)
@@ -341,17 +345,27 @@ impl PeerTable {
             }
             Purpose::Exit => {
                 self.peers.remove(&out.key);
+                if self.cfg.fast.is_some() {
+                    self.left.push(out.key);
+                }
             }
             _ => {}
         }
         let text = out.text;
+        let delivery = match outcome {
+            SendOutcome::Acknowledged => Delivery::Receipt,
+            SendOutcome::Delivered => Delivery::Closed,
+            _ => Delivery::Unconfirmed,
+        };
         let event = match outcome {
-            SendOutcome::Delivered | SendOutcome::Unconfirmed => Event::Sent {
-                to,
-                purpose: out.purpose,
-                text,
-                confirmed: outcome == SendOutcome::Delivered,
-            },
+            SendOutcome::Acknowledged | SendOutcome::Delivered | SendOutcome::Unconfirmed => {
+                Event::Sent {
+                    to,
+                    purpose: out.purpose,
+                    text,
+                    delivery,
+                }
+            }
             SendOutcome::Failed(reason) => Event::SendFailed {
                 to,
                 purpose: out.purpose,
@@ -363,15 +377,16 @@ impl PeerTable {
     }
 
     /// Starts the next queued send to `key`, failing those whose deadline has passed.
-    fn start_next(&mut self, now: Instant, key: PeerKey) {
+    pub(super) fn start_next(&mut self, now: Instant, key: PeerKey) {
         loop {
             let Some(outbox) = self.outboxes.get_mut(&key) else {
                 return;
             };
+            if outbox.in_flight.is_some() {
+                return;
+            }
             let Some(next) = outbox.queue.pop_front() else {
-                if outbox.in_flight.is_none() {
-                    self.outboxes.remove(&key);
-                }
+                self.outboxes.remove(&key);
                 return;
             };
             // Due no earlier than a quit deadline that has passed: it fails because the
@@ -419,7 +434,12 @@ impl PeerTable {
                 return;
             }
             after = Some((at, id));
-            if let Some(stage) = self.send_stage(id) {
+            if let Some(m) = self.streamed.remove(&id) {
+                // Its sender keeps the same deadline and normally reports it first.
+                self.sends.remove(&id);
+                self.deadlines.remove(&(at, id));
+                self.finish(m, SendOutcome::Unconfirmed);
+            } else if let Some(stage) = self.send_stage(id) {
                 self.end_in_flight(now, id, timed_out(stage), true);
             } else if quit_due.is_none_or(|d| at < d) {
                 self.fail_queued(id, SendFailure::QueueTimedOut);
@@ -432,6 +452,11 @@ impl PeerTable {
     /// nothing more starts. The reactor is told to drop the sockets of those in flight.
     pub fn abandon(&mut self) {
         self.exited = true;
+        for (_, m) in self.abandon_streamed() {
+            self.sends.remove(&m.id);
+            self.deadlines.remove(&(m.deadline, m.id));
+            self.finish(m, SendOutcome::Failed(SendFailure::Quit));
+        }
         let mut open: Vec<SendId> = self.sends.keys().copied().collect();
         open.sort_unstable();
         // A peer's send in flight was asked for before those queued behind it: its lower

@@ -41,6 +41,7 @@ fn cfg() -> TableConfig {
         max_peers: 10_000,
         max_peers_per_host: 64,
         limit_local: false,
+        fast: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn drain(t: &mut PeerTable) -> Vec<Fx> {
             },
             Effect::Abort(id) => Fx::Abort(id.0),
             Effect::Exit => Fx::Exit,
+            other => panic!("the fast path is off in these tables: {other:?}"),
         })
         .collect()
 }
@@ -176,6 +178,7 @@ fn done(t: &mut PeerTable, now: Instant, id: u64, outcome: SendOutcome) -> Vec<F
     use io::ErrorKind as K;
     let id = SendId(id);
     match outcome {
+        SendOutcome::Acknowledged => panic!("only a stream acknowledges"),
         SendOutcome::Delivered => {
             progress_to(t, now, id, SendStage::AwaitingClose);
             t.handle_send_closed(now, id);
@@ -291,7 +294,11 @@ fn sent(to: PeerView, purpose: Purpose, text: &str, confirmed: bool) -> Fx {
         to,
         purpose,
         text: text.to_owned(),
-        confirmed,
+        delivery: if confirmed {
+            crate::event::Delivery::Closed
+        } else {
+            crate::event::Delivery::Unconfirmed
+        },
     })
 }
 
@@ -334,6 +341,7 @@ fn row(index: usize, name: Option<&str>, addr: &str, status: PeerStatus) -> Peer
         index,
         peer: view(name, addr),
         status,
+        speaks: crate::event::Speaks::Unknown,
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::assembler::Assembler;
+use crate::stream::frame;
 
 /// An accepted connection being read.
 #[derive(Debug)]
@@ -20,6 +21,19 @@ pub struct Inbound {
     pub deferred: bool,
     /// The bytes admission counts for this connection (its assembler's, when last told).
     pub accounted: usize,
+    /// With the fast path on, the first bytes while they may still be a stream's preface
+    /// (fewer than its 8): held back from the assembler until told apart.
+    pub sniff: Option<Vec<u8>>,
+}
+
+/// What a read pass found.
+#[derive(Debug)]
+pub enum Found {
+    /// Bytes for the assembler (fed already).
+    Legacy,
+    /// The connection opened with the fast path's preface: hand it, with every byte read
+    /// so far, to a stream receiver.
+    Stream { bytes: Vec<u8>, pass: Pass },
 }
 
 /// How a read pass ended.
@@ -53,10 +67,25 @@ pub fn read_pass(stream: &mut TcpStream, scratch: &mut [u8]) -> (Pass, usize) {
 }
 
 impl Inbound {
-    /// One read pass into the assembler.
-    pub fn read(&mut self, scratch: &mut [u8], now: Instant) {
+    /// One read pass into the assembler (or, first, into the preface check).
+    pub fn read(&mut self, scratch: &mut [u8], now: Instant) -> Found {
         let (pass, n) = read_pass(&mut self.stream, scratch);
-        if n > 0 {
+        if let Some(mut head) = self.sniff.take() {
+            head.extend_from_slice(&scratch[..n]);
+            match frame::is_preface(&head) {
+                Some(true) => return Found::Stream { bytes: head, pass },
+                None if matches!(pass, Pass::Open) => {
+                    self.sniff = Some(head);
+                    return Found::Legacy;
+                }
+                // Not a preface, or the connection ended before one could be: legacy.
+                _ => {
+                    if !head.is_empty() {
+                        self.asm.on_bytes(&head, now);
+                    }
+                }
+            }
+        } else if n > 0 {
             self.asm.on_bytes(&scratch[..n], now);
         }
         match pass {
@@ -67,5 +96,6 @@ impl Inbound {
                 self.asm.on_reset();
             }
         }
+        Found::Legacy
     }
 }

@@ -22,6 +22,7 @@
 
 mod chat_log;
 mod conns;
+mod fast;
 mod inbound;
 mod outbound;
 mod receive;
@@ -32,7 +33,7 @@ mod terminal;
 mod tty;
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,8 +54,9 @@ use crate::event::Event;
 use crate::identity::{LocalAddrs, bucket_text};
 use crate::log_sink;
 use crate::os;
-use crate::peer_table::{Effect, PeerStatus, PeerTable, TableConfig, Target};
+use crate::peer_table::{Effect, FastConfig, LinkId, PeerStatus, PeerTable, TableConfig, Target};
 use crate::rate_log::{SourceLog, WARN_INTERVAL};
+use crate::stream::receiver::SessionBook;
 
 use conns::{ConnId, Conns};
 use inbound::Inbound;
@@ -152,6 +154,12 @@ impl RunError {
 enum Conn {
     In(Inbound),
     Out(Outbound),
+    /// The fast path's probe of a peer.
+    Probe(fast::ProbeConn),
+    /// Our stream to a proven peer.
+    StreamOut(fast::StreamOut),
+    /// A peer's stream to us.
+    StreamIn(fast::StreamIn),
 }
 
 /// A bound node, ready to [`Node::run`].
@@ -165,6 +173,10 @@ pub struct Node {
     admission: Admission,
     framing: assembler::Limits,
     sends: sends::Sends,
+    /// The connections of the fast path's probes and outgoing streams, by the table's id.
+    links: HashMap<LinkId, ConnId>,
+    /// What this node remembers of senders' stream sessions (dedup across connections).
+    book: SessionBook,
     /// Warnings caused by remote input, summed up per source.
     remote_log: SourceLog,
     console: Console,
@@ -277,6 +289,7 @@ impl Node {
             max_peers: cfg.max_peers,
             max_peers_per_host: cfg.max_peers_per_host,
             limit_local: cfg.limit_local,
+            fast: (!cfg.legacy_only).then(|| FastConfig::new(os::random_session())),
         });
         let framing = assembler::Limits {
             max_message: cfg.max_message,
@@ -290,6 +303,8 @@ impl Node {
             chat_log,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
+            links: HashMap::new(),
+            book: SessionBook::new(SessionBook::DEFAULT_CAP),
             remote_log: SourceLog::new(bucket_text),
             framing,
             paused: false,
@@ -422,8 +437,10 @@ impl Node {
         while let Some(id) = self.conns.pop_due(now) {
             match self.conns.get(id) {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
+                Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, true),
+                Some(Conn::Probe(_)) => self.drive_probe(now, id, true),
                 // A send's deadline is the table's.
-                Some(Conn::Out(_)) | None => {}
+                Some(Conn::Out(_) | Conn::StreamOut(_)) | None => {}
             }
         }
         if self.table.poll_timeout().is_some_and(|t| t <= now) {
@@ -447,6 +464,10 @@ impl Node {
                 Effect::Transmit(t) => self.transmit(now, t),
                 Effect::Write { id, payload } => self.write_send(now, id, payload),
                 Effect::Abort(id) => self.abort_send(now, id),
+                Effect::Probe { link, key, to } => self.open_probe(now, link, key, to),
+                Effect::OpenStream { link, key, to } => self.open_stream(now, link, key, to),
+                Effect::StreamReady { link, .. } => self.flush_link(now, link),
+                Effect::CloseStream { link, .. } => self.close_link(link),
                 Effect::Exit => self.exit = true,
             }
         }
@@ -468,6 +489,11 @@ impl Node {
         match self.conns.remove(id) {
             Some(Conn::In(i)) => self.admission.closed(i.source.ip(), i.accounted),
             Some(Conn::Out(o)) => self.sends.closed(o.id),
+            Some(Conn::StreamIn(s)) => self.admission.closed(s.source.ip(), 0),
+            Some(Conn::Probe(fast::ProbeConn { link, .. }))
+            | Some(Conn::StreamOut(fast::StreamOut { link, .. })) => {
+                self.links.remove(&link);
+            }
             None => {}
         }
     }
@@ -483,9 +509,16 @@ impl Node {
             let Some(id) = self.deferred.pop_front() else {
                 break;
             };
-            if let Some(Conn::In(conn)) = self.conns.get_mut(id) {
-                conn.deferred = false;
-                self.service_inbound(now, id, true);
+            match self.conns.get_mut(id) {
+                Some(Conn::In(conn)) => {
+                    conn.deferred = false;
+                    self.service_inbound(now, id, true);
+                }
+                Some(Conn::StreamIn(conn)) => {
+                    conn.deferred = false;
+                    self.service_stream_in(now, id, true, true);
+                }
+                _ => {}
             }
         }
         if self.deferred.is_empty() {

@@ -10,12 +10,13 @@ use std::time::Instant;
 use mio::Interest;
 use mio::net::TcpStream;
 
-use super::inbound::{self, Inbound, Pass};
+use super::inbound::{self, Found, Inbound, Pass};
 use super::{ACCEPTS_PER_TURN, Conn, ConnId, Node};
 use crate::admission::{Candidate, Verdict};
 use crate::assembler::{Assembler, Dropped, Output};
 use crate::identity::limit_bucket;
 use crate::os;
+use crate::stream::frame;
 
 impl Node {
     pub(super) fn accept(&mut self, now: Instant) {
@@ -65,19 +66,34 @@ impl Node {
         // registration, slot or copy. Otherwise watch the connection for the rest.
         let mut scratch = std::mem::take(&mut self.scratch);
         let (pass, n) = inbound::read_pass(&mut stream, &mut scratch);
+        let fast = self.table.config().fast.is_some();
+        let head = &scratch[..n];
+        if fast && frame::is_preface(head) == Some(true) {
+            let bytes = head.to_vec();
+            self.scratch = scratch;
+            return self.open_stream_in(now, stream, addr, bytes, pass);
+        }
         match pass {
             Pass::Eof => {
-                let out = Assembler::whole(&self.framing, &scratch[..n]);
+                if fast && n == 0 {
+                    answer_probe(&mut stream, addr);
+                }
+                let out = Assembler::whole(&self.framing, head);
                 self.show(now, addr, out);
+            }
+            Pass::Open if fast && frame::is_preface(head).is_none() => {
+                // Nothing yet, or the start of a preface: told apart at the next read.
+                let asm = Assembler::new(self.framing, now);
+                self.watch(now, stream, addr, asm, Some(head.to_vec()));
             }
             Pass::Open | Pass::Failed(_) => {
                 let mut asm = Assembler::new(self.framing, now);
-                asm.on_bytes(&scratch[..n], now);
+                asm.on_bytes(head, now);
                 if let Pass::Failed(e) = pass {
                     log::debug!("{addr}: connection failed at once: {e}");
                     asm.on_reset();
                 }
-                self.watch(now, stream, addr, asm);
+                self.watch(now, stream, addr, asm, None);
             }
         }
         self.scratch = scratch;
@@ -90,6 +106,7 @@ impl Node {
         mut stream: TcpStream,
         addr: SocketAddr,
         mut asm: Assembler,
+        sniff: Option<Vec<u8>>,
     ) {
         if !asm.is_done() {
             if self.admission.full() {
@@ -110,6 +127,7 @@ impl Node {
                         asm,
                         deferred: false,
                         accounted: 0,
+                        sniff,
                     };
                     let id = self.conns.insert(Conn::In(conn), deadline);
                     self.account(id);
@@ -134,6 +152,9 @@ impl Node {
         match self.conns.get(id) {
             Some(Conn::In(_)) => self.service_inbound(now, id, true),
             Some(Conn::Out(_)) => self.drive_send(now, id),
+            Some(Conn::Probe(_)) => self.drive_probe(now, id, false),
+            Some(Conn::StreamOut(_)) => self.drive_stream_out(now, id),
+            Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, false),
             None => {} // closed earlier in this batch
         }
     }
@@ -147,8 +168,8 @@ impl Node {
         let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
             return;
         };
-        if readable {
-            conn.read(&mut self.scratch, now);
+        if readable && let Found::Stream { bytes, pass } = conn.read(&mut self.scratch, now) {
+            return self.upgrade_to_stream(now, id, bytes, pass);
         }
         conn.asm.handle_timeout(now);
         self.account(id);
@@ -172,6 +193,9 @@ impl Node {
                 break;
             };
             let source = conn.source;
+            if out == Output::Probe && self.table.config().fast.is_some() {
+                answer_probe(&mut conn.stream, source);
+            }
             self.show(now, source, out);
         }
         let Some(Conn::In(conn)) = self.conns.get(id) else {
@@ -198,11 +222,13 @@ impl Node {
     /// Remembers that a connection needs attention once output drains; its deadline waits
     /// too (a backed-up output must not make deadlines show messages).
     pub(super) fn defer(&mut self, id: ConnId) {
-        let Some(Conn::In(conn)) = self.conns.get_mut(id) else {
-            return;
+        let deferred = match self.conns.get_mut(id) {
+            Some(Conn::In(conn)) => &mut conn.deferred,
+            Some(Conn::StreamIn(conn)) => &mut conn.deferred,
+            _ => return,
         };
-        if !conn.deferred {
-            conn.deferred = true;
+        if !*deferred {
+            *deferred = true;
             self.deferred.push_back(id);
         }
         self.conns.set_deadline(id, None);
@@ -287,5 +313,18 @@ impl Node {
                 });
             }
         }
+    }
+}
+
+/// Answers an empty connection that ended with its sender's close: the fast path's proof
+/// (PROTOCOL.md, "Proof"), one non-blocking write, then the caller closes. A sender that
+/// has gone (a reset, a closed pipe) simply does not get it.
+pub(super) fn answer_probe(stream: &mut TcpStream, source: SocketAddr) {
+    use std::io::Write;
+    let reply = crate::stream::proof::reply(frame::VERSION);
+    match stream.write(&reply) {
+        Ok(n) if n == reply.len() => log::debug!("{source}: empty connection: proof written"),
+        Ok(n) => log::debug!("{source}: empty connection: {n} bytes of the proof written"),
+        Err(e) => log::debug!("{source}: empty connection: proof not written ({e})"),
     }
 }

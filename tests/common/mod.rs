@@ -269,14 +269,19 @@ pub fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Accepts one connection (within [`SOON`]) and reads it to the end, as a well-behaved
-/// legacy receiver.
+/// Accepts one message's connection (within [`SOON`]) and reads it to the end, as a
+/// well-behaved legacy receiver. Empty connections are skipped as the original skips
+/// them: they are the node's fast-path probes (PROTOCOL.md), never messages.
 pub fn accept_one(l: &TcpListener) -> (SocketAddr, Vec<u8>) {
-    let (mut s, from) = accept_within(l);
-    s.set_read_timeout(Some(SOON)).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    (from, buf)
+    loop {
+        let (mut s, from) = accept_within(l);
+        s.set_read_timeout(Some(SOON)).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        if !buf.is_empty() {
+            return (from, buf);
+        }
+    }
 }
 
 /// Accepts one connection within `limit` and reads it to the end; `None` if none came.

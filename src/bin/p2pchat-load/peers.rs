@@ -316,7 +316,10 @@ fn drain(
     let Some(clean) = done else { return };
     let mut conn = conns.remove(key);
     let _ = poll.registry().deregister(&mut conn.stream);
-    if clean {
+    if clean && conn.buf.is_empty() {
+        // An empty connection is a liveness probe (the node's fast-path probe): the
+        // original ignores it, so do these legacy peers.
+    } else if clean {
         got.per_peer[conn.peer].push(Delivery {
             at: Instant::now(),
             payload: conn.buf,

@@ -1,0 +1,204 @@
+//! The fast path between two p2pchat nodes (PROTOCOL.md, "Fast path"): proof, upgrade to
+//! one stream, receipts, `--legacy-only` on either side, break and resume. Real processes
+//! on 127.0.0.1, free ports, events waited for with deadlines (no sleeps as
+//! synchronisation).
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Node, SOON};
+use serde_json::{Value, json};
+
+/// Starts a node on `port` (a restart in place).
+fn start_on(name: &str, port: u16) -> Node {
+    let mut cmd = Command::new(common::BIN);
+    cmd.args([
+        "--name",
+        name,
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .args(["--json", "-v"])
+    .env_remove("P2PCHAT_NAME")
+    .env_remove("P2PCHAT_PORT")
+    .stdin(Stdio::piped());
+    Node::spawn(name, cmd)
+}
+
+/// Waits for `alice`'s outcome of the message `text`.
+fn outcome_of(node: &mut Node, text: &str) -> Value {
+    node.expect(&format!("outcome of {text:?}"), |v| {
+        (v["event"] == "sent" || v["event"] == "send_failed") && v["text"] == text
+    })
+}
+
+/// Sends `text` from `a` to `b` and waits for both sides: returns the outcome event.
+fn say(a: &mut Node, b: &mut Node, text: &str) -> Value {
+    a.type_line(&format!("/msg {} {text}", b.addr()));
+    b.expect_event("message", &[("text", json!(text))]);
+    outcome_of(a, text)
+}
+
+/// Says one message after another until one goes by the stream (a receipt): the first
+/// ones go by legacy while the probe runs. Returns how many were said.
+fn until_receipt(a: &mut Node, b: &mut Node, tag: &str) -> usize {
+    for i in 0..20 {
+        let out = say(a, b, &format!("{tag} {i}"));
+        if out["delivery"] == "receipt" {
+            return i + 1;
+        }
+        assert_eq!(out["delivery"], "closed", "{out}");
+    }
+    panic!("no receipt after 20 messages; alice: {:#?}", a.seen);
+}
+
+/// Established TCP connections from a local port to `port` (from /proc/net/tcp).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // remote address ends with the port, state 01 = ESTABLISHED
+            f.len() > 3 && f[2].ends_with(&want) && f[3] == "01"
+        })
+        .count()
+}
+
+#[test]
+fn two_nodes_exchange_messages_with_receipts_over_one_stream() {
+    let mut bob = Node::start("bob", &[]);
+    let mut alice = Node::start("alice", &[]);
+    // The first message goes by legacy (closed) while the probe asks; then the stream.
+    let first = say(&mut alice, &mut bob, "hello 0");
+    assert_eq!(first["delivery"], "closed", "{first}");
+    until_receipt(&mut alice, &mut bob, "warm");
+    // Many at once: every one delivered with a receipt, shown once, in order.
+    let n = 300;
+    for i in 0..n {
+        alice.type_line(&format!("/msg {} burst {i}", bob.addr()));
+    }
+    for i in 0..n {
+        let m = bob.expect_event("message", &[]);
+        assert_eq!(m["text"], format!("burst {i}"), "in order");
+        assert_eq!(m["name"], "alice");
+        assert_eq!(m["port"], alice.port);
+    }
+    for i in 0..n {
+        let out = outcome_of(&mut alice, &format!("burst {i}"));
+        assert_eq!(out["event"], "sent");
+        assert_eq!(out["delivery"], "receipt", "{out}");
+        assert_eq!(out["confirmed"], true);
+    }
+    // One stream connection carried them: alice's only established connection to bob.
+    assert_eq!(connections_to(bob.port), 1, "one stream connection to bob");
+    assert!(
+        alice.stderr_text().matches("opening a stream").count() == 1,
+        "one stream opened:\n{}",
+        alice.stderr_text()
+    );
+    // /peers says bob speaks p2pchat; bob sees alice, who sent, as unknown.
+    let rows = alice.peers();
+    assert_eq!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
+    let none_twice: Vec<Value> = bob.drain(Duration::from_millis(300));
+    assert!(
+        none_twice.iter().all(|v| v["event"] != "message"),
+        "nothing shown twice: {none_twice:?}"
+    );
+    // Quitting over the stream: bob sees alice leave; alice's exit gets a receipt.
+    alice.quit();
+    bob.expect_event("peer_left", &[("name", json!("alice"))]);
+    let exit = alice
+        .drain(Duration::from_millis(200))
+        .iter()
+        .find(|v| v["event"] == "sent" && v["kind"] == "exit")
+        .cloned()
+        .expect("exit sent");
+    assert_eq!(exit["delivery"], "receipt", "{exit}");
+    bob.quit();
+}
+
+#[test]
+fn legacy_only_on_either_side_gives_closed() {
+    for (a_flags, b_flags) in [
+        (&["--legacy-only"][..], &[][..]),
+        (&[][..], &["--legacy-only"][..]),
+    ] {
+        let mut bob = Node::start("bob", b_flags);
+        let mut alice = Node::start("alice", a_flags);
+        for i in 0..6 {
+            let out = say(&mut alice, &mut bob, &format!("plain {i}"));
+            assert_eq!(out["delivery"], "closed", "{a_flags:?}/{b_flags:?}: {out}");
+        }
+        let rows = alice.peers();
+        assert_ne!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
+        assert!(!alice.stderr_text().contains("opening a stream"));
+        alice.quit();
+        bob.quit();
+    }
+}
+
+#[test]
+fn a_restarted_receiver_gets_what_was_not_acknowledged_and_no_replay() {
+    let mut bob = Node::start("bob", &[]);
+    let port = bob.port;
+    let mut alice = Node::start("alice", &[]);
+    until_receipt(&mut alice, &mut bob, "before");
+    // Bob goes away abruptly (the stream breaks); a new bob on the same port.
+    drop(bob);
+    let mut bob = start_on("bob", port);
+    assert_eq!(bob.port, port);
+    // Alice keeps typing: every message arrives exactly once at the new bob, in order,
+    // none of the old ones is shown again.
+    let n = 50;
+    for i in 0..n {
+        alice.type_line(&format!("/msg {} after {i}", bob.addr()));
+    }
+    let mut seen = HashSet::new();
+    for i in 0..n {
+        let m = bob.expect_event("message", &[]);
+        assert_eq!(m["text"], format!("after {i}"), "in order, from the first");
+        assert!(seen.insert(m["text"].to_string()));
+    }
+    for i in 0..n {
+        let out = outcome_of(&mut alice, &format!("after {i}"));
+        assert_eq!(out["event"], "sent", "{out}");
+    }
+    let rest = bob.drain(Duration::from_millis(500));
+    assert!(
+        rest.iter().all(|v| v["event"] != "message"),
+        "nothing more shown: {rest:?}"
+    );
+    // The fast path is back in use after the restart.
+    until_receipt(&mut alice, &mut bob, "again");
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn a_restarted_sender_is_not_taken_for_a_resend() {
+    let mut bob = Node::start("bob", &[]);
+    let mut alice = Node::start("alice", &[]);
+    let port = alice.port;
+    until_receipt(&mut alice, &mut bob, "first life");
+    drop(alice);
+    // A new alice (new session) on the same port: its numbers start at 1 again and are
+    // shown, not dropped as duplicates.
+    let mut alice = start_on("alice", port);
+    let k = until_receipt(&mut alice, &mut bob, "second life");
+    assert!(k >= 1);
+    for i in 0..20 {
+        let out = say(&mut alice, &mut bob, &format!("more {i}"));
+        assert_eq!(out["delivery"], "receipt", "{out}");
+    }
+    let _ = SOON;
+    alice.quit();
+    bob.quit();
+}
