@@ -15,6 +15,7 @@
 //! only to 127.0.0.1, bounds every wait, and stops by itself. See BENCHMARKS.md.
 
 mod fanout;
+mod framed;
 mod inbound;
 mod minimal;
 mod peers;
@@ -23,6 +24,8 @@ mod receiver;
 mod sender;
 mod sender_loop;
 mod stats;
+mod stream;
+mod stream_sender;
 mod sys;
 mod workload;
 
@@ -49,9 +52,20 @@ enum Mode {
     Inbound(InboundArgs),
     /// The node connects to every simulated peer, some dead, some refusing, then quits.
     Fanout(FanoutArgs),
+    /// Simulated p2pchat peers, each on one persistent stream (the fast path), send to the
+    /// node (and to a minimal framed receiver).
+    Stream(StreamArgs),
     /// The minimal receiver (run by the tool itself as a child process).
     #[command(hide = true)]
     MinimalReceiver {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+    },
+    /// The minimal framed (stream) receiver (run by the tool itself as a child process).
+    #[command(hide = true)]
+    MinimalStreamReceiver {
         #[arg(long, default_value_t = 0)]
         port: u16,
         #[arg(long, default_value = "127.0.0.1")]
@@ -132,6 +146,33 @@ struct InboundArgs {
     common: Common,
 }
 
+#[derive(Debug, Args)]
+struct StreamArgs {
+    /// Simulated p2pchat peers, each with its own name, port and one stream.
+    #[arg(long, default_value_t = 16)]
+    peers: usize,
+    /// Messages in all, spread evenly over the peers.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Bytes of text per message (at least the `p{i}:{seq}:` tag it carries).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Data frames encoded per write at most.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Messages unacknowledged per stream at most (the node's own sender allows 16,384).
+    #[arg(long, default_value_t = 8192)]
+    window: usize,
+    /// Which receivers to run the workload against.
+    #[arg(long, value_enum, default_value = "both")]
+    receiver: Which,
+    /// Seconds to wait, after the last acknowledgement, for the receiver's last events.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    drain_timeout: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Which {
     Both,
@@ -200,6 +241,7 @@ fn prepare(c: &Common, ports: usize) -> Result<receiver::Spec, String> {
         pinning,
         base_port: c.base_port,
         prompt_reader: c.reader_priority == ReaderPriority::High,
+        minimal: "minimal-receiver",
     })
 }
 
@@ -242,6 +284,32 @@ fn inbound(a: InboundArgs) -> Result<bool, String> {
     inbound::run(&opts, |r| print_report(json_only, &r.human(), &r.json()))
 }
 
+fn stream(a: StreamArgs) -> Result<bool, String> {
+    let spec = prepare(&a.common, a.peers)?;
+    if a.messages == 0 || a.batch == 0 || a.window == 0 {
+        return Err("--messages, --batch and --window must be at least 1".into());
+    }
+    let opts = stream::Options {
+        peers: a.peers,
+        messages: a.messages,
+        size: a.size,
+        batch: a.batch,
+        window: a.window,
+        base_port: a.common.base_port,
+        receivers: match a.receiver {
+            Which::Both => vec![Kind::Minimal, Kind::Node],
+            Which::Node => vec![Kind::Node],
+            Which::Minimal => vec![Kind::Minimal],
+        },
+        spec,
+        io_timeout: secs(a.common.io_timeout, "--io-timeout")?,
+        drain_timeout: secs(a.drain_timeout, "--drain-timeout")?,
+    };
+    let report = stream::run(&opts)?;
+    print_report(a.common.json, &report.human(), &report.json());
+    Ok(report.correct())
+}
+
 fn fanout(a: FanoutArgs) -> Result<bool, String> {
     let spec = prepare(&a.common, a.peers)?;
     let opts = fanout::Options {
@@ -277,7 +345,9 @@ fn run() -> ExitCode {
     p2pchat::log_sink::init(log::LevelFilter::Warn);
     let result = match cli.mode {
         Mode::MinimalReceiver { port, bind } => return minimal::run(bind, port),
+        Mode::MinimalStreamReceiver { port, bind } => return framed::run(bind, port),
         Mode::Inbound(a) => inbound(a),
+        Mode::Stream(a) => stream(a),
         Mode::Fanout(a) => fanout(a),
     };
     match result {

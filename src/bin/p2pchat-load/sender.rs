@@ -30,6 +30,12 @@ pub enum Failure {
     /// The receiver reset the connection instead of closing it.
     Reset,
     Read,
+    /// A stream: no Welcome (refused, closed, or not within the timeout).
+    NoWelcome,
+    /// A stream: the connection ended (or failed) before this message was acknowledged.
+    StreamBroken,
+    /// A stream: no acknowledgement within the timeout.
+    AckTimeout,
 }
 
 impl Failure {
@@ -44,6 +50,9 @@ impl Failure {
             Failure::CloseTimeout => "close_timeout",
             Failure::Reset => "reset",
             Failure::Read => "read_other",
+            Failure::NoWelcome => "no_welcome",
+            Failure::StreamBroken => "stream_broken",
+            Failure::AckTimeout => "ack_timeout",
         }
     }
 }
