@@ -156,6 +156,9 @@ impl Running {
         });
 
         let out = child.stdout.take().expect("piped");
+        // A million lines a second is 60 MB/s: a 64 KiB pipe would make the receiver wait
+        // for the reader every thousand lines. As large as allowed (1 MiB by default).
+        grow_pipe(&out);
         let (tx, rx) = channel();
         let seen_count = Arc::new(AtomicUsize::new(0));
         let counter = seen_count.clone();
@@ -287,6 +290,16 @@ pub struct Finished {
     pub status: Option<ExitStatus>,
     pub killed: bool,
     pub stderr: String,
+}
+
+/// Raises a pipe's capacity to `/proc/sys/fs/pipe-max-size` (best effort).
+fn grow_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(1 << 20);
+    // SAFETY: fcntl on a descriptor we own; failure leaves the pipe as it was.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, max) };
 }
 
 fn read_events(
