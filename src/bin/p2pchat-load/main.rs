@@ -18,6 +18,7 @@ mod fanout;
 mod framed;
 mod inbound;
 mod minimal;
+mod nodes;
 mod peers;
 mod procstat;
 mod receiver;
@@ -55,6 +56,9 @@ enum Mode {
     /// Simulated p2pchat peers, each on one persistent stream (the fast path), send to the
     /// node (and to a minimal framed receiver).
     Stream(StreamArgs),
+    /// Two real nodes: `/send` lines piped into A, counted on B's stdout (fast path, then
+    /// `--legacy-only`), latency at a steady rate, A's peak RSS with many lines piped in.
+    Nodes(NodesArgs),
     /// The minimal receiver (run by the tool itself as a child process).
     #[command(hide = true)]
     MinimalReceiver {
@@ -171,6 +175,52 @@ struct StreamArgs {
     drain_timeout: f64,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Debug, Args)]
+struct NodesArgs {
+    /// `/send` lines piped into node A in the throughput phases.
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    /// Bytes of text per message (at least the `t{k}:{due_us}:` tag it carries).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    /// Skip the same workload with `--legacy-only` on both nodes.
+    #[arg(long)]
+    no_legacy: bool,
+    /// Messages per second offered in the latency phase.
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    /// Messages in the latency phase (0 skips it).
+    #[arg(long, default_value_t = 50_000)]
+    latency_messages: usize,
+    /// Lines piped into A for its peak RSS (0 skips the phase).
+    #[arg(long, default_value_t = 1_000_000)]
+    rss_lines: usize,
+    /// The nodes' send deadline in seconds (their --timeout): the legacy run queues
+    /// MESSAGES sends at once.
+    #[arg(long, default_value_t = 600)]
+    send_timeout: u64,
+    /// Seconds with nothing new on B after which what is missing counts as lost.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    idle_timeout: f64,
+    /// The p2pchat binary [default: `p2pchat` next to this program].
+    #[arg(long, value_name = "PATH")]
+    node: Option<PathBuf>,
+    /// Extra arguments for both nodes, split on spaces.
+    #[arg(
+        long,
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        default_value = ""
+    )]
+    node_args: String,
+    /// Do not pin node A and node B to different CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Print only the JSON summary line on stdout (the human report goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -310,6 +360,35 @@ fn stream(a: StreamArgs) -> Result<bool, String> {
     Ok(report.correct())
 }
 
+fn nodes(a: NodesArgs) -> Result<bool, String> {
+    if a.messages == 0 {
+        return Err("--messages must be at least 1".into());
+    }
+    if a.latency_rate == 0 {
+        return Err("--latency-rate must be at least 1".into());
+    }
+    let opts = nodes::Options {
+        node: a.node.unwrap_or_else(receiver::default_node_path),
+        node_args: a.node_args.split_whitespace().map(str::to_owned).collect(),
+        messages: a.messages,
+        size: a.size,
+        legacy: !a.no_legacy,
+        latency_rate: a.latency_rate,
+        latency_messages: a.latency_messages,
+        rss_lines: a.rss_lines,
+        send_timeout: a.send_timeout,
+        pinning: if a.no_pin {
+            None
+        } else {
+            sys::Pinning::split()
+        },
+        idle: secs(a.idle_timeout, "--idle-timeout")?,
+    };
+    let report = nodes::run(&opts)?;
+    print_report(a.json, &report.human(), &report.json());
+    Ok(report.correct())
+}
+
 fn fanout(a: FanoutArgs) -> Result<bool, String> {
     let spec = prepare(&a.common, a.peers)?;
     let opts = fanout::Options {
@@ -348,6 +427,7 @@ fn run() -> ExitCode {
         Mode::MinimalStreamReceiver { port, bind } => return framed::run(bind, port),
         Mode::Inbound(a) => inbound(a),
         Mode::Stream(a) => stream(a),
+        Mode::Nodes(a) => nodes(a),
         Mode::Fanout(a) => fanout(a),
     };
     match result {

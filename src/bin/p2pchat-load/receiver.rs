@@ -293,7 +293,7 @@ pub struct Finished {
 }
 
 /// Raises a pipe's capacity to `/proc/sys/fs/pipe-max-size` (best effort).
-fn grow_pipe(pipe: &impl std::os::fd::AsRawFd) {
+pub fn grow_pipe(pipe: &impl std::os::fd::AsRawFd) {
     let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
