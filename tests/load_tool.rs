@@ -203,3 +203,88 @@ fn inbound_with_one_thread_per_sender_counts_the_same() {
     assert!(s.get("minimal").is_none(), "{all}");
     assert_eq!(code, Some(0), "{all}");
 }
+
+#[test]
+fn stream_every_message_exactly_once_in_order_on_the_node_and_the_framed_receiver() {
+    let (code, s, all) = run(
+        &[
+            "stream",
+            "--peers",
+            "5",
+            "--messages",
+            "600",
+            "--batch",
+            "16",
+            "--window",
+            "50",
+            "--base-port",
+            &base_port(3, 5),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(s["mode"], "stream", "{all}");
+    assert_eq!(s["messages"], 600, "{all}");
+    for r in ["node", "minimal"] {
+        let o = &s[r];
+        assert_eq!(o["attempted"], 600, "{r}: {all}");
+        assert_eq!(o["sent_ok"], 600, "{r}: every message acknowledged: {all}");
+        assert_eq!(o["seen"], 600, "{r}: {all}");
+        assert_eq!(o["lost"], 0, "{r}: {all}");
+        assert_eq!(o["duplicates"], 0, "{r}: {all}");
+        assert_eq!(o["out_of_order"], 0, "{r}: {all}");
+        assert_eq!(o["unexpected"], 0, "{r}: {all}");
+        assert_eq!(o["errors"], 0, "{r}: {all}");
+        assert_eq!(o["exit_ok"], true, "{r}: {all}");
+        assert_eq!(o["bad_output_lines"], 0, "{r}: {all}");
+        assert!(o["cpu_us_per_msg"].is_number(), "{r}: {all}");
+        assert!(o["peak_rss_kib"].as_u64().unwrap() > 0, "{r}: {all}");
+    }
+    assert!(s["ratio_rate"].is_number(), "{all}");
+    assert_eq!(s["correct"], true, "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
+
+#[test]
+fn nodes_fast_then_legacy_only_latency_and_rss_each_exactly_once_in_order() {
+    let (code, s, all) = run(
+        &[
+            "nodes",
+            "--messages",
+            "300",
+            "--latency-messages",
+            "200",
+            "--latency-rate",
+            "2000",
+            "--rss-lines",
+            "500",
+            "--json",
+        ],
+        Duration::from_secs(180),
+    );
+    assert_eq!(s["mode"], "nodes", "{all}");
+    for phase in ["fast", "legacy", "latency", "rss"] {
+        let o = &s[phase];
+        let n = match phase {
+            "latency" => 200,
+            "rss" => 500,
+            _ => 300,
+        };
+        assert_eq!(o["seen"], n, "{phase}: {all}");
+        assert_eq!(o["lost"], 0, "{phase}: {all}");
+        assert_eq!(o["duplicates"], 0, "{phase}: {all}");
+        assert_eq!(o["out_of_order"], 0, "{phase}: {all}");
+        assert_eq!(o["correct"], true, "{phase}: {all}");
+        assert_eq!(o["exit_ok"], true, "{phase}: {all}");
+    }
+    // The measured runs went over the stream (B proven), and the legacy-only one did not.
+    assert_eq!(s["fast"]["speaks"], "p2pchat/1", "{all}");
+    assert_ne!(s["legacy"]["speaks"], "p2pchat/1", "{all}");
+    assert!(
+        s["latency"]["latency"]["p99_us"].as_f64().unwrap() > 0.0,
+        "{all}"
+    );
+    assert!(s["rss"]["a_peak_rss_kib"].as_u64().unwrap() > 0, "{all}");
+    assert!(s["ratio_fast_legacy"].is_number(), "{all}");
+    assert_eq!(s["correct"], true, "{all}");
+    assert_eq!(code, Some(0), "{all}");
+}
