@@ -9,6 +9,10 @@
 //!   machine's limit beside the node's figure.
 //! * `fanout`: the simulated peers are the receivers: the node connects to all of them and
 //!   quits, while some are dead and some refuse.
+//! * `stream`: `inbound` on the fast path: simulated p2pchat peers each on one persistent,
+//!   pipelined stream, against the node and a minimal framed receiver.
+//! * `nodes`: two real nodes, `/send` lines piped into A and counted on B's stdout, on the
+//!   fast path and with `--legacy-only`; latency at a steady rate; A's peak RSS.
 //!
 //! Every run ends with one JSON summary line on stdout, for scripts. The tool starts the
 //! receivers itself (the node: the `p2pchat` binary next to this one, or `--node`), talks
@@ -39,7 +43,8 @@ use clap::{Args, Parser, Subcommand};
 
 use receiver::Kind;
 
-/// Load generator and benchmark for the p2pchat node (legacy protocol, loopback only).
+/// Load generator and benchmark for the p2pchat node (legacy protocol and fast path,
+/// loopback only).
 #[derive(Debug, Parser)]
 #[command(name = "p2pchat-load", version)]
 struct Cli {
