@@ -25,6 +25,7 @@ pub mod fingerprint;
 pub mod home;
 pub mod key;
 pub mod known_peers;
+pub mod session;
 
 /// An IO error with the file it concerns and what was being done, for messages that say
 /// which file and why ("cannot create /x/key: permission denied").

@@ -138,7 +138,6 @@ impl StaticKey {
         self.public
     }
 
-    #[allow(dead_code)] // the Noise session's, next
     pub(crate) fn private_bytes(&self) -> &[u8; KEY_LEN] {
         &self.private
     }
