@@ -19,10 +19,11 @@
 //! handshake message's length: a wrong length is refused from its 2-byte header.
 //!
 //! The records' plaintexts, concatenated, are exactly the bytes of a plaintext fast-path
-//! stream after its preface: Hello, Data, Welcome, Ack, Refuse frames
-//! ([`crate::stream::frame`]), cut anywhere. So the sender's `poll_transmit` output (64
-//! frames in one buffer) goes through [`Transport::seal`] as one record, and the
-//! receiver's `on_bytes` takes what [`Transport::open`] gives, unchanged.
+//! stream, its own preface included (`\x89p2pchat`, then Hello, Data, Welcome, Ack,
+//! Refuse frames: [`crate::stream::frame`]), cut anywhere. So the fast path's sender and
+//! receiver are used unchanged: the sender's `poll_transmit` output (64 frames in one
+//! buffer) goes through [`Transport::seal`] as one record, and the receiver's `on_bytes`
+//! takes what [`Transport::open`] gives.
 //!
 //! Noise transport nonces are implicit and counted: a record replayed, reordered, lost
 //! or altered fails authentication ([`SessionError::Decrypt`]), and the session is dead
