@@ -537,3 +537,67 @@ proptest! {
         prop_assert!(plain.starts_with(&back));
     }
 }
+
+#[test]
+fn the_fast_path_runs_unchanged_inside_and_no_text_shows_on_the_wire() {
+    use crate::stream::receiver::{Event, Receiver, ReceiverConfig, SessionBook};
+    use crate::stream::sender::{Outcome, Sender, SenderConfig};
+    use bytes::Bytes;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let now = Instant::now();
+    let (mut ti, mut tr) = pair(&key(1), &key(2));
+    let mut s: Sender<u32> = Sender::new(SenderConfig::new(7, 9001, "alice"));
+    let mut r = Receiver::new(
+        ReceiverConfig::default(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        now,
+    );
+    let mut book = SessionBook::new(4);
+    let mut recorded = Vec::new();
+    let mut carry = |from: &mut Transport, to: &mut Transport, plain: &[u8], room: usize| {
+        let mut wire = Vec::new();
+        from.seal(plain, &mut wire).unwrap();
+        recorded.extend_from_slice(&wire);
+        to.on_bytes(&wire).unwrap();
+        let mut out = Vec::new();
+        to.open(&mut out, room).unwrap();
+        out
+    };
+    for n in 0..100 {
+        s.push(
+            n,
+            Bytes::from(format!("secret line {n}")),
+            now + Duration::from_secs(20),
+        )
+        .unwrap();
+    }
+    s.handle_connected(now);
+    let mut shown = Vec::new();
+    for _ in 0..10 {
+        let mut plain = Vec::new();
+        s.poll_transmit(now, &mut plain, usize::MAX);
+        let got = carry(&mut ti, &mut tr, &plain, r.read_room());
+        r.on_bytes(&got, now).unwrap();
+        while let Some(ev) = r.poll_event(&mut book, now).unwrap() {
+            if let Event::Message { text, .. } = ev {
+                shown.push(String::from_utf8(text.to_vec()).unwrap());
+            }
+        }
+        let mut back = Vec::new();
+        r.poll_transmit(now + Duration::from_millis(10), &mut back);
+        let got = carry(&mut tr, &mut ti, &back, usize::MAX);
+        s.on_bytes(&got, now).unwrap();
+    }
+    let expected: Vec<String> = (0..100).map(|n| format!("secret line {n}")).collect();
+    assert_eq!(shown, expected);
+    let mut delivered = 0;
+    while let Some(o) = s.poll_outcome() {
+        if let Outcome::Delivered(ids) = o {
+            delivered += ids.len();
+        }
+    }
+    assert_eq!(delivered, 100);
+    assert!(!recorded.windows(6).any(|w| w == b"secret"));
+    assert!(!recorded.windows(5).any(|w| w == b"alice"));
+}
