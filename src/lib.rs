@@ -66,6 +66,7 @@ pub mod reactor;
 pub mod render;
 pub mod sanitize;
 pub mod stream;
+pub mod trust;
 pub mod wire;
 
 pub use os::is_terminal;
