@@ -327,9 +327,14 @@ impl PeerTable {
 
     /// `/nick`: later sends carry `name` in their header (sends already asked for keep the
     /// name they were asked with). The caller has checked it (`config::check_name`).
+    ///
+    /// On the fast path a stream's name is the one its Hello claimed (the protocol has no
+    /// second Hello): an open stream carries on under the old name until it closes, and
+    /// the next one says the new name.
     pub fn set_name(&mut self, name: &str) {
         self.self_name = Arc::from(name);
         self.cfg.name = name.to_owned();
+        self.fast_rename(name);
         self.show(Event::Renamed(name.to_owned()));
     }
 
@@ -826,10 +831,16 @@ impl PeerTable {
             .map(|(k, _)| *k)
     }
 
+    /// A `connect` to `key` is queued, in flight, or handed to its stream.
     fn connect_pending(&self, key: &PeerKey) -> bool {
+        let is_connect = |m: &Outgoing| m.purpose == Purpose::Connect;
         self.outboxes
             .get(key)
-            .is_some_and(|o| o.all().any(|m| m.purpose == Purpose::Connect))
+            .is_some_and(|o| o.all().any(is_connect))
+            || self
+                .streamed
+                .values()
+                .any(|m| m.key == *key && is_connect(m))
     }
 
     fn row(&self, index: usize, key: &PeerKey, peer: &Peer) -> PeerRow {
@@ -952,6 +963,8 @@ impl PeerTable {
 }
 
 mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod list;
 mod send;
 #[cfg(test)]
