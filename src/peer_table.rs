@@ -208,6 +208,8 @@ pub struct PeerTable {
     sends: HashMap<SendId, PeerKey>,
     /// Every send's deadline, queued or in flight.
     deadlines: BTreeSet<(Instant, SendId)>,
+    /// Bytes of text of the sends in `sends` (every send ends through `finish`).
+    pending_text: usize,
     effects: VecDeque<Effect>,
     next_id: u64,
     /// The last instant given to [`PeerTable::handle_timeout`]: sends that became slow by
@@ -247,6 +249,7 @@ impl PeerTable {
             outboxes: HashMap::new(),
             sends: HashMap::new(),
             deadlines: BTreeSet::new(),
+            pending_text: 0,
             effects: VecDeque::new(),
             next_id: 0,
             quit_deadline: None,
@@ -281,9 +284,14 @@ impl PeerTable {
         self.peers.is_stranger(key)
     }
 
-    /// Number of sends queued or in flight.
+    /// Number of sends unfinished: queued, in flight, or on a stream and not settled.
     pub fn pending_sends(&self) -> usize {
         self.sends.len()
+    }
+
+    /// Bytes of text those sends carry (what their outcomes will show, less framing).
+    pub fn pending_text(&self) -> usize {
+        self.pending_text
     }
 
     /// Sends (queued or in flight) still unfinished [`SLOW_SEND`] after they were asked
@@ -933,8 +941,15 @@ impl PeerTable {
                 }
             }
         }
+        let mut text: usize = self
+            .outboxes
+            .values()
+            .flat_map(|o| o.all())
+            .map(|m| m.text.len())
+            .sum();
         for (id, m) in &self.streamed {
             counted += 1;
+            text += m.text.len();
             if self.sends.get(id) != Some(&m.key) {
                 return Err(format!("stream send {id:?} not indexed under {}", m.key));
             }
@@ -947,6 +962,12 @@ impl PeerTable {
                 "{} sends indexed, {} deadlines, {counted} found",
                 self.sends.len(),
                 self.deadlines.len()
+            ));
+        }
+        if text != self.pending_text {
+            return Err(format!(
+                "{text} bytes of text pending, {} counted",
+                self.pending_text
             ));
         }
         self.peers.check()?;
