@@ -208,6 +208,8 @@ pub struct PeerTable {
     sends: HashMap<SendId, PeerKey>,
     /// Every send's deadline, queued or in flight.
     deadlines: BTreeSet<(Instant, SendId)>,
+    /// Bytes of text of the sends in `sends` (every send ends through `finish`).
+    pending_text: usize,
     effects: VecDeque<Effect>,
     next_id: u64,
     /// The last instant given to [`PeerTable::handle_timeout`]: sends that became slow by
@@ -247,6 +249,7 @@ impl PeerTable {
             outboxes: HashMap::new(),
             sends: HashMap::new(),
             deadlines: BTreeSet::new(),
+            pending_text: 0,
             effects: VecDeque::new(),
             next_id: 0,
             quit_deadline: None,
@@ -281,9 +284,14 @@ impl PeerTable {
         self.peers.is_stranger(key)
     }
 
-    /// Number of sends queued or in flight.
+    /// Number of sends unfinished: queued, in flight, or on a stream and not settled.
     pub fn pending_sends(&self) -> usize {
         self.sends.len()
+    }
+
+    /// Bytes of text those sends carry (what their outcomes will show, less framing).
+    pub fn pending_text(&self) -> usize {
+        self.pending_text
     }
 
     /// Sends (queued or in flight) still unfinished [`SLOW_SEND`] after they were asked
@@ -327,9 +335,14 @@ impl PeerTable {
 
     /// `/nick`: later sends carry `name` in their header (sends already asked for keep the
     /// name they were asked with). The caller has checked it (`config::check_name`).
+    ///
+    /// On the fast path a stream's name is the one its Hello claimed (the protocol has no
+    /// second Hello): an open stream carries on under the old name until it closes, and
+    /// the next one says the new name.
     pub fn set_name(&mut self, name: &str) {
         self.self_name = Arc::from(name);
         self.cfg.name = name.to_owned();
+        self.fast_rename(name);
         self.show(Event::Renamed(name.to_owned()));
     }
 
@@ -826,10 +839,16 @@ impl PeerTable {
             .map(|(k, _)| *k)
     }
 
+    /// A `connect` to `key` is queued, in flight, or handed to its stream.
     fn connect_pending(&self, key: &PeerKey) -> bool {
+        let is_connect = |m: &Outgoing| m.purpose == Purpose::Connect;
         self.outboxes
             .get(key)
-            .is_some_and(|o| o.all().any(|m| m.purpose == Purpose::Connect))
+            .is_some_and(|o| o.all().any(is_connect))
+            || self
+                .streamed
+                .values()
+                .any(|m| m.key == *key && is_connect(m))
     }
 
     fn row(&self, index: usize, key: &PeerKey, peer: &Peer) -> PeerRow {
@@ -922,8 +941,15 @@ impl PeerTable {
                 }
             }
         }
+        let mut text: usize = self
+            .outboxes
+            .values()
+            .flat_map(|o| o.all())
+            .map(|m| m.text.len())
+            .sum();
         for (id, m) in &self.streamed {
             counted += 1;
+            text += m.text.len();
             if self.sends.get(id) != Some(&m.key) {
                 return Err(format!("stream send {id:?} not indexed under {}", m.key));
             }
@@ -936,6 +962,12 @@ impl PeerTable {
                 "{} sends indexed, {} deadlines, {counted} found",
                 self.sends.len(),
                 self.deadlines.len()
+            ));
+        }
+        if text != self.pending_text {
+            return Err(format!(
+                "{text} bytes of text pending, {} counted",
+                self.pending_text
             ));
         }
         self.peers.check()?;
@@ -952,6 +984,8 @@ impl PeerTable {
 }
 
 mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod list;
 mod send;
 #[cfg(test)]

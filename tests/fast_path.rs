@@ -202,3 +202,95 @@ fn a_restarted_sender_is_not_taken_for_a_resend() {
     alice.quit();
     bob.quit();
 }
+
+/// Issue 9, "sending side memory is bounded": many `/send` lines piped into alice toward a
+/// bob whose stdout nobody reads (so he stops reading his stream). Alice stops reading her
+/// stdin while too many sends are unfinished instead of queueing every line: her peak RSS
+/// stays bounded, and every line still ends with exactly one outcome, at its deadline.
+/// Then bob's output is read: every message acknowledged is on his screen.
+#[test]
+fn many_sends_piped_to_a_peer_that_stops_reading_keep_memory_bounded() {
+    use std::io::Write;
+    const LINES: usize = 40_000;
+    let mut cmd = common::command("bob", &[]);
+    cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+    let (mut bob, bob_out, bob_port) = common::spawn_and_read_port(&mut cmd);
+    let bob_addr = format!("127.0.0.1:{bob_port}");
+    let mut alice = Node::start("alice", &["--timeout", "1"]);
+    // The stream is up before bob's screen fills.
+    let mut warm = 0;
+    loop {
+        let text = format!("warm {warm}");
+        alice.type_line(&format!("/msg {bob_addr} {text}"));
+        warm += 1;
+        if outcome_of(&mut alice, &text)["delivery"] == "receipt" {
+            break;
+        }
+        assert!(warm < 20, "no receipt; alice: {:#?}", alice.seen);
+    }
+    let pid = alice.child.id();
+    let before = common::proc_status_kib(pid, "VmHWM:");
+    let mut stdin = alice.stdin.take().unwrap();
+    let pad = "p".repeat(400);
+    let writer = std::thread::spawn(move || {
+        let mut chunk = String::new();
+        for i in 0..LINES {
+            chunk.push_str(&format!("/msg {bob_addr} line {i} {pad}\n"));
+            if chunk.len() > 64 << 10 {
+                stdin.write_all(chunk.as_bytes()).unwrap();
+                chunk.clear();
+            }
+        }
+        stdin.write_all(chunk.as_bytes()).unwrap();
+        stdin // kept open: the end of input would quit alice
+    });
+    let mut outcome = vec![0u8; LINES];
+    let (mut got, mut receipts) = (0, Vec::new());
+    let started = std::time::Instant::now();
+    while got < LINES {
+        let v = alice.expect("an outcome", |v| {
+            v["event"] == "sent" || v["event"] == "send_failed"
+        });
+        let Some(text) = v["text"].as_str().and_then(|t| t.strip_prefix("line ")) else {
+            continue;
+        };
+        let i: usize = text.split(' ').next().unwrap().parse().unwrap();
+        outcome[i] += 1;
+        assert_eq!(outcome[i], 1, "line {i} reported twice: {v}");
+        got += 1;
+        if v["delivery"] == "receipt" {
+            receipts.push(i);
+        }
+        // The events are dropped as they come: the test's own memory stays small.
+        alice.seen.clear();
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "only {got} outcomes in {:?}",
+            started.elapsed()
+        );
+    }
+    let peak = common::proc_status_kib(pid, "VmHWM:");
+    let _stdin = writer.join().unwrap();
+    eprintln!(
+        "{LINES} lines: peak RSS {before} -> {peak} KiB, {} receipts",
+        receipts.len()
+    );
+    // Unbounded, 40,000 queued lines of ~420 bytes cost about 40 MiB more.
+    assert!(
+        peak < before + 20 * 1024,
+        "alice's peak RSS grew from {before} to {peak} KiB"
+    );
+    alice.expect_stderr("sends unfinished (");
+    alice.expect_stderr("input paused until at most");
+    // Bob's screen is read at last: what alice was told delivered is there.
+    let screen = common::Collector::start(bob_out);
+    for i in receipts {
+        let want = format!("\"line {i} ");
+        assert!(
+            screen.wait_for(&want, SOON),
+            "line {i} acknowledged but not shown"
+        );
+    }
+    let _ = bob.kill();
+    let _ = bob.wait();
+}

@@ -112,7 +112,9 @@ impl PeerTable {
             .get(&key)
             .and_then(|o| o.all().next().map(|m| m.dial))
         else {
-            // Nothing queued: the stream may still want opening for what it holds.
+            // Nothing queued (an outbox whose last send just ended goes).
+            self.drop_outbox_if_idle(key);
+            // The stream may still want opening for what it holds.
             if let Some(fp) = self.fast.get(&key)
                 && fp.pending() > 0
             {
@@ -187,7 +189,7 @@ impl PeerTable {
                         key,
                         to: dial,
                     });
-                } else if sender.is_connected() && !fp.kicked {
+                } else if fp.connected && sender.is_connected() && !fp.kicked {
                     fp.kicked = true;
                     self.effects.push_back(Effect::StreamReady {
                         link: fp.stream.expect("connected"),
@@ -328,6 +330,20 @@ impl PeerTable {
         }
         self.process_left(now);
         self.check_done();
+    }
+
+    /// `/nick`: the next Hello of every sender says `name` (one a Hello cannot carry
+    /// leaves the old one there: the legacy path carries the new name meanwhile).
+    pub(super) fn fast_rename(&mut self, name: &str) {
+        if !frame::valid_name(name) {
+            log::info!(
+                "the name {name:?} cannot be said in a stream's Hello: streams keep the old one"
+            );
+            return;
+        }
+        for s in self.fast.values_mut().filter_map(|f| f.sender.as_mut()) {
+            s.set_name(name);
+        }
     }
 
     /// The peer left (its `exit`, or ours): forget what we knew; whatever its stream

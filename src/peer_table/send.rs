@@ -137,6 +137,7 @@ impl PeerTable {
             sender: self.self_name.clone(),
         };
         self.sends.insert(id, key);
+        self.pending_text += out.text.len();
         self.deadlines.insert((out.deadline, id));
         let outbox = self.outboxes.entry(key).or_default();
         if self.cfg.fast.is_some() {
@@ -330,6 +331,7 @@ impl PeerTable {
 
     /// Applies a finished send to the table and tells the user.
     pub(super) fn finish(&mut self, out: Outgoing, outcome: SendOutcome) {
+        self.pending_text -= out.text.len();
         let name = self
             .peers
             .get(&out.key)

@@ -81,6 +81,16 @@ const ACCEPTS_PER_TURN: usize = 256;
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
 /// Bytes unfinished inbound messages may hold together (whatever `--max-inbound` allows).
 const MAX_BUFFERED: usize = 16 << 20;
+/// Sends unfinished (queued, in flight, or on a stream and not yet acknowledged) at which
+/// piped input stops being read: a million `/send` lines wait in the pipe, not in memory.
+/// Also the bound on a burst of outcomes (many sends can reach their deadline at once):
+/// 8,192 events and 1 MiB of their text stay well within stdout's `HARD_CAP`.
+pub const SENDS_HIGH_WATER: usize = 8_192;
+/// Bytes of text of those sends at which input stops being read.
+pub const SENDS_HIGH_TEXT: usize = 1 << 20;
+/// ... and below which it is read again (half of each: no flapping at the mark).
+pub const SENDS_LOW_WATER: usize = SENDS_HIGH_WATER / 2;
+pub const SENDS_LOW_TEXT: usize = SENDS_HIGH_TEXT / 2;
 
 /// Why the node could not start or stopped early.
 #[derive(Debug)]
@@ -197,6 +207,11 @@ pub struct Node {
     accept_pending: bool,
     /// stdin became readable while paused: what it asks would add to the backed-up output.
     stdin_pending: bool,
+    /// Too many sends are unfinished ([`SENDS_HIGH_WATER`]): piped input is not read or run
+    /// until they drop to [`SENDS_LOW_WATER`].
+    sends_full: bool,
+    /// Times input was held for that, for the log (the first is told at `info`).
+    sends_holds: u64,
     /// Lines read from stdin, not run yet (at most one chunk's worth).
     typed: VecDeque<String>,
     /// The end of input has been acted on.
@@ -312,6 +327,8 @@ impl Node {
             deferred: VecDeque::new(),
             accept_pending: false,
             stdin_pending: false,
+            sends_full: false,
+            sends_holds: 0,
             typed: VecDeque::new(),
             typed_ended: false,
             cfg,
@@ -343,6 +360,7 @@ impl Node {
         self.begin(now);
         loop {
             self.drain_effects(now);
+            self.update_sends_hold(now);
             self.redraw_input(now);
             self.flush_stdout(now);
             if self.exit {
@@ -537,7 +555,7 @@ impl Node {
     /// Reads one chunk of what was typed (once the previous chunk's lines have all run)
     /// and runs its lines until output backs up; the rest wait for the next turn.
     fn read_stdin(&mut self, now: Instant) {
-        if self.paused {
+        if self.paused || self.sends_backed_up() {
             self.stdin_pending = true;
             return;
         }
@@ -552,6 +570,11 @@ impl Node {
             self.typed.extend(input.lines);
         }
         while !self.paused && !self.exit {
+            if self.sends_backed_up() {
+                // The rest of the chunk waits with the pipe.
+                self.stdin_pending = true;
+                break;
+            }
             let Some(line) = self.typed.pop_front() else {
                 break;
             };
@@ -576,7 +599,50 @@ impl Node {
             // Keys are read while paused too: a person's typing adds little output.
             return self.stdin.wants_turn();
         }
-        !self.paused && (self.stdin.wants_turn() || !self.typed.is_empty())
+        !self.paused && !self.sends_full && (self.stdin.wants_turn() || !self.typed.is_empty())
+    }
+
+    /// Whether piped input must wait for sends to finish (see [`SENDS_HIGH_WATER`]); a
+    /// person at a terminal is never held (they cannot type that fast).
+    fn sends_backed_up(&mut self) -> bool {
+        if self.terminal.is_some() {
+            return false;
+        }
+        let unfinished = self.table.pending_sends();
+        let text = self.table.pending_text();
+        if !self.sends_full && (unfinished >= SENDS_HIGH_WATER || text >= SENDS_HIGH_TEXT) {
+            self.sends_full = true;
+            self.sends_holds += 1;
+            let say = format!(
+                "{unfinished} sends unfinished ({text} bytes): input paused until at most \
+                 {SENDS_LOW_WATER} ({SENDS_LOW_TEXT} bytes) wait (each ends delivered, sent or \
+                 failed by its deadline)"
+            );
+            match self.sends_holds {
+                1 => log::info!("{say}"),
+                _ => log::debug!("{say}"),
+            }
+        }
+        self.sends_full
+    }
+
+    /// Resumes piped input held by [`Node::sends_backed_up`] once sends have drained to
+    /// the low-water mark.
+    fn update_sends_hold(&mut self, now: Instant) {
+        if !self.sends_full
+            || self.table.pending_sends() > SENDS_LOW_WATER
+            || self.table.pending_text() > SENDS_LOW_TEXT
+        {
+            return;
+        }
+        self.sends_full = false;
+        log::debug!(
+            "sends drained to {}: input resumed",
+            self.table.pending_sends()
+        );
+        if self.stdin_pending && !self.paused {
+            self.read_stdin(now);
+        }
     }
 
     fn run_line(&mut self, now: Instant, line: &str) {

@@ -211,6 +211,14 @@ impl<Id: Copy> Sender<Id> {
 
     // ----- inputs ------------------------------------------------------------------------
 
+    /// The name the next Hello claims (`/nick`). A stream already open keeps the one its
+    /// Hello said: the protocol has no second Hello. The caller checked it with
+    /// [`frame::valid_name`].
+    pub fn set_name(&mut self, name: &str) {
+        debug_assert!(frame::valid_name(name));
+        self.cfg.name = name.to_owned();
+    }
+
     /// Queues `text` (a legacy TEXT) to be delivered by `deadline`.
     pub fn push(&mut self, id: Id, text: Bytes, deadline: Instant) -> Result<(), PushError> {
         if text.is_empty() {
