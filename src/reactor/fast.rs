@@ -291,9 +291,19 @@ impl Node {
         }
     }
 
-    pub(super) fn flush_link(&mut self, now: Instant, link: LinkId) {
-        if let Some(id) = self.links.get(&link).copied() {
-            self.flush_stream_out(now, id);
+    /// Writes every stream the table made ready during this turn: one write per stream
+    /// per turn, not one per message queued (a piped `/send` per line cost a system
+    /// call each, on both nodes).
+    pub(super) fn flush_ready_links(&mut self, now: Instant) {
+        let mut ready = std::mem::take(&mut self.ready_links);
+        for link in ready.drain(..) {
+            if let Some(id) = self.links.get(&link).copied() {
+                self.flush_stream_out(now, id);
+            }
+        }
+        // Keep the buffer (no allocation per turn), unless flushing made more ready.
+        if self.ready_links.is_empty() {
+            self.ready_links = ready;
         }
     }
 

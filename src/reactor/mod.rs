@@ -185,6 +185,8 @@ pub struct Node {
     sends: sends::Sends,
     /// The connections of the fast path's probes and outgoing streams, by the table's id.
     links: HashMap<LinkId, ConnId>,
+    /// Streams with messages queued this turn, written at the end of it.
+    ready_links: Vec<LinkId>,
     /// What this node remembers of senders' stream sessions (dedup across connections).
     book: SessionBook,
     /// Warnings caused by remote input, summed up per source.
@@ -319,6 +321,7 @@ impl Node {
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
             links: HashMap::new(),
+            ready_links: Vec::new(),
             book: SessionBook::new(SessionBook::DEFAULT_CAP),
             remote_log: SourceLog::new(bucket_text),
             framing,
@@ -360,6 +363,7 @@ impl Node {
         self.begin(now);
         loop {
             self.drain_effects(now);
+            self.flush_ready_links(now);
             self.update_sends_hold(now);
             self.redraw_input(now);
             self.flush_stdout(now);
@@ -484,7 +488,13 @@ impl Node {
                 Effect::Abort(id) => self.abort_send(now, id),
                 Effect::Probe { link, key, to } => self.open_probe(now, link, key, to),
                 Effect::OpenStream { link, key, to } => self.open_stream(now, link, key, to),
-                Effect::StreamReady { link, .. } => self.flush_link(now, link),
+                // Written once per turn (`flush_ready_links`), however many lines of
+                // input queued messages for it: one write carries them all.
+                Effect::StreamReady { link, .. } => {
+                    if !self.ready_links.contains(&link) {
+                        self.ready_links.push(link);
+                    }
+                }
                 Effect::CloseStream { link, .. } => self.close_link(link),
                 Effect::Exit => self.exit = true,
             }
