@@ -86,6 +86,14 @@ pub struct Cli {
     /// streams), exactly as the original program.
     #[arg(long)]
     pub legacy_only: bool,
+    /// Keep the fast path but send its streams unencrypted (benchmarks, trusted links).
+    /// Encrypted streams from peers are still accepted.
+    #[arg(long, conflicts_with = "legacy_only")]
+    pub plaintext: bool,
+    /// Directory for the node's own files (key, known_peers, history) [default:
+    /// $XDG_CONFIG_HOME/p2pchat, else ~/.config/p2pchat].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
     /// One JSON object per line on stdout, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -193,6 +201,10 @@ pub struct Config {
     pub limit_local: bool,
     /// `--legacy-only`: the fast path is off (see PROTOCOL.md).
     pub legacy_only: bool,
+    /// `--plaintext`: streams to p2pchat peers go unencrypted.
+    pub plaintext: bool,
+    /// `--home`: the node's directory, instead of the default (see `trust::home`).
+    pub home: Option<PathBuf>,
     pub json: bool,
     pub color: ColorChoice,
     /// `--log`: the chat log's file.
@@ -219,6 +231,8 @@ impl Config {
             burst: 200,
             limit_local: false,
             legacy_only: false,
+            plaintext: false,
+            home: None,
             json: false,
             color: ColorChoice::Never,
             log: None,
@@ -416,6 +430,8 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         burst: cli.burst,
         limit_local: cli.limit_local,
         legacy_only: cli.legacy_only,
+        plaintext: cli.plaintext,
+        home: cli.home,
         json: cli.json,
         color: cli.color,
         log: cli.log,

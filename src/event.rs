@@ -245,6 +245,8 @@ pub enum Event {
     Listening {
         addr: SocketAddr,
         name: String,
+        /// This node's key's fingerprint (none with `--legacy-only`).
+        fingerprint: Option<String>,
     },
     NewPeer(PeerView),
     ConnectedWithYou(PeerView),

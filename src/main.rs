@@ -85,7 +85,7 @@ fn run() -> ExitCode {
             log_sink::say(&format!("p2pchat: {e}"));
             let code = match e {
                 RunError::Poll(_) | RunError::Output(_) => exit_code::RUNTIME,
-                RunError::ChatLog(..) => exit_code::USAGE,
+                RunError::ChatLog(..) | RunError::Keys(_) => exit_code::USAGE,
                 _ => exit_code::LISTEN,
             };
             ExitCode::from(code as u8)

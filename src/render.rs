@@ -200,6 +200,8 @@ struct Line<'a> {
     cut: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     number: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Option<&'a str>>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -255,10 +257,15 @@ impl<'a> Line<'a> {
 
     fn new(event: &'a Event) -> Self {
         match event {
-            Event::Listening { addr, name } => Line {
+            Event::Listening {
+                addr,
+                name,
+                fingerprint,
+            } => Line {
                 name: Some(Some(name)),
                 port: Some(Some(addr.port())),
                 addr: Some(*addr),
+                fingerprint: Some(fingerprint.as_deref()),
                 ..Line::of("listening")
             },
             Event::NewPeer(p) => Line::peer("new_peer", p),

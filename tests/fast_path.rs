@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Node, SOON};
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 /// Starts a node on `port` (a restart in place).
 fn start_on(name: &str, port: u16) -> Node {
-    let mut cmd = Command::new(common::BIN);
+    let mut cmd = common::bin();
     cmd.args([
         "--name",
         name,

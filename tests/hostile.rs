@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -233,7 +233,7 @@ fn every_accepted_variant_and_odd_address() {
 
 #[test]
 fn ipv6_node_identifies_peers_by_socket() {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::bin();
     cmd.args([
         "--name", "six", "--port", "0", "--bind", "::1", "--json", "-v",
     ])
@@ -266,7 +266,7 @@ fn invalid_utf8_and_nul_are_shown_safely() {
 fn control_sequences_never_reach_the_terminal() {
     // Human output: read every byte the node writes and look for anything dangerous.
     let (mut child, out, port) = spawn_and_read_port(
-        Command::new(BIN)
+        common::bin()
             .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
             .stdin(Stdio::piped())
             .stderr(Stdio::null()),

@@ -199,7 +199,8 @@ impl Net {
     /// Starts `p2pchat` in `host`, listening on `bind` (`::`: IPv6 and IPv4).
     fn node_on(&self, host: usize, name: &str, bind: &str, extra: &[&str]) -> Node {
         let mut cmd = Command::new(&self.ip);
-        cmd.args(["netns", "exec", &self.hosts[host], BIN])
+        cmd.env("XDG_CONFIG_HOME", common::config_home())
+            .args(["netns", "exec", &self.hosts[host], BIN])
             .args([
                 "--name", name, "--port", "0", "--bind", bind, "--json", "-v",
             ])

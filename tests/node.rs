@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -358,7 +358,7 @@ fn wait_child_stderr(child: &mut std::process::Child) -> (std::process::ExitStat
 #[test]
 fn port_in_use_is_one_clear_line_and_exit_code_3() {
     let (_l, port) = listener();
-    let out = Command::new(BIN)
+    let out = common::bin()
         .args([
             "--name",
             "a",
@@ -394,7 +394,7 @@ fn usage_errors_exit_2_without_a_backtrace() {
             "/nonexistent-dir/chat.log",
         ],
     ] {
-        let out = Command::new(BIN)
+        let out = common::bin()
             .args(&args)
             .env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")
@@ -411,7 +411,7 @@ fn usage_errors_exit_2_without_a_backtrace() {
 
 #[test]
 fn name_and_port_come_from_the_environment() {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::bin();
     cmd.args(["--json", "--bind", "127.0.0.1"])
         .env("P2PCHAT_NAME", "envname")
         .env("P2PCHAT_PORT", "0")
@@ -433,7 +433,7 @@ fn sending_to_itself_is_refused() {
 #[test]
 fn human_output_speaks_like_the_original() {
     let b = Node::start("bob", &[]);
-    let mut child = Command::new(BIN)
+    let mut child = common::bin()
         .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -580,7 +580,7 @@ fn the_default_listener_takes_ipv6_and_ipv4() {
         return;
     }
     let node = |name: &str, bind: &[&str]| {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = common::bin();
         cmd.args(["--name", name, "--port", "0", "--json", "-v"])
             .args(bind)
             .env_remove("P2PCHAT_NAME")
@@ -862,7 +862,7 @@ fn a_command_at_a_menu_question_runs() {
 #[test]
 fn completions_and_the_manual_need_no_name_or_port() {
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = common::bin()
             .args(args)
             .env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")

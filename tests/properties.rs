@@ -508,7 +508,7 @@ fn rows() -> impl Strategy<Value = Vec<PeerRow>> {
 fn event() -> impl Strategy<Value = Event> {
     let sock = (ip(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(ip, p));
     prop_oneof![
-        1 => (sock, mixed_string(24)).prop_map(|(addr, name)| Event::Listening { addr, name }),
+        1 => (sock, mixed_string(24)).prop_map(|(addr, name)| Event::Listening { addr, name, fingerprint: None }),
         1 => peer_view().prop_map(Event::NewPeer),
         1 => peer_view().prop_map(Event::ConnectedWithYou),
         4 => (peer_view(), mixed_string(64), cut()).prop_map(|(from, text, cut)| Event::Message { from, text, cut }),

@@ -7,13 +7,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p2pchat");
 const SOON: Duration = Duration::from_secs(10);
 
 /// The terminal's size in the tests, unless a test resizes it.
@@ -106,7 +105,7 @@ impl Tty {
             .expect("open the terminal");
         set_size(master.as_raw_fd(), COLS, ROWS);
         let initial = settings(&slave);
-        let mut cmd = Command::new(BIN);
+        let mut cmd = common::bin();
         cmd.args(args)
             .env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")

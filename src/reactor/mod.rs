@@ -24,6 +24,7 @@ mod chat_log;
 mod conns;
 mod fast;
 mod inbound;
+mod keys;
 mod outbound;
 mod receive;
 mod sends;
@@ -105,6 +106,8 @@ pub enum RunError {
     ChatLog(PathBuf, io::Error),
     /// stdout failed (not merely closed): the node quit, the user could not be told things.
     Output(io::Error),
+    /// The node's home, key or known_peers cannot be used (the message says why).
+    Keys(String),
 }
 
 impl fmt::Display for RunError {
@@ -135,6 +138,7 @@ impl fmt::Display for RunError {
                 )
             }
             RunError::Output(e) => write!(f, "cannot write to stdout ({e}): quit"),
+            RunError::Keys(e) => f.write_str(e),
         }
     }
 }
@@ -156,6 +160,15 @@ impl RunError {
             )),
             _ => None,
         }
+    }
+}
+
+/// The line editor's history file: in `--home` when given, else where README says
+/// (`$XDG_STATE_HOME/p2pchat/history`).
+fn history_path(cfg: &Config) -> Option<PathBuf> {
+    match &cfg.home {
+        Some(dir) => Some(dir.join("history")),
+        None => crate::editor::History::default_path(),
     }
 }
 
@@ -198,6 +211,8 @@ pub struct Node {
     terminal: Option<terminal::Terminal>,
     /// `--log`: every event shown is appended there too.
     chat_log: Option<chat_log::ChatLog>,
+    /// The node's key and known peers (none with `--legacy-only`: no stream, no key).
+    keys: Option<keys::Keys>,
     signals: Signals,
     /// Output is backed up: nothing is accepted, read or shown until it drains.
     paused: bool,
@@ -230,6 +245,11 @@ impl Node {
     /// Binds the listener and sets everything up; nothing is printed yet.
     pub fn bind(cfg: Config) -> Result<Node, RunError> {
         let fd_limit = os::raise_fd_limit();
+        let keys = if cfg.legacy_only {
+            None
+        } else {
+            Some(keys::Keys::load(cfg.home.clone()).map_err(RunError::Keys)?)
+        };
         let chat_log = match &cfg.log {
             Some(path) => Some(
                 chat_log::ChatLog::open(path).map_err(|e| RunError::ChatLog(path.clone(), e))?,
@@ -267,7 +287,7 @@ impl Node {
                 .colour(stdout_terminal, std::env::var_os("NO_COLOR").as_deref());
         let mut stdout = stdout::Stdout::new(cfg.json, interactive, colour);
         let terminal = if interactive && stdout_terminal && !cfg.json {
-            terminal::Terminal::open()
+            terminal::Terminal::open(history_path(&cfg))
         } else {
             None
         };
@@ -318,6 +338,7 @@ impl Node {
         Ok(Node {
             stdout,
             chat_log,
+            keys,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
             links: HashMap::new(),
@@ -404,9 +425,13 @@ impl Node {
     fn begin(&mut self, now: Instant) {
         log::info!("listening on {} as {:?}", self.local, self.cfg.name);
         self.show_held_log();
+        if self.cfg.plaintext {
+            log::warn!("--plaintext: messages to p2pchat peers go unencrypted");
+        }
         self.tell(&Event::Listening {
             addr: self.local,
             name: self.cfg.name.clone(),
+            fingerprint: self.keys.as_ref().map(|k| k.fingerprint().to_string()),
         });
         self.stdout.banner(console::MENU);
         self.stdout.set_prompt(Some(self.prompt()));

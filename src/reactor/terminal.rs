@@ -42,7 +42,7 @@ pub struct Terminal {
 impl Terminal {
     /// Raw mode on the terminal at stdin, or `None` (with the reason logged) when it
     /// cannot be had: the node then runs in line mode.
-    pub fn open() -> Option<Terminal> {
+    pub fn open(history_path: Option<PathBuf>) -> Option<Terminal> {
         let raw = match RawMode::enter(0, 1) {
             Ok(raw) => raw,
             Err(e) => {
@@ -50,7 +50,6 @@ impl Terminal {
                 return None;
             }
         };
-        let history_path = History::default_path();
         let history = match &history_path {
             Some(path) => History::load(path, HISTORY_LINES).unwrap_or_else(|e| {
                 log::warn!(

@@ -28,8 +28,28 @@ pub struct Node {
     pub name: String,
 }
 
-pub fn command(name: &str, extra: &[&str]) -> Command {
+/// A directory of its own for one node's files (key, known_peers), under cargo's
+/// temporary directory for tests: no test touches the real `~/.config`.
+pub fn config_home() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("config-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("make a config directory");
+    dir
+}
+
+/// The node's binary, with `XDG_CONFIG_HOME` pointing at a fresh [`config_home`].
+pub fn bin() -> Command {
     let mut cmd = Command::new(BIN);
+    cmd.env("XDG_CONFIG_HOME", config_home());
+    cmd
+}
+
+pub fn command(name: &str, extra: &[&str]) -> Command {
+    let mut cmd = bin();
     cmd.args([
         "--name",
         name,
@@ -331,7 +351,9 @@ pub fn node_with_fd_limit(name: &str, limit: u32) -> Node {
         "ulimit -n {limit} && exec {BIN} --name {name} --port 0 --bind 127.0.0.1 --json -v"
     );
     let mut cmd = Command::new("bash");
-    cmd.args(["-c", &script]).stdin(Stdio::piped());
+    cmd.args(["-c", &script])
+        .env("XDG_CONFIG_HOME", config_home())
+        .stdin(Stdio::piped());
     Node::spawn(name, cmd)
 }
 

@@ -20,6 +20,7 @@
 
 mod fanout;
 mod framed;
+mod home;
 mod inbound;
 mod minimal;
 mod nodes;

@@ -114,6 +114,8 @@ struct NodeProc {
     arrivals: Option<JoinHandle<Vec<Arrival>>>,
     count: Arc<AtomicUsize>,
     outcomes: Arc<Mutex<(usize, usize)>>,
+    /// The node's `--home` (its key): removed after it.
+    _home: crate::home::TempHome,
 }
 
 impl NodeProc {
@@ -125,25 +127,28 @@ impl NodeProc {
         legacy: bool,
         cpus: Option<&[usize]>,
     ) -> Result<NodeProc, String> {
+        let home = crate::home::TempHome::new(name)?;
         let mut cmd = Command::new(&opts.node);
-        cmd.args([
-            "--name",
-            name,
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--json",
-            "-q",
-        ])
-        .args(["--timeout", &opts.send_timeout.to_string()])
-        .args(&opts.node_args)
-        .env_remove("P2PCHAT_NAME")
-        .env_remove("P2PCHAT_PORT")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        cmd.arg("--home")
+            .arg(home.path())
+            .args([
+                "--name",
+                name,
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--json",
+                "-q",
+            ])
+            .args(["--timeout", &opts.send_timeout.to_string()])
+            .args(&opts.node_args)
+            .env_remove("P2PCHAT_NAME")
+            .env_remove("P2PCHAT_PORT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         if legacy {
             cmd.arg("--legacy-only");
         }
@@ -198,6 +203,7 @@ impl NodeProc {
             got
         });
         let mut node = NodeProc {
+            _home: home,
             child,
             stdin: None,
             pid,

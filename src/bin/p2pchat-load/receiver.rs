@@ -68,6 +68,8 @@ pub struct Spec {
 
 /// A running receiver.
 pub struct Running {
+    /// The node's `--home` (its key): removed after it.
+    _home: crate::home::TempHome,
     pub kind: Kind,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -91,23 +93,26 @@ pub fn default_node_path() -> PathBuf {
 
 impl Running {
     pub fn start(spec: &Spec) -> Result<Running, String> {
+        let home = crate::home::TempHome::new("loadnode")?;
         let mut cmd = match spec.kind {
             Kind::Node => {
                 let mut cmd = Command::new(&spec.node);
-                cmd.args([
-                    "--name",
-                    "loadnode",
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--json",
-                    "-q",
-                ])
-                .args(&spec.node_args)
-                .env_remove("P2PCHAT_NAME")
-                .env_remove("P2PCHAT_PORT")
-                .env_remove("RUST_LOG");
+                cmd.arg("--home")
+                    .arg(home.path())
+                    .args([
+                        "--name",
+                        "loadnode",
+                        "--port",
+                        "0",
+                        "--bind",
+                        "127.0.0.1",
+                        "--json",
+                        "-q",
+                    ])
+                    .args(&spec.node_args)
+                    .env_remove("P2PCHAT_NAME")
+                    .env_remove("P2PCHAT_PORT")
+                    .env_remove("RUST_LOG");
                 cmd
             }
             Kind::Minimal => {
@@ -172,6 +177,7 @@ impl Running {
         });
 
         let mut running = Running {
+            _home: home,
             kind: spec.kind,
             stdin: child.stdin.take(),
             child,
