@@ -144,6 +144,9 @@ pub enum SendFailure {
     QueueTimedOut,
     /// The node quit before this send could finish.
     Quit,
+    /// The peer presented another key than the one on record: nothing goes to it until
+    /// the user accepts the new key with `/trust`.
+    KeyChanged,
     /// Any other socket error, as the OS words it.
     Io(String),
 }
@@ -160,6 +163,9 @@ impl fmt::Display for SendFailure {
                 f.write_str("timed out waiting for earlier messages to this peer")
             }
             SendFailure::Quit => f.write_str("node quit before the send finished"),
+            SendFailure::KeyChanged => {
+                f.write_str("the peer's key changed: check it with them, then /trust them")
+            }
             SendFailure::Io(e) => f.write_str(e),
         }
     }
@@ -176,6 +182,7 @@ impl SendFailure {
             SendFailure::WriteTimedOut => "write_timeout",
             SendFailure::QueueTimedOut => "queue_timeout",
             SendFailure::Quit => "quit",
+            SendFailure::KeyChanged => "key_changed",
             SendFailure::Io(_) => "io",
         }
     }

@@ -151,6 +151,8 @@ pub enum Effect {
         link: LinkId,
         key: PeerKey,
         to: SocketAddr,
+        /// A Noise session (the peer's proof says it speaks them, and not `--plaintext`).
+        encrypted: bool,
     },
     /// The stream `link` has bytes to write: pull them with
     /// [`PeerTable::stream_transmit`] until it gives nothing or the socket is full (and
@@ -371,6 +373,19 @@ impl PeerTable {
 
     pub fn is_quitting(&self) -> bool {
         self.quit_deadline.is_some()
+    }
+
+    /// The key of the peer listening on `port` at `ip` (canonical host).
+    pub fn key_of(&self, ip: std::net::IpAddr, port: u16) -> PeerKey {
+        self.cfg.local.key(ip, port)
+    }
+
+    /// How to name `key` in a warning: its name if it has told one, else its address.
+    pub fn name_of(&self, key: PeerKey) -> String {
+        self.peers
+            .get(&key)
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| key.to_string())
     }
 
     pub fn config(&self) -> &TableConfig {

@@ -12,21 +12,23 @@ use std::time::Duration;
 use common::{Node, SOON};
 use serde_json::{Value, json};
 
-/// Starts a node on `port` (a restart in place).
-fn start_on(name: &str, port: u16) -> Node {
+/// Starts a node on `port` with its files in `home` (a restart in place: same key).
+fn start_on(name: &str, port: u16, home: &std::path::Path) -> Node {
     let mut cmd = common::bin();
-    cmd.args([
-        "--name",
-        name,
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-    ])
-    .args(["--json", "-v"])
-    .env_remove("P2PCHAT_NAME")
-    .env_remove("P2PCHAT_PORT")
-    .stdin(Stdio::piped());
+    cmd.arg("--home")
+        .arg(home)
+        .args([
+            "--name",
+            name,
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--json", "-v"])
+        .env_remove("P2PCHAT_NAME")
+        .env_remove("P2PCHAT_PORT")
+        .stdin(Stdio::piped());
     Node::spawn(name, cmd)
 }
 
@@ -106,7 +108,7 @@ fn two_nodes_exchange_messages_with_receipts_over_one_stream() {
     );
     // /peers says bob speaks p2pchat; bob sees alice, who sent, as unknown.
     let rows = alice.peers();
-    assert_eq!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
+    assert_eq!(rows[0]["speaks"], "p2pchat/2", "{rows:?}");
     let none_twice: Vec<Value> = bob.drain(Duration::from_millis(300));
     assert!(
         none_twice.iter().all(|v| v["event"] != "message"),
@@ -138,7 +140,13 @@ fn legacy_only_on_either_side_gives_closed() {
             assert_eq!(out["delivery"], "closed", "{a_flags:?}/{b_flags:?}: {out}");
         }
         let rows = alice.peers();
-        assert_ne!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
+        assert!(
+            !rows[0]["speaks"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("p2pchat/"),
+            "{rows:?}"
+        );
         assert!(!alice.stderr_text().contains("opening a stream"));
         alice.quit();
         bob.quit();
@@ -147,13 +155,14 @@ fn legacy_only_on_either_side_gives_closed() {
 
 #[test]
 fn a_restarted_receiver_gets_what_was_not_acknowledged_and_no_replay() {
-    let mut bob = Node::start("bob", &[]);
+    let home = common::config_home();
+    let mut bob = Node::start("bob", &["--home", home.to_str().unwrap()]);
     let port = bob.port;
     let mut alice = Node::start("alice", &[]);
     until_receipt(&mut alice, &mut bob, "before");
     // Bob goes away abruptly (the stream breaks); a new bob on the same port.
     drop(bob);
-    let mut bob = start_on("bob", port);
+    let mut bob = start_on("bob", port, &home);
     assert_eq!(bob.port, port);
     // Alice keeps typing: every message arrives exactly once at the new bob, in order,
     // none of the old ones is shown again.
@@ -184,14 +193,15 @@ fn a_restarted_receiver_gets_what_was_not_acknowledged_and_no_replay() {
 
 #[test]
 fn a_restarted_sender_is_not_taken_for_a_resend() {
+    let home = common::config_home();
     let mut bob = Node::start("bob", &[]);
-    let mut alice = Node::start("alice", &[]);
+    let mut alice = Node::start("alice", &["--home", home.to_str().unwrap()]);
     let port = alice.port;
     until_receipt(&mut alice, &mut bob, "first life");
     drop(alice);
     // A new alice (new session) on the same port: its numbers start at 1 again and are
     // shown, not dropped as duplicates.
-    let mut alice = start_on("alice", port);
+    let mut alice = start_on("alice", port, &home);
     let k = until_receipt(&mut alice, &mut bob, "second life");
     assert!(k >= 1);
     for i in 0..20 {

@@ -277,8 +277,8 @@ fn nodes_fast_then_legacy_only_latency_and_rss_each_exactly_once_in_order() {
         assert_eq!(o["exit_ok"], true, "{phase}: {all}");
     }
     // The measured runs went over the stream (B proven), and the legacy-only one did not.
-    assert_eq!(s["fast"]["speaks"], "p2pchat/1", "{all}");
-    assert_ne!(s["legacy"]["speaks"], "p2pchat/1", "{all}");
+    assert_eq!(s["fast"]["speaks"], "p2pchat/2", "{all}");
+    assert_ne!(s["legacy"]["speaks"], "p2pchat/2", "{all}");
     assert!(
         s["latency"]["latency"]["p99_us"].as_f64().unwrap() > 0.0,
         "{all}"

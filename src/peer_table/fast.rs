@@ -36,6 +36,8 @@ pub struct FastConfig {
     /// This run's session: random, non-zero.
     pub session: u64,
     pub proof: ProofConfig,
+    /// Streams to peers that speak them are encrypted (not `--plaintext`).
+    pub encrypt: bool,
 }
 
 impl FastConfig {
@@ -43,6 +45,7 @@ impl FastConfig {
         FastConfig {
             session: session.max(1),
             proof: ProofConfig::default(),
+            encrypt: true,
         }
     }
 }
@@ -68,6 +71,9 @@ pub(super) struct FastPeer {
     welcomed: bool,
     /// [`Effect::StreamReady`] was emitted and not yet answered by `stream_transmit`.
     kicked: bool,
+    /// The peer presented another key than the one on record: every send to it fails
+    /// with `key_changed` until [`PeerTable::trust_key`].
+    key_changed: bool,
 }
 
 impl FastPeer {
@@ -81,6 +87,7 @@ impl FastPeer {
             connected: false,
             welcomed: false,
             kicked: false,
+            key_changed: false,
         }
     }
 
@@ -136,6 +143,9 @@ impl PeerTable {
         let Some(fp) = self.fast.get_mut(&key) else {
             return;
         };
+        if fp.key_changed {
+            return self.fail_all_queued(key, SendFailure::KeyChanged);
+        }
         match fp.proof.route(now) {
             Route::Stream(version) => {
                 if busy {
@@ -148,7 +158,7 @@ impl PeerTable {
                         return self.start_next(now, key);
                     }
                     let mut scfg = SenderConfig::new(fcfg.session, self.cfg.port, &*self.self_name);
-                    scfg.version = version;
+                    scfg.version = version.min(frame::VERSION);
                     fp.sender = Some(Sender::new(scfg));
                 }
                 let sender = fp.sender.as_mut().expect("made above");
@@ -188,6 +198,7 @@ impl PeerTable {
                         link,
                         key,
                         to: dial,
+                        encrypted: fcfg.encrypt && version >= 2,
                     });
                 } else if fp.connected && sender.is_connected() && !fp.kicked {
                     fp.kicked = true;
@@ -232,6 +243,72 @@ impl PeerTable {
             key,
             to: dial,
         });
+    }
+
+    /// Fails every message queued for `key` (not one in flight on a legacy connection:
+    /// that one was written already) with `why`.
+    fn fail_all_queued(&mut self, key: PeerKey, why: SendFailure) {
+        let Some(outbox) = self.outboxes.get_mut(&key) else {
+            return;
+        };
+        let failed: Vec<Outgoing> = outbox.queue.drain(..).collect();
+        for m in failed {
+            self.sends.remove(&m.id);
+            self.deadlines.remove(&(m.deadline, m.id));
+            self.finish(m, SendOutcome::Failed(why.clone()));
+        }
+        self.drop_outbox_if_idle(key);
+    }
+
+    /// The stream `link` to `key` met another key than the one on record (the reactor
+    /// closed it before writing anything of ours on it): every message to that peer
+    /// fails with `key_changed`, now and until [`PeerTable::trust_key`]. No fallback to
+    /// legacy: that would be the silent downgrade the key is there to prevent.
+    pub fn handle_key_changed(&mut self, now: Instant, key: PeerKey, link: LinkId) {
+        let Some(fp) = self.fast.get_mut(&key) else {
+            return;
+        };
+        if fp.stream != Some(link) {
+            return;
+        }
+        fp.stream = None;
+        fp.key_changed = true;
+        fp.connected = false;
+        fp.welcomed = false;
+        let held = fp
+            .sender
+            .take()
+            .map(|mut s| s.fall_back())
+            .unwrap_or_default();
+        fp.proof.handle_peer_left();
+        for u in held {
+            if let Some(m) = self.streamed.remove(&u.id) {
+                self.sends.remove(&m.id);
+                self.deadlines.remove(&(m.deadline, m.id));
+                self.finish(m, SendOutcome::Failed(SendFailure::KeyChanged));
+            }
+        }
+        self.fail_all_queued(key, SendFailure::KeyChanged);
+        let _ = now;
+        self.check_done();
+    }
+
+    /// `/trust`: the user accepted `key`'s new key; its messages go again (a new probe,
+    /// a new stream). False when the peer was not refused for a changed key.
+    pub fn trust_key(&mut self, now: Instant, key: PeerKey) -> bool {
+        let was = self
+            .fast
+            .get_mut(&key)
+            .is_some_and(|fp| std::mem::replace(&mut fp.key_changed, false));
+        if was {
+            self.pump(now, key);
+        }
+        was
+    }
+
+    /// Whether sends to `key` are refused for a changed key.
+    pub fn is_key_changed(&self, key: &PeerKey) -> bool {
+        self.fast.get(key).is_some_and(|f| f.key_changed)
     }
 
     /// Gives up on streams to `key` for now: messages in doubt end unconfirmed, the rest go

@@ -91,7 +91,7 @@ fn drain(t: &mut PeerTable) -> Vec<Fx> {
                 assert_eq!((key, to), (bob(), sa(BOB)));
                 Fx::Probe(link.0)
             }
-            Effect::OpenStream { link, key, to } => {
+            Effect::OpenStream { link, key, to, .. } => {
                 assert_eq!((key, to), (bob(), sa(BOB)));
                 Fx::Open(link.0)
             }

@@ -17,6 +17,8 @@ use crate::identity::PeerKey;
 use crate::peer_table::LinkId;
 use crate::stream::proof::MAX_REPLY;
 use crate::stream::receiver::{Event as StreamEvent, Receiver, ReceiverConfig};
+use crate::trust::known_peers::Lookup;
+use crate::trust::session::{Handshake, HandshakeConfig, SessionError, Transport};
 use crate::wire::{self, ClaimedHost, Message};
 
 /// Bytes of stream frames pulled from the table per write at most.
@@ -39,6 +41,30 @@ pub struct ProbeConn {
     answer: Vec<u8>,
 }
 
+/// A stream's Noise session (PROTOCOL.md, "Encryption"): none on a plaintext stream.
+#[derive(Debug)]
+enum Crypt {
+    Plain,
+    Handshake(Box<Handshake>),
+    Open(Box<Transport>),
+    /// Failed or taken apart: the connection is being closed.
+    Gone,
+}
+
+impl Crypt {
+    fn is_encrypted(&self) -> bool {
+        !matches!(self, Crypt::Plain)
+    }
+
+    /// The handshake's deadline, while it is under way.
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Crypt::Handshake(hs) => hs.poll_timeout(),
+            _ => None,
+        }
+    }
+}
+
 /// Our stream connection to a proven peer.
 #[derive(Debug)]
 pub struct StreamOut {
@@ -48,6 +74,11 @@ pub struct StreamOut {
     connected: bool,
     out: Vec<u8>,
     written: usize,
+    crypt: Crypt,
+    /// The peer's key was checked against known_peers (before msg3 leaves).
+    checked: bool,
+    /// Plaintext frames pulled from the table, sealed into `out`.
+    plain: Vec<u8>,
 }
 
 /// A peer's stream connection to us.
@@ -63,6 +94,12 @@ pub struct StreamIn {
     written: usize,
     /// Waiting in the reactor's deferred list (output backed up).
     pub deferred: bool,
+    crypt: Crypt,
+    /// Plaintext opened from records, or acks to seal.
+    plain: Vec<u8>,
+    /// The peer presented another key than the one on record for (host, claimed port):
+    /// its messages are shown marked.
+    key_changed: bool,
 }
 
 /// How a socket step ended.
@@ -181,7 +218,10 @@ impl Node {
         };
         self.close(id);
         match result {
-            Ok(answer) => self.table.handle_probe_answer(now, key, link, &answer),
+            Ok(answer) => {
+                self.check_downgrade(key, &answer);
+                self.table.handle_probe_answer(now, key, link, &answer)
+            }
             Err(e) => {
                 log::debug!("probe of {key}: {e}");
                 self.table.handle_probe_failed(now, key, link);
@@ -189,8 +229,39 @@ impl Node {
         }
     }
 
+    /// A peer with a key on record whose probe answers legacy, or only the unencrypted
+    /// fast path: a downgrade, warned about once per peer per run (its messages then go
+    /// as to such a peer).
+    fn check_downgrade(&mut self, key: PeerKey, answer: &[u8]) {
+        let version = crate::stream::proof::parse_reply(answer);
+        if version.is_some_and(|v| v >= 2) {
+            return;
+        }
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        if keys.known.get(key).is_some() && keys.downgrades.insert(key) {
+            let now_speaks = match version {
+                Some(v) => format!("p2pchat/{v} (unencrypted streams)"),
+                None => "legacy".to_owned(),
+            };
+            let who = self.table.name_of(key);
+            log::warn!(
+                "{who} [{key}] has a key on record but now answers as {now_speaks}: a \
+                 downgrade; its messages go unencrypted"
+            );
+        }
+    }
+
     /// [`crate::peer_table::Effect::OpenStream`].
-    pub(super) fn open_stream(&mut self, now: Instant, link: LinkId, key: PeerKey, to: SocketAddr) {
+    pub(super) fn open_stream(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        key: PeerKey,
+        to: SocketAddr,
+        encrypted: bool,
+    ) {
         let mut stream = match TcpStream::connect(to) {
             Ok(s) => s,
             Err(e) => {
@@ -205,6 +276,15 @@ impl Node {
                 .handle_stream_broken(now, key, link, &e.to_string());
         }
         let _ = stream.set_nodelay(true);
+        let crypt = match (&self.keys, encrypted) {
+            (Some(keys), true) => Crypt::Handshake(Box::new(Handshake::initiator(
+                &keys.key,
+                now,
+                &HandshakeConfig::default(),
+            ))),
+            _ => Crypt::Plain,
+        };
+        let deadline = crypt.poll_timeout();
         let conn = StreamOut {
             stream,
             key,
@@ -212,8 +292,11 @@ impl Node {
             connected: false,
             out: Vec::new(),
             written: 0,
+            crypt,
+            checked: false,
+            plain: Vec::new(),
         };
-        let id = self.conns.insert(Conn::StreamOut(conn), None);
+        let id = self.conns.insert(Conn::StreamOut(conn), deadline);
         self.links.insert(link, id);
     }
 
@@ -239,7 +322,14 @@ impl Node {
             match connect_done(&conn.stream) {
                 Ok(true) => {
                     conn.connected = true;
-                    self.table.handle_stream_connected(now, key, link);
+                    match &mut conn.crypt {
+                        Crypt::Handshake(hs) => {
+                            // The preface and msg1; the table hears of the stream once
+                            // the handshake is over.
+                            hs.poll_transmit(&mut conn.out);
+                        }
+                        _ => self.table.handle_stream_connected(now, key, link),
+                    }
                 }
                 Ok(false) => return,
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
@@ -249,17 +339,168 @@ impl Node {
             let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
                 return;
             };
-            match conn.stream.read(&mut self.scratch) {
+            let room = match &conn.crypt {
+                Crypt::Handshake(hs) => hs.read_room(),
+                Crypt::Open(t) => t.read_room(),
+                _ => usize::MAX,
+            }
+            .min(self.scratch.len());
+            if room == 0 {
+                break;
+            }
+            match conn.stream.read(&mut self.scratch[..room]) {
                 Ok(0) => return self.stream_out_broken(now, id, "closed by the peer"),
-                Ok(n) => self
-                    .table
-                    .handle_stream_bytes(now, key, link, &self.scratch[..n]),
+                Ok(n) => {
+                    if !self.stream_out_bytes(now, id, n) {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
             }
         }
         self.flush_stream_out(now, id);
+    }
+
+    /// `n` bytes read into the scratch buffer on our stream `id`: through the session,
+    /// if any, to the table. False when the stream is gone.
+    fn stream_out_bytes(&mut self, now: Instant, id: ConnId, n: usize) -> bool {
+        let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
+            return false;
+        };
+        let (key, link) = (conn.key, conn.link);
+        let data = &self.scratch[..n];
+        match &mut conn.crypt {
+            Crypt::Plain => {
+                self.table.handle_stream_bytes(now, key, link, data);
+                return true;
+            }
+            Crypt::Gone => return false,
+            Crypt::Open(t) => {
+                let opened = t.on_bytes(data).and_then(|()| {
+                    conn.plain.clear();
+                    t.open(&mut conn.plain, usize::MAX)
+                });
+                if let Err(e) = opened {
+                    self.stream_out_broken(now, id, &e.to_string());
+                    return false;
+                }
+                let plain = std::mem::take(&mut conn.plain);
+                self.table.handle_stream_bytes(now, key, link, &plain);
+                if let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) {
+                    conn.plain = plain;
+                }
+                return true;
+            }
+            Crypt::Handshake(hs) => {
+                if let Err(e) = hs.on_bytes(data, now) {
+                    self.stream_out_broken(now, id, &format!("handshake: {e}"));
+                    return false;
+                }
+            }
+        }
+        self.stream_out_handshake(now, id)
+    }
+
+    /// After handshake bytes were read on our stream `id`: checks the peer's key as soon as
+    /// it is known (before msg3 leaves), then moves to the transport. False when the stream
+    /// is gone.
+    fn stream_out_handshake(&mut self, now: Instant, id: ConnId) -> bool {
+        let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
+            return false;
+        };
+        let (key, link) = (conn.key, conn.link);
+        let Crypt::Handshake(hs) = &mut conn.crypt else {
+            return true;
+        };
+        if !conn.checked
+            && let Some(theirs) = hs.remote_static()
+        {
+            conn.checked = true;
+            let lookup = match self.keys.as_mut() {
+                Some(keys) => keys.check(key, &theirs),
+                None => Lookup::Unknown,
+            };
+            if let Lookup::Changed { old, new, .. } = lookup {
+                self.close(id);
+                self.key_changed(key, old, new);
+                self.table.handle_key_changed(now, key, link);
+                return false;
+            }
+        }
+        let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
+            return false;
+        };
+        let Crypt::Handshake(hs) = &mut conn.crypt else {
+            return true;
+        };
+        hs.poll_transmit(&mut conn.out);
+        if !hs.is_finished() {
+            return true;
+        }
+        let Crypt::Handshake(hs) = std::mem::replace(&mut conn.crypt, Crypt::Gone) else {
+            unreachable!("matched above");
+        };
+        let mut t = match hs.into_transport() {
+            Ok(t) => t,
+            Err(e) => {
+                self.stream_out_broken(now, id, &format!("handshake: {e}"));
+                return false;
+            }
+        };
+        log::debug!("{key}: encrypted stream up");
+        // Records that came right behind msg2 (none in practice: the receiver writes
+        // nothing before our Hello).
+        conn.plain.clear();
+        if let Err(e) = t.open(&mut conn.plain, usize::MAX) {
+            self.stream_out_broken(now, id, &e.to_string());
+            return false;
+        }
+        conn.crypt = Crypt::Open(Box::new(t));
+        let plain = std::mem::take(&mut conn.plain);
+        self.conns.set_deadline(id, None);
+        self.table.handle_stream_connected(now, key, link);
+        if !plain.is_empty() {
+            self.table.handle_stream_bytes(now, key, link, &plain);
+        }
+        true
+    }
+
+    /// Our stream's handshake deadline.
+    pub(super) fn stream_out_due(&mut self, now: Instant, id: ConnId) {
+        let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        if let Crypt::Handshake(hs) = &mut conn.crypt
+            && let Err(e) = hs.handle_timeout(now)
+        {
+            log::info!("{}: stream closed: {e}", conn.key);
+            self.stream_out_broken(now, id, &format!("handshake: {e}"));
+        }
+    }
+
+    /// Says loudly that `key` presented another key than the one on record (once per
+    /// peer and key).
+    pub(super) fn key_changed(
+        &mut self,
+        key: PeerKey,
+        old: crate::trust::key::PublicKey,
+        new: crate::trust::key::PublicKey,
+    ) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        if keys.changed.insert(key, new) == Some(new) {
+            return;
+        }
+        let who = self.table.name_of(key);
+        log::warn!(
+            "{who} [{key}] presents another key than before: was {}, now {}. If {who} made \
+             a new key, check it with them, then /trust {key}",
+            old.fingerprint(),
+            new.fingerprint()
+        );
     }
 
     /// [`crate::peer_table::Effect::StreamReady`], and when the socket is writable.
@@ -272,15 +513,37 @@ impl Node {
                 return;
             }
             if conn.out.is_empty() {
-                let n = self.table.stream_transmit(
-                    now,
-                    conn.key,
-                    conn.link,
-                    &mut conn.out,
-                    TRANSMIT_CHUNK,
-                );
-                if n == 0 {
-                    return;
+                match &mut conn.crypt {
+                    Crypt::Plain => {
+                        let n = self.table.stream_transmit(
+                            now,
+                            conn.key,
+                            conn.link,
+                            &mut conn.out,
+                            TRANSMIT_CHUNK,
+                        );
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                    Crypt::Open(t) => {
+                        conn.plain.clear();
+                        let n = self.table.stream_transmit(
+                            now,
+                            conn.key,
+                            conn.link,
+                            &mut conn.plain,
+                            TRANSMIT_CHUNK,
+                        );
+                        if n == 0 {
+                            return;
+                        }
+                        if let Err(e) = t.seal(&conn.plain, &mut conn.out) {
+                            return self.stream_out_broken(now, id, &e.to_string());
+                        }
+                    }
+                    // The handshake's own bytes are written as they come.
+                    Crypt::Handshake(_) | Crypt::Gone => return,
                 }
             }
             match write_out(&mut conn.stream, &mut conn.out, &mut conn.written) {
@@ -385,13 +648,30 @@ impl Node {
     ) {
         let _ = stream.set_nodelay(true);
         let mut rx = Receiver::new(self.receiver_config(), source.ip(), now);
-        log::debug!("{source}: stream opened");
+        let encrypted = bytes.first() == Some(&crate::trust::session::PREFACE[0]);
+        log::debug!(
+            "{source}: {} stream opened",
+            if encrypted { "encrypted" } else { "plaintext" }
+        );
         let mut failed = None;
-        if let Err(e) = rx.on_bytes(&bytes, now) {
+        let mut crypt = Crypt::Plain;
+        if encrypted {
+            match &self.keys {
+                Some(keys) => {
+                    let mut hs = Handshake::responder(&keys.key, now, &HandshakeConfig::default());
+                    if let Err(e) = hs.on_bytes(&bytes, now) {
+                        failed = Some(format!("handshake: {e}"));
+                    }
+                    crypt = Crypt::Handshake(Box::new(hs));
+                }
+                None => failed = Some("encrypted stream, but no key (--legacy-only)".into()),
+            }
+        } else if let Err(e) = rx.on_bytes(&bytes, now) {
             failed = Some(e.to_string());
         }
         match pass {
             Pass::Open => {}
+            Pass::Eof if encrypted => failed = Some(SessionError::Cut.to_string()),
             Pass::Eof => rx.on_eof(),
             Pass::Failed(e) => failed = Some(e.to_string()),
         }
@@ -404,11 +684,14 @@ impl Node {
             out: Vec::new(),
             written: 0,
             deferred: false,
+            crypt,
+            plain: Vec::new(),
+            key_changed: false,
         };
         let id = self.conns.insert(Conn::StreamIn(conn), None);
         debug_assert_eq!(id, expect);
         if let Some(why) = failed {
-            log::debug!("{source}: stream failed: {why}");
+            log::info!("{source}: stream closed: {why}");
             self.close(id);
             return;
         }
@@ -436,23 +719,64 @@ impl Node {
             };
             if due && pass == 0 {
                 conn.rx.handle_timeout(now);
+                if let Crypt::Handshake(hs) = &mut conn.crypt
+                    && let Err(e) = hs.handle_timeout(now)
+                {
+                    ended = Some(e.to_string());
+                    break;
+                }
             }
             let mut again = false;
             if readable {
-                let room = conn.rx.read_room().min(self.scratch.len());
+                let room = match &conn.crypt {
+                    Crypt::Plain => conn.rx.read_room(),
+                    Crypt::Handshake(hs) => hs.read_room(),
+                    Crypt::Open(t) => t.read_room(),
+                    Crypt::Gone => 0,
+                }
+                .min(self.scratch.len());
                 if room == 0 {
-                    again = !conn.rx.is_done();
+                    again = !conn.rx.is_done() && !conn.crypt.is_encrypted();
                 } else {
                     match conn.stream.read(&mut self.scratch[..room]) {
-                        Ok(0) => conn.rx.on_eof(),
-                        Ok(n) => match conn.rx.on_bytes(&self.scratch[..n], now) {
+                        Ok(0) => match &mut conn.crypt {
+                            Crypt::Plain => conn.rx.on_eof(),
+                            Crypt::Handshake(hs) => {
+                                if let Err(e) = hs.on_eof() {
+                                    ended = Some(e.to_string());
+                                }
+                            }
+                            Crypt::Open(t) => {
+                                conn.plain.clear();
+                                let fed = t
+                                    .open(&mut conn.plain, conn.rx.read_room())
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|_| {
+                                        conn.rx
+                                            .on_bytes(&conn.plain, now)
+                                            .map_err(|e| e.to_string())
+                                    })
+                                    .and_then(|()| t.on_eof().map_err(|e| e.to_string()));
+                                match fed {
+                                    Ok(()) => conn.rx.on_eof(),
+                                    Err(e) => ended = Some(e),
+                                }
+                            }
+                            Crypt::Gone => {}
+                        },
+                        Ok(n) => match Self::stream_in_bytes(conn, &self.scratch[..n], now) {
                             Ok(()) => again = true,
-                            Err(e) => ended = Some(e.to_string()),
+                            Err(e) => ended = Some(e),
                         },
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => again = true,
                         Err(e) => ended = Some(e.to_string()),
                     }
+                }
+                if ended.is_none()
+                    && let Err(e) = Self::stream_in_open(conn, now)
+                {
+                    ended = Some(e);
                 }
             }
             if let Some(why) = self.pull_stream(now, id) {
@@ -486,9 +810,89 @@ impl Node {
         let at = if more {
             Some(now)
         } else {
-            conn.rx.poll_timeout()
+            match (conn.rx.poll_timeout(), conn.crypt.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         self.conns.set_deadline(id, at);
+    }
+
+    /// Bytes read on an incoming stream: to its receiver, or through its session.
+    fn stream_in_bytes(conn: &mut StreamIn, data: &[u8], now: Instant) -> Result<(), String> {
+        match &mut conn.crypt {
+            Crypt::Plain => conn.rx.on_bytes(data, now).map_err(|e| e.to_string()),
+            Crypt::Handshake(hs) => hs
+                .on_bytes(data, now)
+                .map_err(|e| format!("handshake: {e}")),
+            Crypt::Open(t) => t.on_bytes(data).map_err(|e| e.to_string()),
+            Crypt::Gone => Ok(()),
+        }
+    }
+
+    /// Moves an incoming encrypted stream along: the handshake's answer out, the
+    /// transport once it is over, records opened into the receiver while it has room.
+    fn stream_in_open(conn: &mut StreamIn, now: Instant) -> Result<(), String> {
+        if let Crypt::Handshake(hs) = &mut conn.crypt {
+            hs.poll_transmit(&mut conn.out);
+            if !hs.is_finished() {
+                return Ok(());
+            }
+            let Crypt::Handshake(hs) = std::mem::replace(&mut conn.crypt, Crypt::Gone) else {
+                unreachable!("matched above");
+            };
+            let t = hs.into_transport().map_err(|e| format!("handshake: {e}"))?;
+            log::debug!("{}: encrypted stream up", conn.source);
+            conn.crypt = Crypt::Open(Box::new(t));
+        }
+        if let Crypt::Open(t) = &mut conn.crypt {
+            loop {
+                conn.plain.clear();
+                let n = t
+                    .open(&mut conn.plain, conn.rx.read_room())
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                conn.rx
+                    .on_bytes(&conn.plain, now)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer's claims are known (its Hello): checks its key under (socket host,
+    /// claimed port) against known_peers. A plaintext stream from a peer with a key on
+    /// record is a downgrade.
+    fn stream_in_hello(&mut self, id: ConnId, port: u16) {
+        let Some(Conn::StreamIn(conn)) = self.conns.get_mut(id) else {
+            return;
+        };
+        let peer = self.table.key_of(conn.source.ip(), port);
+        let theirs = match &conn.crypt {
+            Crypt::Open(t) => Some(t.remote_static()),
+            _ => None,
+        };
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        match theirs {
+            Some(k) => {
+                if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
+                    conn.key_changed = true;
+                    self.key_changed(peer, old, new);
+                }
+            }
+            None => {
+                if keys.known.get(peer).is_some() && keys.downgrades.insert(peer) {
+                    log::warn!(
+                        "{peer} has a key on record but sent a plaintext stream: a downgrade \
+                         (its messages are shown, unencrypted)"
+                    );
+                }
+            }
+        }
     }
 
     /// Hands the stream's messages to the table; `Some(why)` when the stream failed.
@@ -514,13 +918,18 @@ impl Node {
                     );
                     conn.port = port;
                     conn.name = name.to_owned();
+                    self.stream_in_hello(id, port);
                     continue;
                 }
                 Ok(Some(StreamEvent::Message { text, .. })) => Message {
                     claimed_host: ClaimedHost::Absent,
                     port: Some(conn.port),
                     name: Some(conn.name.clone()),
-                    body: wire::classify(text),
+                    body: if conn.key_changed {
+                        wire::classify(&[b"[key changed] ", text].concat())
+                    } else {
+                        wire::classify(text)
+                    },
                 },
             };
             self.table.handle_message(now, source, msg);
@@ -538,7 +947,21 @@ impl Node {
             return;
         };
         if conn.out.is_empty() {
-            conn.rx.poll_transmit(now, &mut conn.out);
+            match &mut conn.crypt {
+                Crypt::Plain => {
+                    conn.rx.poll_transmit(now, &mut conn.out);
+                }
+                Crypt::Open(t) => {
+                    conn.plain.clear();
+                    conn.rx.poll_transmit(now, &mut conn.plain);
+                    if !conn.plain.is_empty()
+                        && let Err(e) = t.seal(&conn.plain, &mut conn.out)
+                    {
+                        log::debug!("{}: cannot seal acks: {e}", conn.source);
+                    }
+                }
+                Crypt::Handshake(_) | Crypt::Gone => {}
+            }
         }
         if let Step::Failed(e) = write_out(&mut conn.stream, &mut conn.out, &mut conn.written) {
             log::debug!("{}: cannot write acks: {e}", conn.source);

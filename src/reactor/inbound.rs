@@ -9,6 +9,7 @@ use mio::net::TcpStream;
 
 use crate::assembler::Assembler;
 use crate::stream::frame;
+use crate::trust::session;
 
 /// An accepted connection being read.
 #[derive(Debug)]
@@ -47,6 +48,16 @@ pub enum Pass {
     Failed(io::Error),
 }
 
+/// Whether `buf` (an inbound connection's first bytes) opens a stream, plaintext
+/// (`\x89p2pchat`) or encrypted (`\x8ap2pchat`): `None` while it may still be one.
+pub fn any_preface(buf: &[u8]) -> Option<bool> {
+    match (frame::is_preface(buf), session::is_preface(buf)) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (None, _) | (_, None) => None,
+        _ => Some(false),
+    }
+}
+
 /// Reads until the socket would block, the peer closes, it fails, or `scratch` is full.
 /// Returns how the pass ended and how many bytes are in `scratch`. A full scratch (larger
 /// than the largest message) ends the pass: the assembler refuses an arrival that big.
@@ -72,7 +83,7 @@ impl Inbound {
         let (pass, n) = read_pass(&mut self.stream, scratch);
         if let Some(mut head) = self.sniff.take() {
             head.extend_from_slice(&scratch[..n]);
-            match frame::is_preface(&head) {
+            match any_preface(&head) {
                 Some(true) => return Found::Stream { bytes: head, pass },
                 None if matches!(pass, Pass::Open) => {
                     self.sniff = Some(head);

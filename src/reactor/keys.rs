@@ -1,7 +1,6 @@
 //! The node's key and the keys it has met (PROTOCOL.md, "Encryption"): loaded once at
 //! start-up, `known_peers` saved after every change. The only file IO of the trust
 //! layer, done in place (a few hundred bytes).
-#![allow(dead_code)] // used by the encrypted streams (next commit)
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -163,6 +163,18 @@ impl RunError {
     }
 }
 
+impl Node {
+    /// The proof this node answers an empty connection with: 2 (encrypted streams) by
+    /// default, 1 with `--plaintext`.
+    fn proof_version(&self) -> u8 {
+        if self.cfg.plaintext {
+            1
+        } else {
+            crate::stream::proof::VERSION
+        }
+    }
+}
+
 /// The line editor's history file: in `--home` when given, else where README says
 /// (`$XDG_STATE_HOME/p2pchat/history`).
 fn history_path(cfg: &Config) -> Option<PathBuf> {
@@ -326,7 +338,10 @@ impl Node {
             max_peers: cfg.max_peers,
             max_peers_per_host: cfg.max_peers_per_host,
             limit_local: cfg.limit_local,
-            fast: (!cfg.legacy_only).then(|| FastConfig::new(os::random_session())),
+            fast: (!cfg.legacy_only).then(|| FastConfig {
+                encrypt: !cfg.plaintext,
+                ..FastConfig::new(os::random_session())
+            }),
         });
         let framing = assembler::Limits {
             max_message: cfg.max_message,
@@ -486,8 +501,9 @@ impl Node {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
                 Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, true),
                 Some(Conn::Probe(_)) => self.drive_probe(now, id, true),
+                Some(Conn::StreamOut(_)) => self.stream_out_due(now, id),
                 // A send's deadline is the table's.
-                Some(Conn::Out(_) | Conn::StreamOut(_)) | None => {}
+                Some(Conn::Out(_)) | None => {}
             }
         }
         if self.table.poll_timeout().is_some_and(|t| t <= now) {
@@ -512,7 +528,12 @@ impl Node {
                 Effect::Write { id, payload } => self.write_send(now, id, payload),
                 Effect::Abort(id) => self.abort_send(now, id),
                 Effect::Probe { link, key, to } => self.open_probe(now, link, key, to),
-                Effect::OpenStream { link, key, to } => self.open_stream(now, link, key, to),
+                Effect::OpenStream {
+                    link,
+                    key,
+                    to,
+                    encrypted,
+                } => self.open_stream(now, link, key, to, encrypted),
                 // Written once per turn (`flush_ready_links`), however many lines of
                 // input queued messages for it: one write carries them all.
                 Effect::StreamReady { link, .. } => {

@@ -16,7 +16,6 @@ use crate::admission::{Candidate, Verdict};
 use crate::assembler::{Assembler, Dropped, Output};
 use crate::identity::limit_bucket;
 use crate::os;
-use crate::stream::frame;
 
 impl Node {
     pub(super) fn accept(&mut self, now: Instant) {
@@ -68,7 +67,7 @@ impl Node {
         let (pass, n) = inbound::read_pass(&mut stream, &mut scratch);
         let fast = self.table.config().fast.is_some();
         let head = &scratch[..n];
-        if fast && frame::is_preface(head) == Some(true) {
+        if fast && inbound::any_preface(head) == Some(true) {
             let bytes = head.to_vec();
             self.scratch = scratch;
             return self.open_stream_in(now, stream, addr, bytes, pass);
@@ -76,12 +75,12 @@ impl Node {
         match pass {
             Pass::Eof => {
                 if fast && n == 0 {
-                    answer_probe(&mut stream, addr);
+                    answer_probe(&mut stream, addr, self.proof_version());
                 }
                 let out = Assembler::whole(&self.framing, head);
                 self.show(now, addr, out);
             }
-            Pass::Open if fast && frame::is_preface(head).is_none() => {
+            Pass::Open if fast && inbound::any_preface(head).is_none() => {
                 // Nothing yet, or the start of a preface: told apart at the next read.
                 let asm = Assembler::new(self.framing, now);
                 self.watch(now, stream, addr, asm, Some(head.to_vec()));
@@ -194,7 +193,10 @@ impl Node {
             };
             let source = conn.source;
             if out == Output::Probe && self.table.config().fast.is_some() {
-                answer_probe(&mut conn.stream, source);
+                let version = self.proof_version();
+                if let Some(Conn::In(conn)) = self.conns.get_mut(id) {
+                    answer_probe(&mut conn.stream, source, version);
+                }
             }
             self.show(now, source, out);
         }
@@ -319,9 +321,9 @@ impl Node {
 /// Answers an empty connection that ended with its sender's close: the fast path's proof
 /// (PROTOCOL.md, "Proof"), one non-blocking write, then the caller closes. A sender that
 /// has gone (a reset, a closed pipe) simply does not get it.
-pub(super) fn answer_probe(stream: &mut TcpStream, source: SocketAddr) {
+pub(super) fn answer_probe(stream: &mut TcpStream, source: SocketAddr, version: u8) {
     use std::io::Write;
-    let reply = crate::stream::proof::reply(frame::VERSION);
+    let reply = crate::stream::proof::reply(version);
     match stream.write(&reply) {
         Ok(n) if n == reply.len() => log::debug!("{source}: empty connection: proof written"),
         Ok(n) => log::debug!("{source}: empty connection: {n} bytes of the proof written"),

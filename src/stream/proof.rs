@@ -22,11 +22,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::frame;
-
 /// The proof's fixed part: `p2pchat-fast/` then the receiver's highest version in decimal
 /// and `\n`. Plain ASCII: even a program that read it by mistake could print it.
 pub const REPLY_PREFIX: &[u8] = b"p2pchat-fast/";
+/// The highest proof version this code answers and understands: 1, the fast path; 2,
+/// the fast path and encrypted streams (PROTOCOL.md, "Encryption"). A stream's Hello
+/// still says the fast path's own version ([`super::frame::VERSION`]).
+pub const VERSION: u8 = 2;
 /// A probe reads at most this many bytes; a longer answer is not a proof.
 pub const MAX_REPLY: usize = 32;
 
@@ -192,7 +194,7 @@ impl PeerProof {
         }
         self.state = match parse_reply(answer) {
             Some(v) => State::Proven {
-                version: v.min(frame::VERSION),
+                version: v.min(VERSION),
                 fresh_until: Some(now + cfg.fresh_for),
             },
             None => State::Legacy {
@@ -320,7 +322,7 @@ mod tests {
         assert_eq!(p.route(at(t0, 2)), Route::Stream(1));
         // A later version of the peer: we speak ours.
         let q = probed(b"p2pchat-fast/9\n", t0, &cfg);
-        assert_eq!(q.verdict(), Verdict::Proven(frame::VERSION));
+        assert_eq!(q.verdict(), Verdict::Proven(VERSION));
     }
 
     #[test]

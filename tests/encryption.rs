@@ -1,0 +1,232 @@
+//! Encrypted streams between two p2pchat nodes (PROTOCOL.md, "Encryption"), checked
+//! from outside: a relay the test runs between them records every byte both ways.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{Node, SOON};
+use serde_json::{Value, json};
+
+/// A TCP relay on loopback: every connection to it is carried to `to`, and every byte
+/// either way is recorded.
+struct Relay {
+    port: u16,
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let rec = bytes.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(to) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let rec = rec.clone();
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                                    if into.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        // Half-closes carry over (the probe is one).
+                        let _ = into.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, bytes }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn recorded(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+
+    fn clear(&self) {
+        self.bytes.lock().unwrap().clear();
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// A node with its files in `home`, on `port` (0: any).
+fn node_at(name: &str, home: &Path, port: u16, extra: &[&str]) -> Node {
+    let mut cmd = common::bin();
+    cmd.arg("--home")
+        .arg(home)
+        .args(["--name", name, "--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--json", "-v"])
+        .args(extra)
+        .env_remove("P2PCHAT_NAME")
+        .env_remove("P2PCHAT_PORT")
+        .stdin(Stdio::piped());
+    Node::spawn(name, cmd)
+}
+
+fn outcome_of(node: &mut Node, text: &str) -> Value {
+    node.expect(&format!("outcome of {text:?}"), |v| {
+        (v["event"] == "sent" || v["event"] == "send_failed") && v["text"] == text
+    })
+}
+
+/// `a` sends `text` to `to`; `b` shows it. Returns `a`'s outcome.
+fn say_to(a: &mut Node, to: &str, b: &mut Node, text: &str) -> Value {
+    a.type_line(&format!("/msg {to} {text}"));
+    b.expect_event("message", &[("text", json!(text))]);
+    outcome_of(a, text)
+}
+
+/// Says messages until one is acknowledged on a stream (the first ones go by legacy
+/// while the probe asks).
+fn until_receipt(a: &mut Node, to: &str, b: &mut Node, tag: &str) {
+    for i in 0..20 {
+        let out = say_to(a, to, b, &format!("{tag} {i}"));
+        if out["delivery"] == "receipt" {
+            return;
+        }
+    }
+    panic!("no receipt after 20 messages; {}", a.stderr_text());
+}
+
+#[test]
+fn the_listening_line_carries_the_fingerprint_and_the_key_is_kept() {
+    let home = common::config_home();
+    let mut a = node_at("alice", &home, 0, &[]);
+    let first = a.seen.first().cloned().unwrap_or_else(|| json!({}));
+    let fp = first["fingerprint"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(fp.len(), 23, "four groups of five digits: {first}");
+    a.quit();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.join("key")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // The same home: the same key.
+    let mut again = node_at("alice", &home, 0, &[]);
+    let first = again.seen.first().cloned().unwrap();
+    assert_eq!(first["fingerprint"], fp);
+    again.quit();
+}
+
+#[test]
+fn no_typed_text_or_name_crosses_the_relay_in_clear() {
+    let mut bob = Node::start("bob", &[]);
+    let relay = Relay::start(bob.sock());
+    let mut alice = Node::start("alice", &[]);
+    until_receipt(&mut alice, &relay.addr(), &mut bob, "warm-up");
+    // The stream is up: from here on, only records cross.
+    relay.clear();
+    for i in 0..50 {
+        let text = format!("secret-{i}-zebra");
+        let out = say_to(&mut alice, &relay.addr(), &mut bob, &text);
+        assert_eq!(out["delivery"], "receipt", "{out}");
+    }
+    let seen = relay.recorded();
+    assert!(!seen.is_empty());
+    assert!(!contains(&seen, "zebra"), "typed text in clear on the wire");
+    assert!(!contains(&seen, "alice"), "a name in clear on the wire");
+    let rows = alice.peers();
+    assert_eq!(rows[0]["speaks"], "p2pchat/2", "{rows:?}");
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn plaintext_on_both_sides_still_gives_receipts_in_clear() {
+    let mut bob = Node::start("bob", &["--plaintext"]);
+    let relay = Relay::start(bob.sock());
+    let mut alice = Node::start("alice", &["--plaintext"]);
+    alice.expect_stderr_within("--plaintext", SOON);
+    until_receipt(&mut alice, &relay.addr(), &mut bob, "warm-up");
+    relay.clear();
+    let out = say_to(&mut alice, &relay.addr(), &mut bob, "visible-giraffe");
+    assert_eq!(out["delivery"], "receipt", "{out}");
+    assert!(contains(&relay.recorded(), "visible-giraffe"));
+    let rows = alice.peers();
+    assert_eq!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn a_changed_key_is_refused_with_key_changed() {
+    let (h1, h2) = (common::config_home(), common::config_home());
+    let mut bob = node_at("bob", &h1, 0, &[]);
+    let port = bob.port;
+    let mut alice = Node::start("alice", &[]);
+    until_receipt(&mut alice, &bob.addr(), &mut bob, "before");
+    bob.quit();
+    // Another node, another key, on the same port.
+    let mut mallory = node_at("bob", &h2, port, &[]);
+    let to = mallory.addr();
+    let mut refused = None;
+    for i in 0..20 {
+        let text = format!("after {i}");
+        alice.type_line(&format!("/msg {to} {text}"));
+        let out = outcome_of(&mut alice, &text);
+        if out["event"] == "send_failed" {
+            refused = Some(out);
+            break;
+        }
+        // Messages before the new stream's handshake go by legacy (this version).
+        assert_eq!(out["delivery"], "closed", "{out}");
+    }
+    let refused = refused.expect("a send refused for the changed key");
+    assert_eq!(refused["reason"], "key_changed", "{refused}");
+    alice.expect_stderr_within("presents another key than before", SOON);
+    // And it stays refused: nothing more reaches the new key.
+    alice.type_line(&format!("/msg {to} still-refused"));
+    let out = outcome_of(&mut alice, "still-refused");
+    assert_eq!(out["reason"], "key_changed", "{out}");
+    let shown = mallory.drain(Duration::from_millis(300));
+    assert!(
+        shown.iter().all(|v| v["text"] != "still-refused"),
+        "{shown:?}"
+    );
+    alice.quit();
+    mallory.quit();
+}
+
+#[test]
+fn garbage_after_the_encrypted_preface_is_closed_with_a_log_line() {
+    let mut bob = Node::start("bob", &[]);
+    let mut s = TcpStream::connect(bob.sock()).unwrap();
+    s.write_all(b"\x8ap2pchat\x00\x20").unwrap();
+    s.write_all(&[0x55; 32]).unwrap();
+    s.write_all(b"\x00\x40").unwrap();
+    s.write_all(&[0x66; 64]).unwrap();
+    s.set_read_timeout(Some(SOON)).unwrap();
+    // Bob answers msg1 (it cannot tell garbage from a key), then refuses msg3.
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    bob.expect_stderr_within("stream closed: handshake", SOON);
+    common::assert_serves(&mut bob);
+    bob.quit();
+}
