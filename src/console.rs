@@ -20,7 +20,8 @@ const ASK_INDEX: &str = "Enter the index of the peer to connect to (Enter 0 to c
 
 /// Every command word, for completion (aliases left out): see [`help_for`].
 pub const COMMANDS: &[&str] = &[
-    "/msg", "/send", "/query", "/peers", "/connect", "/forget", "/nick", "/help", "/quit",
+    "/msg", "/send", "/query", "/peers", "/connect", "/forget", "/nick", "/whoami", "/verify",
+    "/trust", "/help", "/quit",
 ];
 
 /// One command's help: its words, how it is typed, one line for the list, and more.
@@ -75,6 +76,28 @@ const COMMAND_HELP: &[CommandHelp] = &[
         detail: "NAME follows the rules of --name: no spaces, no control or invisible \
                  characters, at most 256 bytes, not ending with ':'. Messages already \
                  waiting to go keep the old name.",
+    },
+    CommandHelp {
+        words: &["/whoami"],
+        usage: "/whoami",
+        summary: "your name, listening address and key's fingerprint",
+        detail: "The fingerprint is what a peer compares with /verify: four groups of five \
+                 digits, to read out over a call.",
+    },
+    CommandHelp {
+        words: &["/verify"],
+        usage: "/verify TARGET [yes]",
+        summary: "compare fingerprints with a peer; `yes` marks its key verified",
+        detail: "Shows your code and the peer's as seen here. Compare them with the peer by \
+                 voice; if they match, /verify TARGET yes records the key as verified \
+                 (kept in known_peers).",
+    },
+    CommandHelp {
+        words: &["/trust"],
+        usage: "/trust TARGET",
+        summary: "accept the new key of a peer whose key changed",
+        detail: "Messages to a peer whose key changed fail with `key_changed` until you run \
+                 this. Check the new key with them first (/verify).",
     },
     CommandHelp {
         words: &["/help", "/h", "/?"],
@@ -138,6 +161,15 @@ pub enum Command {
     /// `/nick NAME`: checked as `--name` is.
     Nick(String),
     Peers,
+    /// `/whoami`.
+    Whoami,
+    /// `/verify TARGET [yes]`.
+    Verify {
+        target: Target,
+        confirmed: bool,
+    },
+    /// `/trust TARGET`.
+    Trust(Target),
     /// Show the peers not yet connected (menu 3's list).
     ConnectCandidates,
     Connect(Which),
@@ -371,6 +403,18 @@ fn parse_command(line: &str) -> Vec<Reply> {
             };
         }
         "/peers" | "/list" | "/p" => Command::Peers,
+        "/whoami" => Command::Whoami,
+        "/trust" => return one_target(word, rest, Command::Trust),
+        "/verify" => {
+            let (target, confirmed) = match rest.rsplit_once(char::is_whitespace) {
+                Some((t, "yes")) => (t.trim(), true),
+                _ => (rest, false),
+            };
+            return one_target(word, target, |t| Command::Verify {
+                target: t,
+                confirmed,
+            });
+        }
         "/connect" | "/c" => return parse_connect(rest),
         "/quit" | "/q" => Command::Quit,
         "/help" | "/h" | "/?" => {
@@ -750,6 +794,25 @@ mod tests {
             }]
         );
         assert_eq!(send(&mut c, "/peers"), vec![Command::Peers]);
+        assert_eq!(send(&mut c, "/whoami"), vec![Command::Whoami]);
+        assert_eq!(
+            send(&mut c, "/verify #2"),
+            vec![Command::Verify {
+                target: Target::Index(2),
+                confirmed: false
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/verify bob yes"),
+            vec![Command::Verify {
+                target: Target::Name("bob".into()),
+                confirmed: true
+            }]
+        );
+        assert_eq!(
+            send(&mut c, "/trust 127.0.0.1:9"),
+            vec![Command::Trust(Target::Addr(addr("127.0.0.1:9")))]
+        );
         assert_eq!(send(&mut c, "/connect"), vec![Command::Connect(Which::All)]);
         assert_eq!(
             send(&mut c, "/connect all"),

@@ -706,6 +706,12 @@ impl PeerTable {
         Some((key, dial))
     }
 
+    /// The peer the user means (as for `/msg`), or `None` with the reason shown.
+    pub fn resolve_target(&mut self, target: &Target) -> Option<(PeerKey, String)> {
+        let (key, _) = self.resolve(target)?;
+        Some((key, self.name_of(key)))
+    }
+
     /// Why `#number` names nobody: it left, or it was never given.
     fn no_such_number(&self, number: usize) -> String {
         if self.peers.was_given(number) {

@@ -210,8 +210,83 @@ fn a_changed_key_is_refused_with_key_changed() {
         shown.iter().all(|v| v["text"] != "still-refused"),
         "{shown:?}"
     );
+    // /verify refuses until the change is accepted; /trust accepts it.
+    alice.type_line(&format!("/verify {to}"));
+    alice.expect_event("error", &[]);
+    alice.type_line(&format!("/trust {to}"));
+    let info = alice.expect_event("info", &[]);
+    assert!(
+        info["detail"].as_str().unwrap().contains("trusted"),
+        "{info}"
+    );
+    until_receipt(&mut alice, &to, &mut mallory, "trusted");
     alice.quit();
     mallory.quit();
+}
+
+#[test]
+fn verified_status_survives_a_restart() {
+    let (ha, hb) = (common::config_home(), common::config_home());
+    let mut bob = node_at("bob", &hb, 0, &[]);
+    let mut alice = node_at("alice", &ha, 0, &[]);
+    let bob_fp = bob.seen[0]["fingerprint"].as_str().unwrap().to_owned();
+    let to = bob.addr();
+    alice.type_line(&format!("/verify {to} yes"));
+    alice.expect_event("error", &[]); // no key on record before a stream
+    until_receipt(&mut alice, &to, &mut bob, "hello");
+    alice.type_line(&format!("/verify {to}"));
+    let info = alice.expect_event("info", &[]);
+    let text = info["detail"].as_str().unwrap();
+    assert!(text.contains(&bob_fp), "bob's code shown: {text}");
+    alice.type_line(&format!("/verify {to} yes"));
+    let info = alice.expect_event("info", &[]);
+    assert!(
+        info["detail"].as_str().unwrap().contains("verified"),
+        "{info}"
+    );
+    alice.quit();
+    let kp = std::fs::read_to_string(ha.join("known_peers")).unwrap();
+    assert!(
+        kp.contains(&format!("{to} ")) && kp.contains(" verified"),
+        "{kp}"
+    );
+    // A new run of alice from the same home still knows it.
+    let mut alice = node_at("alice", &ha, 0, &[]);
+    until_receipt(&mut alice, &to, &mut bob, "again");
+    alice.type_line(&format!("/verify {to}"));
+    let info = alice.expect_event("info", &[]);
+    assert!(
+        info["detail"].as_str().unwrap().contains("(verified)"),
+        "{info}"
+    );
+    alice.type_line("/whoami");
+    let me = alice.expect_event("info", &[]);
+    assert!(
+        me["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("alice, listening on"),
+        "{me}"
+    );
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn a_downgrade_to_legacy_only_is_warned_about() {
+    let hb = common::config_home();
+    let mut bob = node_at("bob", &hb, 0, &[]);
+    let port = bob.port;
+    let mut alice = Node::start("alice", &[]);
+    until_receipt(&mut alice, &bob.addr(), &mut bob, "before");
+    bob.quit();
+    let mut bob = node_at("bob", &hb, port, &["--legacy-only"]);
+    for i in 0..3 {
+        say_to(&mut alice, &bob.addr(), &mut bob, &format!("after {i}"));
+    }
+    alice.expect_stderr_within("a downgrade", SOON);
+    alice.quit();
+    bob.quit();
 }
 
 #[test]

@@ -94,3 +94,87 @@ impl Keys {
         }
     }
 }
+
+use super::Node;
+use crate::event::Event;
+use crate::peer_table::Target;
+
+impl Node {
+    /// `/whoami`.
+    pub(super) fn whoami(&mut self) {
+        let fp = match &self.keys {
+            Some(k) => k.fingerprint().to_string(),
+            None => "none (--legacy-only: no key)".to_owned(),
+        };
+        let text = format!(
+            "{}, listening on {}, fingerprint {fp}",
+            self.cfg.name, self.local
+        );
+        self.tell(&Event::Info(text));
+    }
+
+    /// `/verify TARGET [yes]`.
+    pub(super) fn verify(&mut self, target: &Target, confirmed: bool) {
+        let Some((peer, who)) = self.table.resolve_target(target) else {
+            return;
+        };
+        let who = if who == peer.to_string() {
+            "the peer".to_owned()
+        } else {
+            who
+        };
+        let Some(keys) = self.keys.as_mut() else {
+            return self.tell(&Event::Refused("no keys with --legacy-only".to_owned()));
+        };
+        let reply = if keys.changed.contains_key(&peer) {
+            Event::Refused(format!(
+                "{who}'s key changed: check the new one with them, then /trust {peer} first"
+            ))
+        } else {
+            match keys.known.get(peer).copied() {
+                None => Event::Refused(format!(
+                    "no key on record for {who} [{peer}]: it is recorded on the first \
+                     encrypted stream (send {who} a message)"
+                )),
+                Some(_) if confirmed => {
+                    keys.known.verify(peer);
+                    keys.save();
+                    Event::Info(format!("{who} [{peer}]: key verified"))
+                }
+                Some(e) => Event::Info(format!(
+                    "your code: {} / {who}'s code as seen here: {}{}; compare them with {who} \
+                     by voice, then /verify {peer} yes",
+                    keys.fingerprint(),
+                    e.key.fingerprint(),
+                    if e.verified { " (verified)" } else { "" }
+                )),
+            }
+        };
+        self.tell(&reply);
+    }
+
+    /// `/trust TARGET`: accepts the key the peer last presented.
+    pub(super) fn trust(&mut self, now: std::time::Instant, target: &Target) {
+        let Some((peer, who)) = self.table.resolve_target(target) else {
+            return;
+        };
+        let Some(keys) = self.keys.as_mut() else {
+            return self.tell(&Event::Refused("no keys with --legacy-only".to_owned()));
+        };
+        let Some(new) = keys.changed.remove(&peer) else {
+            return self.tell(&Event::Info(format!(
+                "nothing to trust: {who}'s key has not changed"
+            )));
+        };
+        if let Err(e) = keys.known.trust(peer, &new) {
+            keys.changed.insert(peer, new);
+            return self.tell(&Event::Refused(format!("{who}: {e}")));
+        }
+        keys.save();
+        self.table.trust_key(now, peer);
+        self.tell(&Event::Info(format!(
+            "{who} [{peer}]: key {} trusted; messages go again",
+            new.fingerprint()
+        )));
+    }
+}

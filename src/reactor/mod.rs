@@ -808,6 +808,9 @@ impl Node {
                 self.cfg.name = name;
             }
             Command::Peers => self.table.list(),
+            Command::Whoami => self.whoami(),
+            Command::Verify { target, confirmed } => self.verify(&target, confirmed),
+            Command::Trust(target) => self.trust(now, &target),
             Command::ConnectCandidates => self.table.list_candidates(),
             Command::Connect(which) => self.table.connect(now, which),
             Command::Quit => self.quit_typed(now),
