@@ -277,6 +277,8 @@ pub enum Event {
         purpose: Purpose,
         text: String,
         delivery: Delivery,
+        /// It went on an encrypted stream (PROTOCOL.md, "Encryption").
+        encrypted: bool,
     },
     SendFailed {
         to: PeerView,

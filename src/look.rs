@@ -314,6 +314,7 @@ mod tests {
             purpose: Purpose::Text,
             text: "hi".into(),
             delivery: crate::event::Delivery::Closed,
+            encrypted: false,
         };
         assert!(shown(&sent, &look).starts_with(&format!("09:05 {DIM}")));
         assert!(shown(&Event::Refused("no".into()), &look).contains(RED));

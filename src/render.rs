@@ -62,6 +62,7 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             purpose,
             text,
             delivery,
+            ..
         } => {
             let confirmed = delivery.confirmed();
             match purpose {
@@ -202,6 +203,8 @@ struct Line<'a> {
     number: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted: Option<bool>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -285,11 +288,13 @@ impl<'a> Line<'a> {
                 purpose: p,
                 text,
                 delivery,
+                encrypted,
             } => Line {
                 kind: Some(purpose(*p)),
                 text: Some(text),
                 confirmed: Some(delivery.confirmed()),
                 delivery: Some(delivery.code()),
+                encrypted: Some(*encrypted),
                 ..Line::peer("sent", to)
             },
             Event::SendFailed {
@@ -610,12 +615,14 @@ mod tests {
             } else {
                 Delivery::Unconfirmed
             },
+            encrypted: false,
         };
         let receipt = Event::Sent {
             to: bob.clone(),
             purpose: Purpose::Text,
             text: "yo".into(),
             delivery: Delivery::Receipt,
+            encrypted: true,
         };
         assert_eq!(
             line(&receipt),

@@ -147,6 +147,7 @@ fn no_typed_text_or_name_crosses_the_relay_in_clear() {
         let text = format!("secret-{i}-zebra");
         let out = say_to(&mut alice, &relay.addr(), &mut bob, &text);
         assert_eq!(out["delivery"], "receipt", "{out}");
+        assert_eq!(out["encrypted"], true, "{out}");
     }
     let seen = relay.recorded();
     assert!(!seen.is_empty());
@@ -168,6 +169,7 @@ fn plaintext_on_both_sides_still_gives_receipts_in_clear() {
     relay.clear();
     let out = say_to(&mut alice, &relay.addr(), &mut bob, "visible-giraffe");
     assert_eq!(out["delivery"], "receipt", "{out}");
+    assert_eq!(out["encrypted"], false, "{out}");
     assert!(contains(&relay.recorded(), "visible-giraffe"));
     let rows = alice.peers();
     assert_eq!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");

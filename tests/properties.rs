@@ -525,6 +525,7 @@ fn event() -> impl Strategy<Value = Event> {
                 } else {
                     p2pchat::event::Delivery::Unconfirmed
                 },
+                encrypted: false,
             }
         ),
         1 => (peer_view(), purpose(), mixed_string(32), send_failure()).prop_map(

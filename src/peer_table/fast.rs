@@ -162,12 +162,14 @@ impl PeerTable {
                     fp.sender = Some(Sender::new(scfg));
                 }
                 let sender = fp.sender.as_mut().expect("made above");
+                let encrypted = fcfg.encrypt && version >= 2;
                 if let Some(outbox) = self.outboxes.get_mut(&key) {
                     while let Some(m) = outbox.queue.front() {
                         let text = Bytes::copy_from_slice(m.text.as_bytes());
                         match sender.push(m.id, text, m.deadline) {
                             Ok(()) => {
-                                let m = outbox.queue.pop_front().expect("front exists");
+                                let mut m = outbox.queue.pop_front().expect("front exists");
+                                m.encrypted = encrypted;
                                 self.streamed.insert(m.id, m);
                             }
                             Err(PushError::QueueFull { .. }) => break,
@@ -198,7 +200,7 @@ impl PeerTable {
                         link,
                         key,
                         to: dial,
-                        encrypted: fcfg.encrypt && version >= 2,
+                        encrypted,
                     });
                 } else if fp.connected && sender.is_connected() && !fp.kicked {
                     fp.kicked = true;
@@ -330,7 +332,8 @@ impl PeerTable {
         }
         let mut requeue = Vec::new();
         for u in back {
-            if let Some(m) = self.streamed.remove(&u.id) {
+            if let Some(mut m) = self.streamed.remove(&u.id) {
+                m.encrypted = false;
                 requeue.push(m);
             }
         }

@@ -122,6 +122,7 @@ fn sent_as(text: &str, purpose: Purpose, delivery: Delivery) -> Fx {
         purpose,
         text: text.to_owned(),
         delivery,
+        encrypted: false,
     })
 }
 

@@ -73,6 +73,8 @@ pub(super) struct Outgoing {
     pub deadline: Instant,
     /// Our name when the send was asked for (`/nick` changes later sends only).
     pub sender: Arc<str>,
+    /// Handed to an encrypted stream (reset if it falls back to legacy).
+    pub encrypted: bool,
 }
 
 /// The send in flight to one peer, and where it is.
@@ -135,6 +137,7 @@ impl PeerTable {
             purpose: p,
             deadline: now + self.cfg.timeout,
             sender: self.self_name.clone(),
+            encrypted: false,
         };
         self.sends.insert(id, key);
         self.pending_text += out.text.len();
@@ -354,6 +357,7 @@ impl PeerTable {
             _ => {}
         }
         let text = out.text;
+        let encrypted = out.encrypted;
         let delivery = match outcome {
             SendOutcome::Acknowledged => Delivery::Receipt,
             SendOutcome::Delivered => Delivery::Closed,
@@ -366,6 +370,7 @@ impl PeerTable {
                     purpose: out.purpose,
                     text,
                     delivery,
+                    encrypted,
                 }
             }
             SendOutcome::Failed(reason) => Event::SendFailed {

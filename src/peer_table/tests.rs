@@ -294,6 +294,7 @@ fn sent(to: PeerView, purpose: Purpose, text: &str, confirmed: bool) -> Fx {
         to,
         purpose,
         text: text.to_owned(),
+        encrypted: false,
         delivery: if confirmed {
             crate::event::Delivery::Closed
         } else {
