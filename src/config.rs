@@ -87,8 +87,8 @@ pub struct Cli {
     #[arg(long)]
     pub legacy_only: bool,
     /// Keep the fast path but send its streams unencrypted (benchmarks, trusted links).
-    /// Encrypted streams from peers are still accepted.
-    #[arg(long, conflicts_with = "legacy_only")]
+    /// Encrypted streams from peers are still accepted. No effect with --legacy-only.
+    #[arg(long)]
     pub plaintext: bool,
     /// Directory for the node's own files (key, known_peers, history) [default:
     /// $XDG_CONFIG_HOME/p2pchat, else ~/.config/p2pchat].

@@ -307,3 +307,47 @@ fn garbage_after_the_encrypted_preface_is_closed_with_a_log_line() {
     common::assert_serves(&mut bob);
     bob.quit();
 }
+
+#[test]
+fn a_stalled_handshake_is_closed_at_its_deadline() {
+    let mut bob = Node::start("bob", &[]);
+    let mut s = TcpStream::connect(bob.sock()).unwrap();
+    // The preface and msg1, then silence.
+    s.write_all(b"\x8ap2pchat\x00\x20").unwrap();
+    s.write_all(&[0x42; 32]).unwrap();
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut buf = Vec::new();
+    // msg2 comes back, then bob closes at the 5 s handshake deadline.
+    let _ = s.read_to_end(&mut buf);
+    assert_eq!(buf.len(), 2 + 96, "msg2, then the close");
+    bob.expect_stderr_within("the handshake did not finish in time", SOON);
+    common::assert_serves(&mut bob);
+    bob.quit();
+}
+
+#[test]
+fn a_flood_of_bad_handshakes_is_closed_one_by_one_and_the_node_serves() {
+    let mut bob = Node::start("bob", &[]);
+    let n = 50;
+    let conns: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(bob.sock()).unwrap();
+            s.write_all(b"\x8ap2pchat\x00\x21").unwrap(); // msg1 cannot be 33 bytes
+            s
+        })
+        .collect();
+    for mut s in conns {
+        s.set_read_timeout(Some(SOON)).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(buf.is_empty(), "nothing written back to garbage");
+    }
+    assert!(bob.stderr.wait_for("handshake message 1 of 33 bytes", SOON));
+    common::assert_serves(&mut bob);
+    let closed = bob
+        .stderr_text()
+        .matches("stream closed: handshake: handshake message 1 of 33 bytes")
+        .count();
+    assert_eq!(closed, n, "one log line each:\n{}", bob.stderr_text());
+    bob.quit();
+}
