@@ -233,6 +233,9 @@ pub struct PeerTable {
     /// Sends handed to a peer's stream sender, by id (indexed in `sends` and `deadlines`
     /// too).
     streamed: HashMap<SendId, Outgoing>,
+    /// Peers with a key on record (they spoke encrypted streams before): their first
+    /// message waits for the probe's answer instead of going by legacy in clear.
+    expect_streams: std::collections::HashSet<PeerKey>,
     next_link: u64,
     /// Peers removed by our finished `exit`, whose fast-path state is to be forgotten.
     left: Vec<PeerKey>,
@@ -266,6 +269,7 @@ impl PeerTable {
             self_log: SourceLog::new(|ip| ip.to_string()),
             fast: HashMap::new(),
             streamed: HashMap::new(),
+            expect_streams: std::collections::HashSet::new(),
             next_link: 0,
             left: Vec::new(),
         }

@@ -160,6 +160,28 @@ fn no_typed_text_or_name_crosses_the_relay_in_clear() {
 }
 
 #[test]
+fn after_a_restart_not_even_the_first_message_to_a_known_peer_goes_in_clear() {
+    let ha = common::config_home();
+    let mut bob = Node::start("bob", &[]);
+    let relay = Relay::start(bob.sock());
+    let mut alice = node_at("alice", &ha, 0, &[]);
+    until_receipt(&mut alice, &relay.addr(), &mut bob, "first run");
+    alice.quit();
+    // A new run of alice: bob's key is on record, so its first text waits for the proof.
+    relay.clear();
+    let mut alice = node_at("alice", &ha, 0, &[]);
+    let out = say_to(&mut alice, &relay.addr(), &mut bob, "second-run-okapi");
+    assert_eq!(out["delivery"], "receipt", "{out}");
+    assert_eq!(out["encrypted"], true, "{out}");
+    assert!(
+        !contains(&relay.recorded(), "okapi"),
+        "text in clear on the wire"
+    );
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
 fn plaintext_on_both_sides_still_gives_receipts_in_clear() {
     let mut bob = Node::start("bob", &["--plaintext"]);
     let relay = Relay::start(bob.sock());

@@ -146,7 +146,11 @@ impl PeerTable {
         if fp.key_changed {
             return self.fail_all_queued(key, SendFailure::KeyChanged);
         }
-        match fp.proof.route(now) {
+        let mut route = fp.proof.route(now);
+        if route == Route::Legacy && fp.proof.unasked() && self.expect_streams.contains(&key) {
+            route = Route::Wait;
+        }
+        match route {
             Route::Stream(version) => {
                 if busy {
                     return; // a legacy send is in flight: the stream takes what follows it
@@ -306,6 +310,12 @@ impl PeerTable {
             self.pump(now, key);
         }
         was
+    }
+
+    /// `key` has a key on record (it spoke encrypted streams before): until its proof
+    /// is known, its messages wait for the probe instead of going by legacy in clear.
+    pub fn expect_streams(&mut self, key: PeerKey) {
+        self.expect_streams.insert(key);
     }
 
     /// Whether sends to `key` are refused for a changed key.

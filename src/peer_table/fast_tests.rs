@@ -335,6 +335,33 @@ fn a_first_message_goes_legacy_and_the_proof_moves_the_next_to_a_stream() {
     assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
 }
 
+/// A peer with a key on record (it spoke encrypted streams in an earlier run) gets no
+/// text by legacy before its proof is known: the first message waits for the probe.
+#[test]
+fn a_peer_with_a_key_on_record_gets_its_first_message_only_after_the_proof() {
+    let (mut t, t0) = setup();
+    t.expect_streams(bob());
+    assert_eq!(send(&mut t, t0, "first"), [Fx::Probe(0)]);
+    assert_eq!(send(&mut t, ms(t0, 1), "second"), []);
+    assert_eq!(t.pending_sends(), 2);
+    assert_eq!(probe_answer(&mut t, ms(t0, 2), 0, PROOF), [Fx::Open(1)]);
+    assert_eq!(connected(&mut t, ms(t0, 3), 1), [Fx::Ready(1)]);
+    assert_eq!(transmit(&mut t, ms(t0, 3), 1), [W::Preface, hello("me", 1)]);
+    assert_eq!(welcome(&mut t, ms(t0, 4), 1, 0, 0), [Fx::Ready(1)]);
+    assert_eq!(
+        transmit(&mut t, ms(t0, 4), 1),
+        [data(1, "first"), data(2, "second")]
+    );
+    // A probe that gets no answer: what waited goes by legacy (no verdict, as before).
+    let (mut u, t0) = setup();
+    u.expect_streams(bob());
+    assert_eq!(send(&mut u, t0, "m0"), [Fx::Probe(0)]);
+    assert_eq!(
+        probe_failed(&mut u, ms(t0, 5), 0),
+        [tx(0, "m0", t0 + TIMEOUT)]
+    );
+}
+
 /// A peer proven once whose stream closed is probed again before the next stream, and
 /// its messages wait for the answer (no legacy send that could overtake them).
 #[test]

@@ -428,6 +428,7 @@ impl Node {
                 self.table.handle_key_changed(now, key, link);
                 return false;
             }
+            self.table.expect_streams(key);
         }
         let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
             return false;
@@ -882,6 +883,8 @@ impl Node {
                 if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
                     conn.key_changed = true;
                     self.key_changed(peer, old, new);
+                } else {
+                    self.table.expect_streams(peer);
                 }
             }
             None => {

@@ -343,6 +343,12 @@ impl Node {
                 ..FastConfig::new(os::random_session())
             }),
         });
+        let mut table = table;
+        if let Some(k) = &keys {
+            for peer in k.known.peers() {
+                table.expect_streams(peer);
+            }
+        }
         let framing = assembler::Limits {
             max_message: cfg.max_message,
             read_timeout: cfg.read_timeout,

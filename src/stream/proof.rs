@@ -165,6 +165,14 @@ impl PeerProof {
         }
     }
 
+    /// Nothing known and nothing failed yet: never asked, or the first probe is out.
+    pub fn unasked(&self) -> bool {
+        matches!(
+            self.state,
+            State::Unknown { retry_at: None } | State::Probing { had: None, .. }
+        )
+    }
+
     /// Whether to start a probe now (the caller has something to send this peer: a
     /// node never probes a peer it is not writing to). Unknown (and not backing off),
     /// a stale proof, or a legacy verdict due for its recheck.

@@ -285,6 +285,11 @@ impl KnownPeers {
         known
     }
 
+    /// Every peer with a key on record.
+    pub fn peers(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// What the file says of `peer`.
     pub fn get(&self, peer: PeerKey) -> Option<&Entry> {
         self.entries.get(&peer)
