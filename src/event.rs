@@ -124,6 +124,38 @@ pub struct PeerRow {
     pub status: PeerStatus,
     /// What it is known to speak.
     pub speaks: Speaks,
+    /// Its key, as this node knows it (filled in by the reactor, which holds the keys).
+    pub key: PeerKeyView,
+}
+
+/// A peer's key in the peer list (`/peers`): PROTOCOL.md, "Encryption".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerKeyView {
+    /// The fingerprint of the key on record (or, after a change, of the new one).
+    pub fingerprint: Option<String>,
+    /// Streams to it are encrypted (it speaks them and this node is not `--plaintext`).
+    pub encrypted: bool,
+    /// The user compared fingerprints (`/verify ... yes`).
+    pub verified: bool,
+    /// It presented another key than the one on record: refused until `/trust`.
+    pub changed: bool,
+}
+
+impl PeerKeyView {
+    /// The word `/peers` and `--json` show: `legacy`, `p2pchat (plaintext)`, `encrypted`,
+    /// `encrypted, verified` or `KEY CHANGED`; `None` while unknown.
+    pub fn kind(&self, speaks: Speaks) -> Option<&'static str> {
+        if self.changed {
+            return Some("KEY CHANGED");
+        }
+        match speaks {
+            Speaks::Unknown => None,
+            Speaks::Legacy => Some("legacy"),
+            Speaks::P2pchat(_) if !self.encrypted => Some("p2pchat (plaintext)"),
+            Speaks::P2pchat(_) if self.verified => Some("encrypted, verified"),
+            Speaks::P2pchat(_) => Some("encrypted"),
+        }
+    }
 }
 
 /// Why a send failed.

@@ -360,6 +360,7 @@ mod tests {
             peer: bob(),
             status: crate::peer_table::PeerStatus::Connected,
             speaks: crate::event::Speaks::Unknown,
+            key: Default::default(),
         }];
         let out = shown(&Event::Peers(rows), &PLAIN);
         let lines: Vec<&str> = out.lines().collect();

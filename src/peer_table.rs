@@ -882,6 +882,7 @@ impl PeerTable {
             peer: self.view(key),
             status: peer.status,
             speaks: self.speaks(key),
+            key: Default::default(),
         }
     }
 

@@ -151,9 +151,16 @@ fn write_rows(rows: &[PeerRow], out: &mut Vec<u8>) -> std::io::Result<()> {
             who(&row.peer),
             row.status.as_str()
         )?;
-        match row.speaks {
-            Speaks::P2pchat(v) => writeln!(out, " (p2pchat/{v})")?,
-            Speaks::Legacy | Speaks::Unknown => writeln!(out)?,
+        // Only what encryption adds: a legacy row reads as before, `p2pchat/1` is plaintext.
+        let kind = row
+            .key
+            .kind(row.speaks)
+            .filter(|_| row.key.encrypted || row.key.changed);
+        match (row.speaks, kind) {
+            (Speaks::P2pchat(v), Some(kind)) => writeln!(out, " (p2pchat/{v}, {kind})")?,
+            (Speaks::P2pchat(v), None) => writeln!(out, " (p2pchat/{v})")?,
+            (_, Some(kind)) => writeln!(out, " ({kind})")?,
+            _ => writeln!(out)?,
         }
     }
     Ok(())
@@ -217,6 +224,13 @@ struct Row<'a> {
     status: &'static str,
     /// `"p2pchat/N"`, `"legacy"` or `"unknown"`.
     speaks: Cow<'static, str>,
+    /// `"p2pchat (plaintext)"`, `"encrypted"`, `"encrypted, verified"` or `"KEY
+    /// CHANGED"`; absent for a legacy or unknown peer (rows read as before for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    /// The peer's key's fingerprint; absent while none is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
 }
 
 impl<'a> Line<'a> {
@@ -250,6 +264,8 @@ impl<'a> Line<'a> {
                     Speaks::Legacy => Cow::Borrowed("legacy"),
                     Speaks::Unknown => Cow::Borrowed("unknown"),
                 },
+                kind: r.key.kind(r.speaks).filter(|k| *k != "legacy"),
+                fingerprint: r.key.fingerprint.as_deref(),
             })
             .collect();
         Line {
@@ -671,12 +687,14 @@ mod tests {
                 peer: bob.clone(),
                 status: PeerStatus::Connected,
                 speaks: Speaks::P2pchat(1),
+                key: Default::default(),
             },
             PeerRow {
                 index: 2,
                 peer: unknown,
                 status: PeerStatus::YetToConnect,
                 speaks: Speaks::Legacy,
+                key: Default::default(),
             },
         ];
         assert_eq!(

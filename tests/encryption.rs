@@ -229,6 +229,8 @@ fn a_changed_key_is_refused_with_key_changed() {
     alice.type_line(&format!("/msg {to} still-refused"));
     let out = outcome_of(&mut alice, "still-refused");
     assert_eq!(out["reason"], "key_changed", "{out}");
+    let rows = alice.peers();
+    assert_eq!(rows[0]["kind"], "KEY CHANGED", "{rows:?}");
     let shown = mallory.drain(Duration::from_millis(300));
     assert!(
         shown.iter().all(|v| v["text"] != "still-refused"),
@@ -283,6 +285,9 @@ fn verified_status_survives_a_restart() {
         info["detail"].as_str().unwrap().contains("(verified)"),
         "{info}"
     );
+    let rows = alice.peers();
+    assert_eq!(rows[0]["kind"], "encrypted, verified", "{rows:?}");
+    assert_eq!(rows[0]["fingerprint"], bob_fp.as_str(), "{rows:?}");
     alice.type_line("/whoami");
     let me = alice.expect_event("info", &[]);
     assert!(

@@ -500,6 +500,7 @@ fn rows() -> impl Strategy<Value = Vec<PeerRow>> {
                 peer,
                 status,
                 speaks: p2pchat::event::Speaks::Unknown,
+                key: Default::default(),
             })
             .collect()
     })

@@ -343,6 +343,7 @@ fn row(index: usize, name: Option<&str>, addr: &str, status: PeerStatus) -> Peer
         peer: view(name, addr),
         status,
         speaks: crate::event::Speaks::Unknown,
+        key: Default::default(),
     }
 }
 

@@ -100,6 +100,31 @@ use crate::event::Event;
 use crate::peer_table::Target;
 
 impl Node {
+    /// Fills in the peer list's keys: the fingerprint on record (or the new one after a
+    /// change), verified, changed, and whether streams to it are encrypted.
+    pub(super) fn fill_keys(&self, rows: &mut [crate::event::PeerRow]) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        for row in rows {
+            let Some(port) = row.peer.port else {
+                continue;
+            };
+            let peer = self.table.key_of(row.peer.ip, port);
+            let changed = keys.changed.get(&peer);
+            let entry = keys.known.get(peer);
+            row.key = crate::event::PeerKeyView {
+                fingerprint: changed
+                    .or(entry.map(|e| &e.key))
+                    .map(|k| k.fingerprint().to_string()),
+                encrypted: !self.cfg.plaintext
+                    && matches!(row.speaks, crate::event::Speaks::P2pchat(v) if v >= 2),
+                verified: changed.is_none() && entry.is_some_and(|e| e.verified),
+                changed: changed.is_some(),
+            };
+        }
+    }
+
     /// `/whoami`.
     pub(super) fn whoami(&mut self) {
         let fp = match &self.keys {

@@ -526,8 +526,11 @@ impl Node {
         let mut shown = false;
         while let Some(effect) = self.table.poll_effect() {
             match effect {
-                Effect::Show(event) => {
+                Effect::Show(mut event) => {
                     shown = true;
+                    if let Event::Peers(rows) | Event::ConnectCandidates(rows) = &mut event {
+                        self.fill_keys(rows);
+                    }
                     self.tell(&event);
                 }
                 Effect::Transmit(t) => self.transmit(now, t),
