@@ -33,7 +33,7 @@ mod terminal;
 mod tty;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -54,7 +54,9 @@ use crate::event::Event;
 use crate::identity::{LocalAddrs, bucket_text};
 use crate::log_sink;
 use crate::os;
-use crate::peer_table::{Effect, FastConfig, LinkId, PeerStatus, PeerTable, TableConfig, Target};
+use crate::peer_table::{
+    Effect, FastConfig, IdMap, LinkId, PeerStatus, PeerTable, TableConfig, Target,
+};
 use crate::rate_log::{SourceLog, WARN_INTERVAL};
 use crate::stream::receiver::SessionBook;
 
@@ -184,7 +186,7 @@ pub struct Node {
     framing: assembler::Limits,
     sends: sends::Sends,
     /// The connections of the fast path's probes and outgoing streams, by the table's id.
-    links: HashMap<LinkId, ConnId>,
+    links: IdMap<LinkId, ConnId>,
     /// Streams with messages queued this turn, written at the end of it.
     ready_links: Vec<LinkId>,
     /// What this node remembers of senders' stream sessions (dedup across connections).
@@ -320,7 +322,7 @@ impl Node {
             chat_log,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
-            links: HashMap::new(),
+            links: IdMap::default(),
             ready_links: Vec::new(),
             book: SessionBook::new(SessionBook::DEFAULT_CAP),
             remote_log: SourceLog::new(bucket_text),
