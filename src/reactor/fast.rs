@@ -63,6 +63,9 @@ pub struct StreamIn {
     written: usize,
     /// Waiting in the reactor's deferred list (output backed up).
     pub deferred: bool,
+    /// Since when an ack (or the Welcome) has waited for a socket the peer does not
+    /// read: past `--read-timeout` the stream is closed.
+    stuck_since: Option<Instant>,
 }
 
 /// How a socket step ended.
@@ -404,6 +407,7 @@ impl Node {
             out: Vec::new(),
             written: 0,
             deferred: false,
+            stuck_since: None,
         };
         let id = self.conns.insert(Conn::StreamIn(conn), None);
         debug_assert_eq!(id, expect);
@@ -482,11 +486,24 @@ impl Node {
             log::debug!("{}: stream ended", conn.source);
             return self.close(id);
         }
+        let ack_deadline = conn.stuck_since.map(|t| t + self.cfg.read_timeout);
+        if ack_deadline.is_some_and(|t| now >= t) {
+            log::info!(
+                "{}: stream closed: its acks were not taken for {:.1} s (the peer does not \
+                 read what it is sent)",
+                conn.source,
+                self.cfg.read_timeout.as_secs_f64()
+            );
+            return self.close(id);
+        }
         // Read passes left over wait for the next turn, not for the next event.
         let at = if more {
             Some(now)
         } else {
-            conn.rx.poll_timeout()
+            [conn.rx.poll_timeout(), ack_deadline]
+                .into_iter()
+                .flatten()
+                .min()
         };
         self.conns.set_deadline(id, at);
     }
@@ -542,6 +559,11 @@ impl Node {
         }
         if let Step::Failed(e) = write_out(&mut conn.stream, &mut conn.out, &mut conn.written) {
             log::debug!("{}: cannot write acks: {e}", conn.source);
+        }
+        if conn.out.is_empty() {
+            conn.stuck_since = None;
+        } else {
+            conn.stuck_since.get_or_insert(now);
         }
     }
 }
