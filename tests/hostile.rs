@@ -970,3 +970,82 @@ fn a_receiver_that_welcomes_and_stops_reading_gets_outcomes_at_each_deadline() {
     peer.join().unwrap();
     assert_serves(&mut a);
 }
+
+/// A sender floods its stream with resends of messages already shown (numbers at or
+/// below what its session delivered: dropped without a word, no ack, no output). Reading
+/// one inbound stream is held to a few passes per turn of the loop: another peer is still
+/// served, and alice still reads her input, while the flood goes on.
+#[test]
+fn a_stream_flooding_resends_does_not_stall_the_node() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &[]);
+    let hello = |fresh_from: u64| {
+        let mut out = MAGIC.to_vec();
+        frame::encode_hello(
+            &mut out,
+            &frame::Hello {
+                version: 1,
+                port: 6400,
+                session: 7,
+                fresh_from,
+                name: "flood",
+            },
+        );
+        out
+    };
+    const HIGH: u64 = 1 << 40;
+    // First stream: one message numbered HIGH is shown; the session has delivered it.
+    let mut s = connect_from("127.0.0.2", a.sock());
+    let mut first = hello(1);
+    frame::encode_data(&mut first, HIGH, b"high");
+    s.write_all(&first).unwrap();
+    a.expect_event("message", &[("text", json!("high"))]);
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(read_until_closed(&mut s).is_some());
+    // Second stream of the same session: numbers 1, 2, 3... are all resends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::new(AtomicBool::new(false));
+    let to = a.sock();
+    let flooder = {
+        let (stop, flooding) = (stop.clone(), flooding.clone());
+        thread::spawn(move || {
+            let mut s = connect_from("127.0.0.2", to);
+            s.write_all(&hello(HIGH + 1)).unwrap();
+            let end = Instant::now() + Duration::from_secs(60);
+            // Small frames, built once: only their numbers change from one write to the
+            // next, so the flood costs its sender far less than its reader.
+            let text = b"again";
+            let size = frame::DATA_OVERHEAD + text.len();
+            let mut buf = Vec::new();
+            for _ in 0..(1 << 20) / size {
+                frame::encode_data(&mut buf, 1, text);
+            }
+            let mut seq = 1u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for at in (0..buf.len()).step_by(size) {
+                    buf[at + 5..at + 13].copy_from_slice(&seq.to_be_bytes());
+                    seq += 1;
+                }
+                if s.write_all(&buf).is_err() {
+                    break;
+                }
+                flooding.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+    let until = Instant::now() + SOON;
+    while !flooding.load(Ordering::Relaxed) {
+        assert!(Instant::now() < until, "the flood never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_serves(&mut a);
+    let rows = a.peers();
+    assert!(rows.iter().any(|r| r["name"] == "flood"), "{rows:?}");
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert!(
+        a.seen.iter().all(|v| v["text"] != "again"),
+        "a resend was shown"
+    );
+}
