@@ -458,7 +458,14 @@ impl Node {
         if (admission_due && self.admission.handle_timeout(now)) || self.accept_pending {
             self.accept(now);
         }
+        // Taken once, then serviced: a connection that sets its deadline to `now` again
+        // (a stream with read passes left over) waits for the next turn, after every
+        // other socket and stdin, instead of being serviced again in this loop.
+        let mut due = Vec::new();
         while let Some(id) = self.conns.pop_due(now) {
+            due.push(id);
+        }
+        for id in due {
             match self.conns.get(id) {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
                 Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, true),
