@@ -1049,3 +1049,77 @@ fn a_stream_flooding_resends_does_not_stall_the_node() {
         "a resend was shown"
     );
 }
+
+/// A "p2pchat" receiver that proves itself, welcomes our stream, then floods it with valid
+/// acknowledgements (Ack 0, again and again) faster than they can be read. Reading one
+/// outgoing stream must not take the whole loop: alice still serves another peer and
+/// still reads her input meanwhile.
+#[test]
+fn a_receiver_flooding_acks_does_not_stall_the_node() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &["--timeout", "2"]);
+    let (l, port) = listener();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let (stop, flooding) = (stop.clone(), flooding.clone());
+        thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                let Ok((mut s, _)) = l.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(SOON)).unwrap();
+                let mut first = [0u8; 8];
+                let n = s.read(&mut first).unwrap_or(0);
+                if n == 0 {
+                    let _ = s.write_all(b"p2pchat-fast/1\n"); // the probe: proven
+                    continue;
+                }
+                if first[..n] != MAGIC[..n] {
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
+                    continue;
+                }
+                let mut hello = [0u8; 5 + 19 + 5]; // alice's Hello ("alice")
+                let _ = s.read_exact(&mut first[n..]);
+                let _ = s.read_exact(&mut hello);
+                let mut flood = Vec::new();
+                frame::encode_welcome(&mut flood, 1, 0, 0);
+                s.write_all(&flood).unwrap();
+                flood.clear();
+                while flood.len() < 1 << 20 {
+                    frame::encode_ack(&mut flood, 0);
+                }
+                flooding.store(true, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    if s.write_all(&flood).is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    a.type_line(&format!("/send 127.0.0.1:{port} first"));
+    a.expect_event(
+        "sent",
+        &[("text", json!("first")), ("delivery", json!("closed"))],
+    );
+    // The next message goes by the stream, which the peer then floods.
+    a.type_line(&format!("/send 127.0.0.1:{port} second"));
+    let until = Instant::now() + SOON;
+    while !flooding.load(Ordering::Relaxed) {
+        assert!(Instant::now() < until, "no stream opened to the peer");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Alice still does everything else: another peer's message, her own input.
+    assert_serves(&mut a);
+    let rows = a.peers();
+    assert!(rows.iter().any(|r| r["port"] == json!(port)), "{rows:?}");
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+}
