@@ -248,7 +248,10 @@ impl Node {
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
             }
         }
-        loop {
+        // At most PASSES_PER_TURN reads, as for an incoming stream: a peer writing
+        // without end (acks, garbage) cannot hold the loop; the rest is read next turn.
+        let mut more = true;
+        for _ in 0..PASSES_PER_TURN {
             let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
                 return;
             };
@@ -257,11 +260,15 @@ impl Node {
                 Ok(n) => self
                     .table
                     .handle_stream_bytes(now, key, link, &self.scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
             }
         }
+        self.conns.set_deadline(id, more.then_some(now));
         self.flush_stream_out(now, id);
     }
 

@@ -470,8 +470,10 @@ impl Node {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
                 Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, true),
                 Some(Conn::Probe(_)) => self.drive_probe(now, id, true),
+                // Read passes left over from the last turn.
+                Some(Conn::StreamOut(_)) => self.drive_stream_out(now, id),
                 // A send's deadline is the table's.
-                Some(Conn::Out(_) | Conn::StreamOut(_)) | None => {}
+                Some(Conn::Out(_)) | None => {}
             }
         }
         if self.table.poll_timeout().is_some_and(|t| t <= now) {
