@@ -10,8 +10,25 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// The canonical identity of a peer: host (canonicalised) and listening port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerKey(pub SocketAddr);
+
+/// Hashed as one or two words, not field by field: every message sent looks its peer up
+/// in several maps, and SipHash (kept: these keys come from the network) costs by the
+/// byte and by the call. Equal keys hash alike (IPv6 flow labels, never part of a
+/// peer's identity, are left out).
+impl std::hash::Hash for PeerKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self.0 {
+            SocketAddr::V4(a) => state
+                .write_u64((4 << 48) | (u64::from(a.ip().to_bits()) << 16) | u64::from(a.port())),
+            SocketAddr::V6(a) => {
+                state.write_u128(a.ip().to_bits());
+                state.write_u64((6 << 56) | (u64::from(a.scope_id()) << 16) | u64::from(a.port()));
+            }
+        }
+    }
+}
 
 impl fmt::Display for PeerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

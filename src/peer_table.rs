@@ -87,6 +87,32 @@ impl Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SendId(pub u64);
 
+/// Hashes the node's own sequential ids ([`SendId`]), which no peer chooses: one
+/// multiplication (Fibonacci hashing) instead of SipHash, whose resistance to chosen keys
+/// is needed only for keys from the network. Every message sent is looked up by its id
+/// several times.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by the node's own ids.
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// Whom the user means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -207,7 +233,7 @@ pub struct PeerTable {
     shown_candidates: Vec<PeerKey>,
     outboxes: HashMap<PeerKey, Outbox>,
     /// Which outbox each send (queued or in flight) is in.
-    sends: HashMap<SendId, PeerKey>,
+    sends: IdMap<SendId, PeerKey>,
     /// Every send's deadline, queued or in flight.
     deadlines: BTreeSet<(Instant, SendId)>,
     /// Bytes of text of the sends in `sends` (every send ends through `finish`).
@@ -232,7 +258,7 @@ pub struct PeerTable {
     fast: HashMap<PeerKey, fast::FastPeer>,
     /// Sends handed to a peer's stream sender, by id (indexed in `sends` and `deadlines`
     /// too).
-    streamed: HashMap<SendId, Outgoing>,
+    streamed: IdMap<SendId, Outgoing>,
     /// Peers with a key on record (they spoke encrypted streams before): their first
     /// message waits for the probe's answer instead of going by legacy in clear.
     expect_streams: std::collections::HashSet<PeerKey>,
@@ -252,7 +278,7 @@ impl PeerTable {
             peers: PeerList::new(),
             shown_candidates: Vec::new(),
             outboxes: HashMap::new(),
-            sends: HashMap::new(),
+            sends: IdMap::default(),
             deadlines: BTreeSet::new(),
             pending_text: 0,
             effects: VecDeque::new(),
@@ -268,7 +294,7 @@ impl PeerTable {
             ),
             self_log: SourceLog::new(|ip| ip.to_string()),
             fast: HashMap::new(),
-            streamed: HashMap::new(),
+            streamed: IdMap::default(),
             expect_streams: std::collections::HashSet::new(),
             next_link: 0,
             left: Vec::new(),

@@ -356,28 +356,51 @@ impl<'a> Line<'a> {
 
 /// Appends `event` as one JSON line to `out`.
 pub fn json(event: &Event, out: &mut Vec<u8>) {
-    if let Event::Message {
-        from,
-        text,
-        cut: None,
-    } = event
-        && message_line(from, text, out)
-    {
-        return;
+    let direct = match event {
+        Event::Message {
+            from,
+            text,
+            cut: None,
+        } => hot_line("message", from, text, None, out),
+        Event::Sent {
+            to,
+            purpose,
+            text,
+            delivery,
+            encrypted,
+        } => hot_line(
+            "sent",
+            to,
+            text,
+            Some((*purpose, *delivery, *encrypted)),
+            out,
+        ),
+        _ => false,
+    };
+    if !direct {
+        json_line(&Line::new(event), out);
     }
-    json_line(&Line::new(event), out);
 }
 
-/// The hot line (a message arriving, up to a million a second on the fast path), written
-/// directly: the same bytes as the derived encoder gives (`tests::message_fast_path_is_the_
-/// encoders_bytes`), when no string in it needs an escape; `false` (nothing written) when
-/// one does, for the encoder to write it.
-fn message_line(from: &PeerView, text: &str, out: &mut Vec<u8>) -> bool {
-    if !from.name.as_deref().is_none_or(verbatim) || !verbatim(text) {
+/// The hot lines (a message arriving, up to a million a second on the fast path; a send's
+/// outcome, one per message typed), written directly: the same bytes as the derived
+/// encoder gives (`tests::hot_lines_are_the_encoders_bytes`), when no string in them needs
+/// an escape; `false` (nothing written) when one does, for the encoder to write it.
+/// `sent`: the outcome's kind and delivery, for a `sent` line.
+fn hot_line(
+    event: &str,
+    peer: &PeerView,
+    text: &str,
+    sent: Option<(Purpose, Delivery, bool)>,
+    out: &mut Vec<u8>,
+) -> bool {
+    if !peer.name.as_deref().is_none_or(verbatim) || !verbatim(text) {
         return false;
     }
-    out.extend_from_slice(br#"{"event":"message","name":"#);
-    match &from.name {
+    out.extend_from_slice(br#"{"event":""#);
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(br#"","name":"#);
+    match &peer.name {
         Some(n) => {
             out.push(b'"');
             out.extend_from_slice(n.as_bytes());
@@ -386,7 +409,7 @@ fn message_line(from: &PeerView, text: &str, out: &mut Vec<u8>) -> bool {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(br#","ip":""#);
-    match (from.ip, from.scope_id) {
+    match (peer.ip, peer.scope_id) {
         (std::net::IpAddr::V4(v4), 0) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
@@ -397,17 +420,36 @@ fn message_line(from: &PeerView, text: &str, out: &mut Vec<u8>) -> bool {
         }
         _ => {
             // Writing to a Vec cannot fail.
-            let _ = write!(out, "{}", from.host());
+            let _ = write!(out, "{}", peer.host());
         }
     }
     out.extend_from_slice(br#"","port":"#);
-    match from.port {
+    match peer.port {
         Some(p) => push_decimal(out, u32::from(p)),
         None => out.extend_from_slice(b"null"),
     }
+    if let Some((p, _, _)) = sent {
+        out.extend_from_slice(br#","kind":""#);
+        out.extend_from_slice(purpose(p).as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(br#","text":""#);
     out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'"');
+    if let Some((_, delivery, encrypted)) = sent {
+        out.extend_from_slice(br#","confirmed":"#);
+        out.extend_from_slice(if delivery.confirmed() {
+            b"true"
+        } else {
+            b"false"
+        });
+        out.extend_from_slice(br#","delivery":""#);
+        out.extend_from_slice(delivery.code().as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(br#","encrypted":"#);
+        out.extend_from_slice(if encrypted { b"true" } else { b"false" });
+    }
+    out.extend_from_slice(b"}\n");
     true
 }
 
@@ -762,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn message_fast_path_is_the_encoders_bytes() {
+    fn hot_lines_are_the_encoders_bytes() {
         let names = [
             None,
             Some("bob"),
@@ -801,19 +843,37 @@ mod tests {
                             scope_id,
                             port,
                         };
-                        let e = Event::Message {
-                            from,
+                        let message = Event::Message {
+                            from: from.clone(),
                             text: text.to_owned(),
                             cut: None,
                         };
-                        let mut fast = Vec::new();
-                        json(&e, &mut fast);
-                        let mut derived = Vec::new();
-                        json_line(&Line::new(&e), &mut derived);
-                        assert_eq!(
-                            String::from_utf8_lossy(&fast),
-                            String::from_utf8_lossy(&derived)
-                        );
+                        let mut events = vec![message];
+                        for purpose in [Purpose::Text, Purpose::Connect, Purpose::Exit] {
+                            for delivery in
+                                [Delivery::Receipt, Delivery::Closed, Delivery::Unconfirmed]
+                            {
+                                for encrypted in [false, true] {
+                                    events.push(Event::Sent {
+                                        to: from.clone(),
+                                        purpose,
+                                        text: text.to_owned(),
+                                        delivery,
+                                        encrypted,
+                                    });
+                                }
+                            }
+                        }
+                        for e in &events {
+                            let mut fast = Vec::new();
+                            json(e, &mut fast);
+                            let mut derived = Vec::new();
+                            json_line(&Line::new(e), &mut derived);
+                            assert_eq!(
+                                String::from_utf8_lossy(&fast),
+                                String::from_utf8_lossy(&derived)
+                            );
+                        }
                     }
                 }
             }

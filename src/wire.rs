@@ -154,6 +154,41 @@ fn check_len(ip_len: usize, port: u16, name: &str, text: &str) -> Result<(), Enc
     Ok(())
 }
 
+/// Bytes `ip` takes in a header (`10.0.0.5`, `[::1]`), without formatting it into a new
+/// string: the length check runs for every message typed.
+pub fn ip_text_len(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => {
+            let octets = v4.octets();
+            3 + octets
+                .iter()
+                .map(|&o| match o {
+                    0..=9 => 1,
+                    10..=99 => 2,
+                    _ => 3,
+                })
+                .sum::<usize>()
+        }
+        IpAddr::V6(v6) => {
+            struct Count(usize);
+            impl std::fmt::Write for Count {
+                fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                    self.0 += s.len();
+                    Ok(())
+                }
+            }
+            let mut c = Count(2);
+            let _ = std::fmt::Write::write_fmt(&mut c, format_args!("{v6}"));
+            c.0
+        }
+    }
+}
+
+/// Whether [`encode`] would take this message, without encoding it (nothing allocated).
+pub fn check(ip: IpAddr, port: u16, name: &str, text: &str) -> Result<(), EncodeError> {
+    check_len(ip_text_len(ip), port, name, text)
+}
+
 /// Encodes one message exactly as the original does: `IP:PORT NAME TEXT`, no newline.
 /// IPv6 addresses are bracketed (`[::1]:9000`), the only unambiguous form.
 pub fn encode(ip: IpAddr, port: u16, name: &str, text: &str) -> Result<Vec<u8>, EncodeError> {
@@ -423,6 +458,33 @@ pub fn parse_continuation(header: &[u8], piece: &[u8]) -> Result<Message, WireEr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_length_check_agrees_with_the_encoder() {
+        let ips: [IpAddr; 6] = [
+            "0.0.0.0".parse().unwrap(),
+            "10.20.3.255".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "fe80::1:2:3".parse().unwrap(),
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+        ];
+        for ip in ips {
+            let header = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            assert_eq!(ip_text_len(ip), header.len(), "{ip}");
+            for text in ["x", &"y".repeat(1000), &"z".repeat(1010)] {
+                assert_eq!(
+                    check(ip, 9000, "alice", text).is_ok(),
+                    encode(ip, 9000, "alice", text).is_ok(),
+                    "{ip} {}",
+                    text.len()
+                );
+            }
+        }
+    }
+
     use super::*;
     use std::net::Ipv4Addr;
 

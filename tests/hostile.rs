@@ -747,3 +747,379 @@ fn evictions_give_back_the_bytes_they_held() {
     assert_eq!(v["text"], "part one, part two", "{v}");
     assert!(v.get("cut").is_none(), "{v}");
 }
+
+// ----- the fast path (PROTOCOL.md, "Fast path", "Limits") ---------------------------------
+
+use p2pchat::stream::frame::{self, MAGIC};
+
+/// The preface and a Hello with any name bytes (even one the NAME rules forbid).
+fn raw_hello(name: &[u8], port: u16) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&(19 + name.len() as u32).to_be_bytes());
+    out.push(1); // Hello
+    out.push(1); // version
+    out.extend_from_slice(&port.to_be_bytes());
+    out.extend_from_slice(&7u64.to_be_bytes()); // session
+    out.extend_from_slice(&1u64.to_be_bytes()); // fresh_from
+    out.extend_from_slice(name);
+    out
+}
+
+/// Reads what the node writes on `s` until it closes it (within [`SOON`]); `None` if it
+/// is still open then.
+fn read_until_closed(s: &mut TcpStream) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(got),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Bad input on a stream: garbage after the preface, an oversized frame, Hellos with a
+/// hostile or impossible name. Each is closed with a log line saying what was wrong;
+/// nothing is shown, nobody is listed; a well-behaved peer is served after.
+#[test]
+fn bad_stream_input_is_closed_with_a_log_line() {
+    let mut a = Node::start("alice", &[]);
+    let garbage = |after: &[u8]| [after, &[0, 0, 0, 1, 0x09, 0][..]].concat();
+    let mut oversized = MAGIC.to_vec();
+    oversized.extend_from_slice(&(8 + 65_537u32).to_be_bytes());
+    oversized.push(2); // Data, far over the largest text: refused from its header
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (garbage(&MAGIC), "unknown frame kind 0x09"),
+        (oversized, "Data frame of 65545 bytes is not allowed"),
+        (
+            raw_hello(b"evil\x1b[2J\x1b]0;x\x07", 5300),
+            "bad hello: name has a space or control",
+        ),
+        (
+            raw_hello(b"two words", 5301),
+            "bad hello: name has a space or control",
+        ),
+        (
+            raw_hello(b"colon:", 5302),
+            "bad hello: name has a space or control, or ends in ':'",
+        ),
+        (raw_hello(b"\xff\xfe", 5303), "bad hello: name not UTF-8"),
+        (
+            raw_hello(&[b'n'; 300], 5304),
+            "Hello frame of 319 bytes is not allowed",
+        ),
+        (
+            raw_hello(b"", 5305),
+            "Hello frame of 19 bytes is not allowed",
+        ),
+        (
+            garbage(&raw_hello(b"fine", 5306)),
+            "unknown frame kind 0x09",
+        ),
+    ];
+    for (i, (bytes, why)) in cases.iter().enumerate() {
+        let source = format!("127.0.0.{}", 40 + i);
+        let mut s = connect_from(&source, a.sock());
+        let _ = s.write_all(bytes); // the node may close before taking it all
+        assert!(read_until_closed(&mut s).is_some(), "case {i} left open");
+        a.expect_stderr(&format!("{source}:"));
+        a.expect_stderr(why);
+    }
+    assert_serves(&mut a);
+    assert!(
+        a.seen
+            .iter()
+            .all(|v| v["event"] != "message" || v["name"] == "good"),
+        "{:#?}",
+        a.seen
+    );
+    assert!(a.peers().iter().all(|p| p["name"] == "good"));
+    let log = a.stderr_text();
+    assert!(
+        !log.contains('\u{1b}'),
+        "a control character reached the log:\n{log}"
+    );
+}
+
+/// A flood of stream openings from one address is held to that address's share of
+/// inbound connections (`--max-inbound-per-ip`): streams count like any connection, the
+/// rest are closed at the accept; another peer is served meanwhile and after.
+#[test]
+fn a_flood_of_stream_openings_is_held_to_the_per_ip_share() {
+    let mut a = Node::start(
+        "alice",
+        &["--limit-local", "--rate", "0", "--max-inbound-per-ip", "8"],
+    );
+    let to = a.sock();
+    let mut held = Vec::new();
+    for i in 0..64u16 {
+        let mut s = connect_from("127.0.0.2", to);
+        let _ = s.write_all(&raw_hello(b"flood", 6000 + i));
+        held.push(s);
+    }
+    assert_serves(&mut a);
+    // Welcomed (a Welcome is 22 bytes) or closed at once, never more than 8 welcomed.
+    let mut welcomed = 0;
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(n) if n >= 22 => {
+                welcomed += 1;
+                assert_eq!(b[4], 3, "a Welcome frame");
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        (1..=8).contains(&welcomed),
+        "{welcomed} streams welcomed from one IP"
+    );
+    a.expect_stderr("inbound connections open (--max-inbound-per-ip 8)");
+    drop(held);
+    assert_serves(&mut a);
+}
+
+/// A p2pchat receiver that proves itself, welcomes our stream and then never reads it nor
+/// acknowledges: alice's queue stays bounded and each message ends at its own deadline,
+/// written ones unconfirmed, the rest failed; none is called delivered. She serves others
+/// throughout.
+#[test]
+fn a_receiver_that_welcomes_and_stops_reading_gets_outcomes_at_each_deadline() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &["--timeout", "2"]);
+    let (l, port) = listener();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let mut mute = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(SOON)).unwrap();
+                let mut first = [0u8; 8];
+                let n = s.read(&mut first).unwrap_or(0);
+                if n == 0 {
+                    let _ = s.write_all(b"p2pchat-fast/1\n"); // the probe: proven
+                } else if first[..n] == MAGIC[..n] {
+                    let mut hello = [0u8; 5 + 19 + 5]; // alice's Hello ("alice")
+                    let _ = s.read_exact(&mut hello[..n.saturating_sub(8)]);
+                    let _ = s.read_exact(&mut hello);
+                    let mut w = Vec::new();
+                    frame::encode_welcome(&mut w, 1, 0, 0);
+                    s.write_all(&w).unwrap();
+                    mute.push(s); // never read again
+                } else {
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
+                }
+            }
+        })
+    };
+    a.type_line(&format!("/send 127.0.0.1:{port} first"));
+    a.expect_event(
+        "sent",
+        &[("text", json!("first")), ("delivery", json!("closed"))],
+    );
+    let n = 3000;
+    let text = |i: usize| format!("m{i} {}", "z".repeat(900));
+    let started = Instant::now();
+    // From a thread: alice stops reading her input while her sends are backed up, and
+    // her outcomes must be read meanwhile.
+    let mut stdin = a.stdin.take().unwrap();
+    let typist = thread::spawn(move || {
+        for i in 0..n {
+            writeln!(stdin, "/send 127.0.0.1:{port} {}", text(i)).unwrap();
+        }
+        stdin
+    });
+    let (mut unconfirmed, mut failed) = (0, 0);
+    let mut first_at = None;
+    for _ in 0..n {
+        let v = a.expect_within("an outcome", Duration::from_secs(60), |v| {
+            (v["event"] == "sent" || v["event"] == "send_failed") && v["port"] == json!(port)
+        });
+        first_at.get_or_insert(started.elapsed());
+        match (v["event"].as_str(), v["delivery"].as_str()) {
+            (Some("sent"), Some("unconfirmed")) => unconfirmed += 1,
+            (Some("send_failed"), _) => failed += 1,
+            _ => panic!("no receipt can come from this peer: {v}"),
+        }
+        a.seen.clear();
+    }
+    a.stdin = Some(typist.join().unwrap());
+    let first_at = first_at.unwrap();
+    assert!(
+        first_at >= Duration::from_millis(1900),
+        "an outcome before its deadline, after {first_at:?}"
+    );
+    assert!(unconfirmed > 0, "some were written on the stream");
+    eprintln!("{unconfirmed} unconfirmed, {failed} failed; first after {first_at:?}");
+    assert!(a.stderr_text().contains("opening a stream"));
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+    assert_serves(&mut a);
+}
+
+/// A sender floods its stream with resends of messages already shown (numbers at or
+/// below what its session delivered: dropped without a word, no ack, no output). Reading
+/// one inbound stream is held to a few passes per turn of the loop: another peer is still
+/// served, and alice still reads her input, while the flood goes on.
+#[test]
+fn a_stream_flooding_resends_does_not_stall_the_node() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &[]);
+    let hello = |fresh_from: u64| {
+        let mut out = MAGIC.to_vec();
+        frame::encode_hello(
+            &mut out,
+            &frame::Hello {
+                version: 1,
+                port: 6400,
+                session: 7,
+                fresh_from,
+                name: "flood",
+            },
+        );
+        out
+    };
+    const HIGH: u64 = 1 << 40;
+    // First stream: one message numbered HIGH is shown; the session has delivered it.
+    let mut s = connect_from("127.0.0.2", a.sock());
+    let mut first = hello(1);
+    frame::encode_data(&mut first, HIGH, b"high");
+    s.write_all(&first).unwrap();
+    a.expect_event("message", &[("text", json!("high"))]);
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(read_until_closed(&mut s).is_some());
+    // Second stream of the same session: numbers 1, 2, 3... are all resends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::new(AtomicBool::new(false));
+    let to = a.sock();
+    let flooder = {
+        let (stop, flooding) = (stop.clone(), flooding.clone());
+        thread::spawn(move || {
+            let mut s = connect_from("127.0.0.2", to);
+            s.write_all(&hello(HIGH + 1)).unwrap();
+            let end = Instant::now() + Duration::from_secs(60);
+            // Small frames, built once: only their numbers change from one write to the
+            // next, so the flood costs its sender far less than its reader.
+            let text = b"again";
+            let size = frame::DATA_OVERHEAD + text.len();
+            let mut buf = Vec::new();
+            for _ in 0..(1 << 20) / size {
+                frame::encode_data(&mut buf, 1, text);
+            }
+            let mut seq = 1u64;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                for at in (0..buf.len()).step_by(size) {
+                    buf[at + 5..at + 13].copy_from_slice(&seq.to_be_bytes());
+                    seq += 1;
+                }
+                if s.write_all(&buf).is_err() {
+                    break;
+                }
+                flooding.store(true, Ordering::Relaxed);
+            }
+        })
+    };
+    let until = Instant::now() + SOON;
+    while !flooding.load(Ordering::Relaxed) {
+        assert!(Instant::now() < until, "the flood never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_serves(&mut a);
+    let rows = a.peers();
+    assert!(rows.iter().any(|r| r["name"] == "flood"), "{rows:?}");
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert!(
+        a.seen.iter().all(|v| v["text"] != "again"),
+        "a resend was shown"
+    );
+}
+
+/// A "p2pchat" receiver that proves itself, welcomes our stream, then floods it with valid
+/// acknowledgements (Ack 0, again and again) faster than they can be read. Reading one
+/// outgoing stream must not take the whole loop: alice still serves another peer and
+/// still reads her input meanwhile.
+#[test]
+fn a_receiver_flooding_acks_does_not_stall_the_node() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &["--timeout", "2"]);
+    let (l, port) = listener();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let (stop, flooding) = (stop.clone(), flooding.clone());
+        thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                let Ok((mut s, _)) = l.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(SOON)).unwrap();
+                let mut first = [0u8; 8];
+                let n = s.read(&mut first).unwrap_or(0);
+                if n == 0 {
+                    let _ = s.write_all(b"p2pchat-fast/1\n"); // the probe: proven
+                    continue;
+                }
+                if first[..n] != MAGIC[..n] {
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
+                    continue;
+                }
+                let mut hello = [0u8; 5 + 19 + 5]; // alice's Hello ("alice")
+                let _ = s.read_exact(&mut first[n..]);
+                let _ = s.read_exact(&mut hello);
+                let mut flood = Vec::new();
+                frame::encode_welcome(&mut flood, 1, 0, 0);
+                s.write_all(&flood).unwrap();
+                flood.clear();
+                while flood.len() < 1 << 20 {
+                    frame::encode_ack(&mut flood, 0);
+                }
+                flooding.store(true, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    if s.write_all(&flood).is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+    a.type_line(&format!("/send 127.0.0.1:{port} first"));
+    a.expect_event(
+        "sent",
+        &[("text", json!("first")), ("delivery", json!("closed"))],
+    );
+    // The next message goes by the stream, which the peer then floods.
+    a.type_line(&format!("/send 127.0.0.1:{port} second"));
+    let until = Instant::now() + SOON;
+    while !flooding.load(Ordering::Relaxed) {
+        assert!(Instant::now() < until, "no stream opened to the peer");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Alice still does everything else: another peer's message, her own input.
+    assert_serves(&mut a);
+    let rows = a.peers();
+    assert!(rows.iter().any(|r| r["port"] == json!(port)), "{rows:?}");
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+}

@@ -629,3 +629,37 @@ fn the_fast_path_probe_leaves_the_legacy_peer_unchanged() {
         "no stream toward a legacy peer"
     );
 }
+
+/// The variant in WIRE-IN-THE-WILD.md that sends `connect` and then reads a reply on the
+/// same socket (waiting up to 5 s): from a node with the fast path on, it reads nothing at
+/// all, only the close, as from the original; the node shows the connect. The same
+/// connection written in pieces (header, then text after a pause) gets nothing either.
+#[test]
+fn the_variant_reading_a_reply_after_connect_sees_no_byte_from_us() {
+    use std::io::Read;
+    let mut node = Node::start("rusty", &["--read-timeout", "2"]);
+    for (i, pieces) in [
+        vec!["127.0.0.1:7101 replier connect"],
+        vec!["127.0.0.1:7102 ", "dripper connect"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = std::net::TcpStream::connect(node.sock()).unwrap();
+        for p in pieces {
+            s.write_all(p.as_bytes()).unwrap();
+            s.flush().unwrap();
+            thread::sleep(Duration::from_millis(50)); // a pause inside the message
+        }
+        // The variant keeps its side open and reads, as it waits for `IP:PORT NAME
+        // connected`; the node ends the message at its idle flush or deadline.
+        s.set_read_timeout(Some(SOON + SOON)).unwrap();
+        let mut got = Vec::new();
+        let read = s.read_to_end(&mut got);
+        assert!(got.is_empty(), "case {i}: the variant read {got:?}");
+        assert!(read.is_ok(), "case {i}: {read:?}");
+        node.expect(&format!("connect {i}"), |v| {
+            v["event"] == "connected_with_you"
+        });
+    }
+}

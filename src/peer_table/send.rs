@@ -120,7 +120,7 @@ impl PeerTable {
         // The one length check: the encoder itself, with the longest header this
         // connection can carry, so what passes here is never refused once connected.
         let bound = self.header_ip_bound(dial);
-        if let Err(e) = wire::encode(bound, self.cfg.port, &self.self_name, text) {
+        if let Err(e) = wire::check(bound, self.cfg.port, &self.self_name, text) {
             self.refuse(format!("not sent to {dial}: {e}"));
             return;
         }
@@ -162,7 +162,9 @@ impl PeerTable {
             return ip;
         }
         match dial.ip().to_canonical() {
-            IpAddr::V4(v4) if v4.is_loopback() && v4.to_string().len() > 9 => IpAddr::V4(v4),
+            IpAddr::V4(v4) if v4.is_loopback() && wire::ip_text_len(IpAddr::V4(v4)) > 9 => {
+                IpAddr::V4(v4)
+            }
             ip if ip.is_loopback() => LOCAL_HOST,
             ip if self.cfg.local.is_local(ip) => ip,
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),

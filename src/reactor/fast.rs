@@ -100,6 +100,9 @@ pub struct StreamIn {
     /// The peer presented another key than the one on record for (host, claimed port):
     /// its messages are shown marked.
     key_changed: bool,
+    /// Since when an ack (or the Welcome) has waited for a socket the peer does not
+    /// read: past `--read-timeout` the stream is closed.
+    stuck_since: Option<Instant>,
 }
 
 /// How a socket step ended.
@@ -335,7 +338,10 @@ impl Node {
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
             }
         }
-        loop {
+        // At most PASSES_PER_TURN reads, as for an incoming stream: a peer writing
+        // without end (acks, garbage) cannot hold the loop; the rest is read next turn.
+        let mut more = true;
+        for _ in 0..PASSES_PER_TURN {
             let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
                 return;
             };
@@ -355,11 +361,21 @@ impl Node {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.stream_out_broken(now, id, &e.to_string()),
             }
         }
+        // Passes left over are read next turn; meanwhile the handshake's deadline holds.
+        let handshake = match self.conns.get(id) {
+            Some(Conn::StreamOut(conn)) => conn.crypt.poll_timeout(),
+            _ => None,
+        };
+        self.conns
+            .set_deadline(id, more.then_some(now).or(handshake));
         self.flush_stream_out(now, id);
     }
 
@@ -477,8 +493,10 @@ impl Node {
             && let Err(e) = hs.handle_timeout(now)
         {
             log::info!("{}: stream closed: {e}", conn.key);
-            self.stream_out_broken(now, id, &format!("handshake: {e}"));
+            return self.stream_out_broken(now, id, &format!("handshake: {e}"));
         }
+        // Read passes left over from the last turn.
+        self.drive_stream_out(now, id);
     }
 
     /// Says loudly that `key` presented another key than the one on record (once per
@@ -688,6 +706,7 @@ impl Node {
             crypt,
             plain: Vec::new(),
             key_changed: false,
+            stuck_since: None,
         };
         let id = self.conns.insert(Conn::StreamIn(conn), None);
         debug_assert_eq!(id, expect);
@@ -807,14 +826,28 @@ impl Node {
             log::debug!("{}: stream ended", conn.source);
             return self.close(id);
         }
+        let ack_deadline = conn.stuck_since.map(|t| t + self.cfg.read_timeout);
+        if ack_deadline.is_some_and(|t| now >= t) {
+            log::info!(
+                "{}: stream closed: its acks were not taken for {:.1} s (the peer does not \
+                 read what it is sent)",
+                conn.source,
+                self.cfg.read_timeout.as_secs_f64()
+            );
+            return self.close(id);
+        }
         // Read passes left over wait for the next turn, not for the next event.
         let at = if more {
             Some(now)
         } else {
-            match (conn.rx.poll_timeout(), conn.crypt.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            [
+                conn.rx.poll_timeout(),
+                ack_deadline,
+                conn.crypt.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         };
         self.conns.set_deadline(id, at);
     }
@@ -968,6 +1001,11 @@ impl Node {
         }
         if let Step::Failed(e) = write_out(&mut conn.stream, &mut conn.out, &mut conn.written) {
             log::debug!("{}: cannot write acks: {e}", conn.source);
+        }
+        if conn.out.is_empty() {
+            conn.stuck_since = None;
+        } else {
+            conn.stuck_since.get_or_insert(now);
         }
     }
 }

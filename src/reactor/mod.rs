@@ -34,7 +34,7 @@ mod terminal;
 mod tty;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -55,7 +55,9 @@ use crate::event::Event;
 use crate::identity::{LocalAddrs, bucket_text};
 use crate::log_sink;
 use crate::os;
-use crate::peer_table::{Effect, FastConfig, LinkId, PeerStatus, PeerTable, TableConfig, Target};
+use crate::peer_table::{
+    Effect, FastConfig, IdMap, LinkId, PeerStatus, PeerTable, TableConfig, Target,
+};
 use crate::rate_log::{SourceLog, WARN_INTERVAL};
 use crate::stream::receiver::SessionBook;
 
@@ -209,7 +211,7 @@ pub struct Node {
     framing: assembler::Limits,
     sends: sends::Sends,
     /// The connections of the fast path's probes and outgoing streams, by the table's id.
-    links: HashMap<LinkId, ConnId>,
+    links: IdMap<LinkId, ConnId>,
     /// Streams with messages queued this turn, written at the end of it.
     ready_links: Vec<LinkId>,
     /// What this node remembers of senders' stream sessions (dedup across connections).
@@ -362,7 +364,7 @@ impl Node {
             keys,
             admission: Admission::new(fitted.limits, local_addrs),
             sends: sends::Sends::new(fitted.max_sends),
-            links: HashMap::new(),
+            links: IdMap::default(),
             ready_links: Vec::new(),
             book: SessionBook::new(SessionBook::DEFAULT_CAP),
             remote_log: SourceLog::new(bucket_text),
@@ -502,11 +504,19 @@ impl Node {
         if (admission_due && self.admission.handle_timeout(now)) || self.accept_pending {
             self.accept(now);
         }
+        // Taken once, then serviced: a connection that sets its deadline to `now` again
+        // (a stream with read passes left over) waits for the next turn, after every
+        // other socket and stdin, instead of being serviced again in this loop.
+        let mut due = Vec::new();
         while let Some(id) = self.conns.pop_due(now) {
+            due.push(id);
+        }
+        for id in due {
             match self.conns.get(id) {
                 Some(Conn::In(_)) => self.service_inbound(now, id, false),
                 Some(Conn::StreamIn(_)) => self.service_stream_in(now, id, true, true),
                 Some(Conn::Probe(_)) => self.drive_probe(now, id, true),
+                // The handshake's deadline, and read passes left over from the last turn.
                 Some(Conn::StreamOut(_)) => self.stream_out_due(now, id),
                 // A send's deadline is the table's.
                 Some(Conn::Out(_)) | None => {}

@@ -3,7 +3,7 @@
 //! most `max` outbound connections at once (the descriptor limit leaves room for them, see
 //! [`crate::admission::fit_to_fd_limit`]): transmits beyond that wait their turn in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,14 +12,14 @@ use mio::net::TcpStream;
 
 use super::outbound::{Outbound, Progress};
 use super::{Conn, ConnId, Node};
-use crate::peer_table::{SendId, Transmit};
+use crate::peer_table::{IdMap, SendId, Transmit};
 
 /// Outbound connection slots, which connection carries which send, and the transmits
 /// waiting for a slot.
 #[derive(Debug)]
 pub struct Sends {
     max: usize,
-    open: HashMap<SendId, ConnId>,
+    open: IdMap<SendId, ConnId>,
     waiting: VecDeque<Transmit>,
 }
 
@@ -27,7 +27,7 @@ impl Sends {
     pub fn new(max: usize) -> Self {
         Sends {
             max: max.max(1),
-            open: HashMap::new(),
+            open: IdMap::default(),
             waiting: VecDeque::new(),
         }
     }

@@ -90,7 +90,7 @@ impl Stdin {
                     self.eof = true;
                     if !self.partial.is_empty() && !self.discarding {
                         let line = std::mem::take(&mut self.partial);
-                        out.lines.push(String::from_utf8_lossy(&line).into_owned());
+                        out.lines.push(text_of(line));
                     }
                     return out;
                 }
@@ -147,7 +147,7 @@ impl Stdin {
             } else {
                 self.partial.extend_from_slice(&data[..nl]);
                 let line = std::mem::take(&mut self.partial);
-                out.lines.push(String::from_utf8_lossy(&line).into_owned());
+                out.lines.push(text_of(line));
             }
             data = &data[nl + 1..];
         }
@@ -161,4 +161,10 @@ impl Stdin {
             out.too_long += 1;
         }
     }
+}
+
+/// A line as text: kept as it is when it is valid UTF-8 (no copy), else with U+FFFD for
+/// what is not.
+fn text_of(line: Vec<u8>) -> String {
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
