@@ -341,5 +341,19 @@ pub enum Event {
     },
     /// `/nick`: later messages carry this name.
     Renamed(String),
+    /// A peer presented another key than the one on record (once per peer and key): its
+    /// sends fail with `key_changed` and its messages are marked until `/trust`.
+    KeyChanged {
+        peer: PeerView,
+        old_fingerprint: String,
+        new_fingerprint: String,
+    },
+    /// A peer with a key on record answers as legacy or without encryption (once per
+    /// peer per run): `was` and `now` say what it spoke and speaks.
+    Downgrade {
+        peer: PeerView,
+        was: String,
+        now: String,
+    },
     Exiting,
 }

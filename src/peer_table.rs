@@ -462,7 +462,8 @@ impl PeerTable {
         self.show(Event::Refused(why));
     }
 
-    fn view(&self, key: &PeerKey) -> PeerView {
+    /// `key` as the user sees it (its name if it told one, the address to reach it).
+    pub fn view(&self, key: &PeerKey) -> PeerView {
         match self.peers.get(key) {
             Some(p) => PeerView::new(p.name.clone(), p.dial),
             None => PeerView::new(None, key.0),

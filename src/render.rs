@@ -138,6 +138,23 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             "You are now {}: messages sent from now on carry this name",
             name_for_terminal(name)
         ),
+        Event::KeyChanged {
+            peer,
+            old_fingerprint,
+            new_fingerprint,
+        } => writeln!(
+            out,
+            "WARNING: {} presents another key than before: was {old_fingerprint}, now \
+             {new_fingerprint}. If they made a new key, check it with them, then /trust {}",
+            who(peer),
+            peer.addr()
+        ),
+        Event::Downgrade { peer, was, now } => writeln!(
+            out,
+            "WARNING: {} spoke {was} but now answers as {now} (a downgrade): messages to it \
+             go unencrypted",
+            who(peer)
+        ),
         Event::Exiting => writeln!(out, "Exiting..."),
     }
 }
@@ -212,6 +229,14 @@ struct Line<'a> {
     fingerprint: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     encrypted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    was: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    now: Option<&'a str>,
 }
 
 /// One peer in a `peers` or `connect_candidates` line.
@@ -348,6 +373,20 @@ impl<'a> Line<'a> {
             Event::Renamed(name) => Line {
                 name: Some(Some(name)),
                 ..Line::of("renamed")
+            },
+            Event::KeyChanged {
+                peer,
+                old_fingerprint,
+                new_fingerprint,
+            } => Line {
+                old_fingerprint: Some(old_fingerprint),
+                new_fingerprint: Some(new_fingerprint),
+                ..Line::peer("key_changed", peer)
+            },
+            Event::Downgrade { peer, was, now } => Line {
+                was: Some(was),
+                now: Some(now),
+                ..Line::peer("downgrade", peer)
             },
             Event::Exiting => Line::of("exiting"),
         }

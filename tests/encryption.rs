@@ -225,6 +225,18 @@ fn a_changed_key_is_refused_with_key_changed() {
     let refused = refused.expect("a send refused for the changed key");
     assert_eq!(refused["reason"], "key_changed", "{refused}");
     alice.expect_stderr_within("presents another key than before", SOON);
+    let kc = alice
+        .seen
+        .iter()
+        .find(|v| v["event"] == "key_changed")
+        .cloned()
+        .expect("a key_changed event");
+    assert_eq!(kc["port"], port, "{kc}");
+    assert_ne!(kc["old_fingerprint"], kc["new_fingerprint"], "{kc}");
+    assert_eq!(
+        kc["new_fingerprint"], mallory.seen[0]["fingerprint"],
+        "{kc}"
+    );
     // And it stays refused: nothing more reaches the new key.
     alice.type_line(&format!("/msg {to} still-refused"));
     let out = outcome_of(&mut alice, "still-refused");
@@ -314,6 +326,16 @@ fn a_downgrade_to_legacy_only_is_warned_about() {
         say_to(&mut alice, &bob.addr(), &mut bob, &format!("after {i}"));
     }
     alice.expect_stderr_within("a downgrade", SOON);
+    if !alice.seen.iter().any(|v| v["event"] == "downgrade") {
+        alice.expect_event("downgrade", &[("now", json!("legacy"))]);
+    }
+    let d = alice
+        .seen
+        .iter()
+        .find(|v| v["event"] == "downgrade")
+        .unwrap();
+    assert_eq!(d["now"], "legacy", "{d}");
+    assert_eq!(d["port"], port, "{d}");
     alice.quit();
     bob.quit();
 }

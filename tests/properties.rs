@@ -576,6 +576,9 @@ fn expected_json_strings(event: &Event) -> Vec<(&'static str, Value)> {
             vec![("name", json_name(&peer.name))]
         }
         Event::Renamed(name) => vec![("name", s(name))],
+        Event::KeyChanged { peer, .. } | Event::Downgrade { peer, .. } => {
+            vec![("name", json_name(&peer.name))]
+        }
         Event::Peers(_) | Event::ConnectCandidates(_) | Event::Exiting | Event::QueryEnded => {
             vec![]
         }

@@ -248,11 +248,13 @@ impl Node {
                 Some(v) => format!("p2pchat/{v} (unencrypted streams)"),
                 None => "legacy".to_owned(),
             };
-            let who = self.table.name_of(key);
-            log::warn!(
-                "{who} [{key}] has a key on record but now answers as {now_speaks}: a \
-                 downgrade; its messages go unencrypted"
-            );
+            log::info!("{key} has a key on record but now answers as {now_speaks}: a downgrade");
+            let peer = self.table.view(&key);
+            self.tell(&crate::event::Event::Downgrade {
+                peer,
+                was: "p2pchat/2 (encrypted streams)".to_owned(),
+                now: now_speaks,
+            });
         }
     }
 
@@ -514,12 +516,17 @@ impl Node {
             return;
         }
         let who = self.table.name_of(key);
-        log::warn!(
-            "{who} [{key}] presents another key than before: was {}, now {}. If {who} made \
-             a new key, check it with them, then /trust {key}",
+        log::info!(
+            "{who} [{key}] presents another key than before: was {}, now {}",
             old.fingerprint(),
             new.fingerprint()
         );
+        let peer = self.table.view(&key);
+        self.tell(&crate::event::Event::KeyChanged {
+            peer,
+            old_fingerprint: old.fingerprint().to_string(),
+            new_fingerprint: new.fingerprint().to_string(),
+        });
     }
 
     /// [`crate::peer_table::Effect::StreamReady`], and when the socket is writable.
@@ -922,10 +929,13 @@ impl Node {
             }
             None => {
                 if keys.known.get(peer).is_some() && keys.downgrades.insert(peer) {
-                    log::warn!(
-                        "{peer} has a key on record but sent a plaintext stream: a downgrade \
-                         (its messages are shown, unencrypted)"
-                    );
+                    log::info!("{peer} has a key on record but sent a plaintext stream");
+                    let view = self.table.view(&peer);
+                    self.tell(&crate::event::Event::Downgrade {
+                        peer: view,
+                        was: "p2pchat/2 (encrypted streams)".to_owned(),
+                        now: "a plaintext stream".to_owned(),
+                    });
                 }
             }
         }
