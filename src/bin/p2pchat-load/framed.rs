@@ -10,19 +10,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Token};
 use p2pchat::stream::frame::{self, Frame, MAX_PAYLOAD};
 use serde::Serialize;
 use slab::Slab;
 
-const BACKLOG: i32 = 4096;
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
+use crate::minimal::{LISTENER, Serving, WAKER, start_serving};
 /// Bytes held per connection at most (as the node's receiver).
 const MAX_BUFFER: usize = 256 << 10;
 
@@ -33,14 +29,6 @@ struct Line<'a> {
     ip: &'a str,
     port: Option<u16>,
     text: &'a str,
-}
-
-#[derive(Serialize)]
-struct Listening {
-    event: &'static str,
-    port: u16,
-    addr: String,
-    name: &'static str,
 }
 
 struct Conn {
@@ -171,37 +159,13 @@ fn parse(conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), ()> {
 }
 
 fn serve(addr: SocketAddr) -> io::Result<()> {
-    let mut listener = TcpListener::bind(addr)?;
-    // SAFETY: listen on a socket we own (Linux lets the backlog be changed this way).
-    unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
-    let local = listener.local_addr()?;
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)
-        .map_err(io::Error::other)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let _keep = waker.clone();
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        let _ = waker.wake();
-    });
-
+    let Serving {
+        listener,
+        mut poll,
+        _waker,
+    } = start_serving(addr, "minimal-stream")?;
     let mut stdout = io::stdout().lock();
     let mut out: Vec<u8> = Vec::with_capacity(256 * 1024);
-    serde_json::to_writer(
-        &mut out,
-        &Listening {
-            event: "listening",
-            port: local.port(),
-            addr: local.to_string(),
-            name: "minimal-stream",
-        },
-    )?;
-    out.push(b'\n');
-    stdout.write_all(&out)?;
-    stdout.flush()?;
-    out.clear();
-
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Events::with_capacity(1024);
     loop {

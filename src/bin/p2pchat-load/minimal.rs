@@ -29,8 +29,8 @@ use slab::Slab;
 
 /// Same accept queue as the node asks for.
 const BACKLOG: i32 = 4096;
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
+pub(crate) const LISTENER: Token = Token(usize::MAX);
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -87,39 +87,60 @@ fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, scratch: &mut [u8]) -> R
     }
 }
 
-fn serve(addr: SocketAddr) -> io::Result<()> {
+/// What a minimal receiver starts with: its listener (deep backlog) registered under
+/// [`LISTENER`], and a waker under [`WAKER`] that fires when stdin ends (the tool's way
+/// of saying "stop"); its `listening` line, naming it `name`, is already on stdout.
+pub(crate) struct Serving {
+    pub listener: TcpListener,
+    pub poll: Poll,
+    /// Kept alive here too: a waker closed before the wake is seen would lose it.
+    pub _waker: Arc<Waker>,
+}
+
+pub(crate) fn start_serving(addr: SocketAddr, name: &'static str) -> io::Result<Serving> {
     let mut listener = TcpListener::bind(addr)?;
     // SAFETY: listen on a socket we own (Linux lets the backlog be changed this way).
     unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
     let local = listener.local_addr()?;
-    let mut poll = Poll::new()?;
+    let poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(io::Error::other)?;
-    // Kept alive here too: a waker closed before the wake is seen would lose it.
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let _keep = waker.clone();
+    let wake = waker.clone();
     std::thread::spawn(move || {
         let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
-        let _ = waker.wake();
+        let _ = wake.wake();
     });
-
-    let mut stdout = io::stdout().lock();
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::new();
     serde_json::to_writer(
         &mut out,
         &Listening {
             event: "listening",
             port: local.port(),
             addr: local.to_string(),
-            name: "minimal",
+            name,
         },
     )?;
     out.push(b'\n');
+    let mut stdout = io::stdout().lock();
     stdout.write_all(&out)?;
     stdout.flush()?;
-    out.clear();
+    Ok(Serving {
+        listener,
+        poll,
+        _waker: waker,
+    })
+}
 
+fn serve(addr: SocketAddr) -> io::Result<()> {
+    let Serving {
+        listener,
+        mut poll,
+        _waker,
+    } = start_serving(addr, "minimal")?;
+    let mut stdout = io::stdout().lock();
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
