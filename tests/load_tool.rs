@@ -52,6 +52,15 @@ fn run(args: &[&str], limit: Duration) -> (Option<i32>, Value, String) {
 /// the ephemeral range (where the tool refuses them), `slot` apart from the other test's,
 /// and free now: a range every port of which binds. Tried from an offset that differs per
 /// test process, so that suites run side by side (two checkouts) do not collide.
+/// One receiver's report (`o`, named `r`) accounts for all `n` messages: each seen
+/// once, in order.
+fn assert_accounted(o: &Value, n: u64, r: &str, all: &str) {
+    assert_eq!(o["seen"], n, "{r}: {all}");
+    for zero in ["lost", "duplicates", "out_of_order"] {
+        assert_eq!(o[zero], 0, "{r}: {zero}: {all}");
+    }
+}
+
 fn base_port(slot: u16, count: u16) -> String {
     let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -107,10 +116,7 @@ fn inbound_every_message_exactly_once_in_order_on_both_receivers() {
     for r in ["node", "minimal"] {
         let o = &s[r];
         assert_eq!(o["attempted"], 500, "{r}: {all}");
-        assert_eq!(o["seen"], 500, "{r}: {all}");
-        assert_eq!(o["lost"], 0, "{r}: {all}");
-        assert_eq!(o["duplicates"], 0, "{r}: {all}");
-        assert_eq!(o["out_of_order"], 0, "{r}: {all}");
+        assert_accounted(o, 500, r, &all);
         assert_eq!(o["unexpected"], 0, "{r}: {all}");
         assert_eq!(o["errors"], 0, "{r}: {all}");
         assert_eq!(o["exit_ok"], true, "{r}: {all}");
@@ -195,10 +201,7 @@ fn inbound_with_one_thread_per_sender_counts_the_same() {
     );
     let o = &s["node"];
     assert_eq!(s["sender"], "threads", "{all}");
-    assert_eq!(o["seen"], 200, "{all}");
-    assert_eq!(o["lost"], 0, "{all}");
-    assert_eq!(o["duplicates"], 0, "{all}");
-    assert_eq!(o["out_of_order"], 0, "{all}");
+    assert_accounted(o, 200, "node", &all);
     assert_eq!(o["errors"], 0, "{all}");
     assert!(s.get("minimal").is_none(), "{all}");
     assert_eq!(code, Some(0), "{all}");
@@ -228,10 +231,7 @@ fn stream_every_message_exactly_once_in_order_on_the_node_and_the_framed_receive
         let o = &s[r];
         assert_eq!(o["attempted"], 600, "{r}: {all}");
         assert_eq!(o["sent_ok"], 600, "{r}: every message acknowledged: {all}");
-        assert_eq!(o["seen"], 600, "{r}: {all}");
-        assert_eq!(o["lost"], 0, "{r}: {all}");
-        assert_eq!(o["duplicates"], 0, "{r}: {all}");
-        assert_eq!(o["out_of_order"], 0, "{r}: {all}");
+        assert_accounted(o, 600, r, &all);
         assert_eq!(o["unexpected"], 0, "{r}: {all}");
         assert_eq!(o["errors"], 0, "{r}: {all}");
         assert_eq!(o["exit_ok"], true, "{r}: {all}");
@@ -269,10 +269,7 @@ fn nodes_fast_then_legacy_only_latency_and_rss_each_exactly_once_in_order() {
             "rss" => 500,
             _ => 300,
         };
-        assert_eq!(o["seen"], n, "{phase}: {all}");
-        assert_eq!(o["lost"], 0, "{phase}: {all}");
-        assert_eq!(o["duplicates"], 0, "{phase}: {all}");
-        assert_eq!(o["out_of_order"], 0, "{phase}: {all}");
+        assert_accounted(o, n, phase, &all);
         assert_eq!(o["correct"], true, "{phase}: {all}");
         assert_eq!(o["exit_ok"], true, "{phase}: {all}");
     }
