@@ -236,6 +236,18 @@ enum Which {
     Minimal,
 }
 
+impl Which {
+    /// The receivers to run, in order. The baseline first: if anything, the node runs on a
+    /// machine that is warmer and holds more TIME_WAIT sockets.
+    fn kinds(self) -> Vec<Kind> {
+        match self {
+            Which::Both => vec![Kind::Minimal, Kind::Node],
+            Which::Node => vec![Kind::Node],
+            Which::Minimal => vec![Kind::Minimal],
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct FanoutArgs {
     /// Simulated peers in all.
@@ -324,13 +336,7 @@ fn inbound(a: InboundArgs) -> Result<bool, String> {
         concurrency: a.concurrency,
         size: a.size,
         base_port: a.common.base_port,
-        receivers: match a.receiver {
-            // The baseline first: if anything, the node runs on a machine that is warmer
-            // and holds more TIME_WAIT sockets.
-            Which::Both => vec![Kind::Minimal, Kind::Node],
-            Which::Node => vec![Kind::Node],
-            Which::Minimal => vec![Kind::Minimal],
-        },
+        receivers: a.receiver.kinds(),
         sender: a.sender,
         spec,
         io_timeout: secs(a.common.io_timeout, "--io-timeout")?,
@@ -352,11 +358,7 @@ fn stream(a: StreamArgs) -> Result<bool, String> {
         batch: a.batch,
         window: a.window,
         base_port: a.common.base_port,
-        receivers: match a.receiver {
-            Which::Both => vec![Kind::Minimal, Kind::Node],
-            Which::Node => vec![Kind::Node],
-            Which::Minimal => vec![Kind::Minimal],
-        },
+        receivers: a.receiver.kinds(),
         spec,
         io_timeout: secs(a.common.io_timeout, "--io-timeout")?,
         drain_timeout: secs(a.drain_timeout, "--drain-timeout")?,
