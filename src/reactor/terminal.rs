@@ -138,8 +138,10 @@ impl Node {
         let Some(term) = &mut self.terminal else {
             return;
         };
-        let keys = std::mem::take(&mut term.parsed);
-        for key in keys.iter().cloned() {
+        // Taken out while they run (a key may reach anything on the node), the buffer given
+        // back after.
+        let mut keys = std::mem::take(&mut term.parsed);
+        for key in keys.drain(..) {
             let Some(term) = &mut self.terminal else {
                 return;
             };
@@ -165,8 +167,6 @@ impl Node {
             }
         }
         if let Some(term) = &mut self.terminal {
-            let mut keys = keys;
-            keys.clear();
             term.parsed = keys;
         }
     }
