@@ -462,13 +462,16 @@ fn parse_send(rest: &str) -> Vec<Reply> {
             "usage: /send ADDR TEXT: the text is missing".to_owned(),
         )];
     }
-    match parse_target(addr) {
-        Ok(target) => vec![Reply::Run(Command::Send {
+    // Room for the prompt `feed_line` adds: one allocation per line sent, not two.
+    let mut replies = Vec::with_capacity(2);
+    replies.push(match parse_target(addr) {
+        Ok(target) => Reply::Run(Command::Send {
             target,
             text: text.to_owned(),
-        })],
-        Err(why) => vec![mistake(why)],
-    }
+        }),
+        Err(why) => mistake(why),
+    });
+    replies
 }
 
 fn parse_connect(rest: &str) -> Vec<Reply> {

@@ -9,14 +9,21 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
+/// A map keyed by peers. These keys come from the network, so the hasher is seeded at
+/// random per map (foldhash, as hashbrown's default): a sender cannot choose keys that
+/// collide without knowing the seed. SipHash, std's default, resists that better but costs
+/// several times more per lookup, and every message sent looks its peer up several times.
+pub type PeerMap<V> = std::collections::HashMap<PeerKey, V, foldhash::fast::RandomState>;
+/// A set of peers, hashed as [`PeerMap`].
+pub type PeerSet = std::collections::HashSet<PeerKey, foldhash::fast::RandomState>;
+
 /// The canonical identity of a peer: host (canonicalised) and listening port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PeerKey(pub SocketAddr);
 
 /// Hashed as one or two words, not field by field: every message sent looks its peer up
-/// in several maps, and SipHash (kept: these keys come from the network) costs by the
-/// byte and by the call. Equal keys hash alike (IPv6 flow labels, never part of a
-/// peer's identity, are left out).
+/// in several maps ([`PeerMap`]). Equal keys hash alike (IPv6 flow labels, never part of
+/// a peer's identity, are left out).
 impl std::hash::Hash for PeerKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match self.0 {

@@ -17,14 +17,15 @@
 //!
 //! The peer list and its numbers (`#N`) and strangers are in `list.rs`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
-use crate::identity::{LocalAddrs, PeerKey, bucket_text, dial_addr, limit_bucket};
+use crate::identity::{
+    LocalAddrs, PeerKey, PeerMap, PeerSet, bucket_text, dial_addr, limit_bucket,
+};
 use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
 use bytes::Bytes;
@@ -231,11 +232,11 @@ pub struct PeerTable {
     /// The peers [`PeerTable::list_candidates`] showed last, in the order shown, so that
     /// the menu's answer names the peer the user saw even if the list changed since.
     shown_candidates: Vec<PeerKey>,
-    outboxes: HashMap<PeerKey, Outbox>,
+    outboxes: PeerMap<Outbox>,
     /// Which outbox each send (queued or in flight) is in.
     sends: IdMap<SendId, PeerKey>,
     /// Every send's deadline, queued or in flight.
-    deadlines: BTreeSet<(Instant, SendId)>,
+    deadlines: deadlines::Deadlines,
     /// Bytes of text of the sends in `sends` (every send ends through `finish`).
     pending_text: usize,
     effects: VecDeque<Effect>,
@@ -255,13 +256,13 @@ pub struct PeerTable {
     /// Messages claiming this node's own port, per source.
     self_log: SourceLog,
     /// Per peer, the fast path's proof and sender (see `fast.rs`).
-    fast: HashMap<PeerKey, fast::FastPeer>,
+    fast: PeerMap<fast::FastPeer>,
     /// Sends handed to a peer's stream sender, by id (indexed in `sends` and `deadlines`
     /// too).
     streamed: IdMap<SendId, Outgoing>,
     /// Peers with a key on record (they spoke encrypted streams before): their first
     /// message waits for the probe's answer instead of going by legacy in clear.
-    expect_streams: std::collections::HashSet<PeerKey>,
+    expect_streams: PeerSet,
     next_link: u64,
     /// Peers removed by our finished `exit`, whose fast-path state is to be forgotten.
     left: Vec<PeerKey>,
@@ -277,9 +278,9 @@ impl PeerTable {
             slow_mark: None,
             peers: PeerList::new(),
             shown_candidates: Vec::new(),
-            outboxes: HashMap::new(),
+            outboxes: PeerMap::default(),
             sends: IdMap::default(),
-            deadlines: BTreeSet::new(),
+            deadlines: deadlines::Deadlines::new(),
             pending_text: 0,
             effects: VecDeque::new(),
             next_id: 0,
@@ -293,9 +294,9 @@ impl PeerTable {
                 "peers that only ever sent to us dropped from the full list (--max-peers)",
             ),
             self_log: SourceLog::new(|ip| ip.to_string()),
-            fast: HashMap::new(),
+            fast: PeerMap::default(),
             streamed: IdMap::default(),
-            expect_streams: std::collections::HashSet::new(),
+            expect_streams: PeerSet::default(),
             next_link: 0,
             left: Vec::new(),
         }
@@ -335,7 +336,7 @@ impl PeerTable {
         let Some(by) = now.checked_add(lag) else {
             return self.deadlines.len();
         };
-        self.deadlines.range(..=(by, SendId(u64::MAX))).count()
+        self.deadlines.count_until(by)
     }
 
     /// How long before its deadline a send becomes slow (every send's deadline is
@@ -352,10 +353,7 @@ impl PeerTable {
         let lag = self.slow_lag()?;
         let next = match self.slow_mark.and_then(|m| m.checked_add(lag)) {
             None => self.deadlines.first(),
-            Some(seen) => self
-                .deadlines
-                .range((Bound::Excluded((seen, SendId(u64::MAX))), Bound::Unbounded))
-                .next(),
+            Some(seen) => self.deadlines.first_after((seen, SendId(u64::MAX))),
         };
         next.and_then(|(deadline, _)| deadline.checked_sub(lag))
     }
@@ -441,7 +439,7 @@ impl PeerTable {
     /// ends or is written.
     fn deadline_timeout(&self) -> Option<Instant> {
         [
-            self.deadlines.first().map(|(t, _)| *t),
+            self.deadlines.first().map(|(t, _)| t),
             self.quit_deadline.filter(|_| !self.exited),
             self.full_log.due(),
             self.host_log.due(),
@@ -658,15 +656,17 @@ impl PeerTable {
 
     // ----- inputs from the user ----------------------------------------------------------
 
-    /// The user asks to send `text` to `target`.
-    pub fn send(&mut self, now: Instant, target: Target, text: &str) {
+    /// The user asks to send `text` to `target`. (A `String` is kept as the send's text,
+    /// without a copy.)
+    pub fn send(&mut self, now: Instant, target: Target, text: impl Into<String>) {
         let Some((key, dial)) = self.resolve(&target) else {
             return;
         };
-        let purpose = match wire::classify(text.as_bytes()) {
-            Body::Exit => Purpose::Exit,
-            Body::Connect => Purpose::Connect,
-            Body::Text(_) => Purpose::Text,
+        let text = text.into();
+        let purpose = match wire::control_word(text.as_bytes()) {
+            Some(Body::Exit) => Purpose::Exit,
+            Some(Body::Connect) => Purpose::Connect,
+            Some(Body::Text(_)) | None => Purpose::Text,
         };
         self.enqueue(now, key, dial, text, purpose);
     }
@@ -844,7 +844,7 @@ impl PeerTable {
             let Some(dial) = self.peers.get(&key).map(|p| p.dial) else {
                 continue;
             };
-            self.enqueue(now, key, dial, "connect", Purpose::Connect);
+            self.enqueue(now, key, dial, "connect".to_owned(), Purpose::Connect);
         }
     }
 
@@ -941,7 +941,7 @@ impl PeerTable {
         let peers: Vec<(PeerKey, SocketAddr)> =
             self.peers.iter().map(|(k, p)| (*k, p.dial)).collect();
         for (key, dial) in peers {
-            self.enqueue(now, key, dial, "exit", Purpose::Exit);
+            self.enqueue(now, key, dial, "exit".to_owned(), Purpose::Exit);
         }
         self.check_done();
     }
@@ -989,7 +989,7 @@ impl PeerTable {
                 if self.sends.get(&m.id) != Some(key) {
                     return Err(format!("send {:?} not indexed under {key}", m.id));
                 }
-                if !self.deadlines.contains(&(m.deadline, m.id)) {
+                if !self.deadlines.contains(m.deadline, m.id) {
                     return Err(format!("send {:?} has no deadline", m.id));
                 }
             }
@@ -1006,7 +1006,7 @@ impl PeerTable {
             if self.sends.get(id) != Some(&m.key) {
                 return Err(format!("stream send {id:?} not indexed under {}", m.key));
             }
-            if !self.deadlines.contains(&(m.deadline, *id)) {
+            if !self.deadlines.contains(m.deadline, *id) {
                 return Err(format!("stream send {id:?} has no deadline"));
             }
         }
@@ -1036,6 +1036,7 @@ impl PeerTable {
     }
 }
 
+mod deadlines;
 mod fast;
 #[cfg(test)]
 mod fast_tests;

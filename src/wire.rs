@@ -300,14 +300,26 @@ fn parse_unaddressed(first: &[u8], rest: Option<&[u8]>) -> Result<Message, WireE
 
 /// What a text means to a receiver: a control word (any case) or plain text.
 pub fn classify(text: &[u8]) -> Body {
+    match control_word(text) {
+        Some(body) => body,
+        None => Body::Text(lossy(text)),
+    }
+}
+
+/// [`Body::Exit`] or [`Body::Connect`] when `text` is one of their words, `None` for
+/// chat text (what [`classify`] decides, without copying the text).
+pub fn control_word(text: &[u8]) -> Option<Body> {
     const EXIT: [&[u8]; 2] = [b"exit", b"[PEER_QUIT]"];
     const CONNECT: [&[u8]; 3] = [b"connect", b"handshake", b"sent connection!"];
+    if text.len() > 16 {
+        return None; // longer than every word: most chat text stops here
+    }
     if EXIT.iter().any(|w| text.eq_ignore_ascii_case(w)) {
-        Body::Exit
+        Some(Body::Exit)
     } else if CONNECT.iter().any(|w| text.eq_ignore_ascii_case(w)) {
-        Body::Connect
+        Some(Body::Connect)
     } else {
-        Body::Text(lossy(text))
+        None
     }
 }
 

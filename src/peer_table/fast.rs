@@ -186,33 +186,7 @@ impl PeerTable {
                     }
                 }
                 self.drop_outbox_if_idle(key);
-                let fp = self.fast.get_mut(&key).expect("looked up above");
-                let sender = fp.sender.as_mut().expect("made above");
-                if sender.wants_connection() && fp.stream.is_none() {
-                    let link = LinkId(self.next_link);
-                    self.next_link += 1;
-                    // The Welcome's deadline counts from here: a connection that never
-                    // completes fails the attempt as surely as a Welcome that never comes.
-                    sender.handle_connected(now);
-                    fp.stream = Some(link);
-                    fp.connected = false;
-                    fp.welcomed = false;
-                    fp.kicked = false;
-                    fp.proof.handle_stream_opening();
-                    log::info!("{key}: opening a stream (fast path)");
-                    self.effects.push_back(Effect::OpenStream {
-                        link,
-                        key,
-                        to: dial,
-                        encrypted,
-                    });
-                } else if fp.connected && sender.is_connected() && !fp.kicked {
-                    fp.kicked = true;
-                    self.effects.push_back(Effect::StreamReady {
-                        link: fp.stream.expect("connected"),
-                        key,
-                    });
-                }
+                self.drive_stream(now, key, dial, encrypted);
             }
             Route::Wait => {
                 if fp.proof.wants_probe(now) {
@@ -232,6 +206,82 @@ impl PeerTable {
                     self.start_probe(now, key, dial, fcfg);
                 }
             }
+        }
+    }
+
+    /// The common case of a chat in full flow: nothing queued ahead of `out` (no outbox)
+    /// and `key`'s stream sender in place on a fresh proof or an open stream. `out` goes
+    /// straight onto it, without [`PeerTable::pump`]'s round through the outbox. Gives
+    /// `out` back in every other case, for the outbox.
+    pub(super) fn push_to_stream(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        mut out: Outgoing,
+    ) -> Result<(), Outgoing> {
+        let Some(encrypt) = self.cfg.fast.as_ref().map(|f| f.encrypt) else {
+            return Err(out);
+        };
+        if self.outboxes.contains_key(&key) {
+            return Err(out);
+        }
+        let Some(fp) = self.fast.get_mut(&key) else {
+            return Err(out);
+        };
+        let Route::Stream(version) = fp.proof.route(now) else {
+            return Err(out);
+        };
+        if fp.key_changed || fp.dial != out.dial {
+            return Err(out);
+        }
+        let Some(sender) = fp.sender.as_mut() else {
+            return Err(out);
+        };
+        let text = Bytes::copy_from_slice(out.text.as_bytes());
+        if sender.push(out.id, text, out.deadline).is_err() {
+            return Err(out);
+        }
+        let encrypted = encrypt && version >= 2;
+        out.encrypted = encrypted;
+        let dial = out.dial;
+        self.streamed.insert(out.id, out);
+        self.drive_stream(now, key, dial, encrypted);
+        Ok(())
+    }
+
+    /// After messages went onto `key`'s sender: opens the stream if it wants a
+    /// connection, or asks the reactor to write on the open one.
+    fn drive_stream(&mut self, now: Instant, key: PeerKey, dial: SocketAddr, encrypted: bool) {
+        let Some(fp) = self.fast.get_mut(&key) else {
+            return;
+        };
+        let Some(sender) = fp.sender.as_mut() else {
+            return;
+        };
+        if sender.wants_connection() && fp.stream.is_none() {
+            let link = LinkId(self.next_link);
+            self.next_link += 1;
+            // The Welcome's deadline counts from here: a connection that never
+            // completes fails the attempt as surely as a Welcome that never comes.
+            sender.handle_connected(now);
+            fp.stream = Some(link);
+            fp.connected = false;
+            fp.welcomed = false;
+            fp.kicked = false;
+            fp.proof.handle_stream_opening();
+            log::info!("{key}: opening a stream (fast path)");
+            self.effects.push_back(Effect::OpenStream {
+                link,
+                key,
+                to: dial,
+                encrypted,
+            });
+        } else if fp.connected && sender.is_connected() && !fp.kicked {
+            fp.kicked = true;
+            self.effects.push_back(Effect::StreamReady {
+                link: fp.stream.expect("connected"),
+                key,
+            });
         }
     }
 
@@ -260,7 +310,7 @@ impl PeerTable {
         let failed: Vec<Outgoing> = outbox.queue.drain(..).collect();
         for m in failed {
             self.sends.remove(&m.id);
-            self.deadlines.remove(&(m.deadline, m.id));
+            self.deadlines.remove(m.deadline, m.id);
             self.finish(m, SendOutcome::Failed(why.clone()));
         }
         self.drop_outbox_if_idle(key);
@@ -290,7 +340,7 @@ impl PeerTable {
         for u in held {
             if let Some(m) = self.streamed.remove(&u.id) {
                 self.sends.remove(&m.id);
-                self.deadlines.remove(&(m.deadline, m.id));
+                self.deadlines.remove(m.deadline, m.id);
                 self.finish(m, SendOutcome::Failed(SendFailure::KeyChanged));
             }
         }
@@ -385,7 +435,7 @@ impl PeerTable {
                 // Gone already when the table's own deadline fired first.
                 if let Some(m) = self.streamed.remove(&id) {
                     self.sends.remove(&id);
-                    self.deadlines.remove(&(m.deadline, id));
+                    self.deadlines.remove(m.deadline, id);
                     self.finish(m, result.clone());
                 }
             }

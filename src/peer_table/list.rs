@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::identity::PeerKey;
+use crate::identity::{PeerKey, PeerMap};
 
 use super::Peer;
 
@@ -36,12 +36,12 @@ struct Stranger {
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(super) struct PeerList {
-    peers: HashMap<PeerKey, Peer>,
+    peers: PeerMap<Peer>,
     /// Number → key: the list order, and `#N` look-ups.
     order: BTreeMap<usize, PeerKey>,
     /// The number the next listed peer gets (`#1` first).
     next_number: usize,
-    strangers: HashMap<PeerKey, Stranger>,
+    strangers: PeerMap<Stranger>,
     /// The stranger heard from longest ago, and the one heard from last.
     quietest: Option<PeerKey>,
     loudest: Option<PeerKey>,

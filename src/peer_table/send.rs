@@ -25,7 +25,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,7 +109,7 @@ impl PeerTable {
         now: Instant,
         key: PeerKey,
         dial: SocketAddr,
-        text: &str,
+        text: String,
         p: Purpose,
     ) {
         if self.exited || (self.quit_deadline.is_some() && p != Purpose::Exit) {
@@ -120,7 +119,7 @@ impl PeerTable {
         // The one length check: the encoder itself, with the longest header this
         // connection can carry, so what passes here is never refused once connected.
         let bound = self.header_ip_bound(dial);
-        if let Err(e) = wire::check(bound, self.cfg.port, &self.self_name, text) {
+        if let Err(e) = wire::check(bound, self.cfg.port, &self.self_name, &text) {
             self.refuse(format!("not sent to {dial}: {e}"));
             return;
         }
@@ -133,7 +132,7 @@ impl PeerTable {
             key,
             dial,
             name: self.peers.get(&key).and_then(|p| p.name.clone()),
-            text: text.to_owned(),
+            text,
             purpose: p,
             deadline: now + self.cfg.timeout,
             sender: self.self_name.clone(),
@@ -141,12 +140,16 @@ impl PeerTable {
         };
         self.sends.insert(id, key);
         self.pending_text += out.text.len();
-        self.deadlines.insert((out.deadline, id));
-        let outbox = self.outboxes.entry(key).or_default();
+        self.deadlines.insert(out.deadline, id);
         if self.cfg.fast.is_some() {
-            outbox.queue.push_back(out);
-            self.pump(now, key);
-        } else if outbox.in_flight.is_none() {
+            if let Err(out) = self.push_to_stream(now, key, out) {
+                self.outboxes.entry(key).or_default().queue.push_back(out);
+                self.pump(now, key);
+            }
+            return;
+        }
+        let outbox = self.outboxes.entry(key).or_default();
+        if outbox.in_flight.is_none() {
             self.start(out);
         } else {
             outbox.queue.push_back(out);
@@ -319,7 +322,7 @@ impl PeerTable {
         let outbox = self.outboxes.get_mut(&key)?;
         let f = outbox.in_flight.take_if(|f| f.out.id == id)?;
         self.sends.remove(&id);
-        self.deadlines.remove(&(f.out.deadline, id));
+        self.deadlines.remove(f.out.deadline, id);
         Some((key, f.out))
     }
 
@@ -409,7 +412,7 @@ impl PeerTable {
                 _ => None,
             };
             if let Some(reason) = late {
-                self.deadlines.remove(&(next.deadline, next.id));
+                self.deadlines.remove(next.deadline, next.id);
                 self.sends.remove(&next.id);
                 self.finish(next, SendOutcome::Failed(reason));
                 continue;
@@ -429,12 +432,8 @@ impl PeerTable {
         let mut after: Option<(Instant, SendId)> = None;
         loop {
             let next = match after {
-                None => self.deadlines.first().copied(),
-                Some(k) => self
-                    .deadlines
-                    .range((Bound::Excluded(k), Bound::Unbounded))
-                    .next()
-                    .copied(),
+                None => self.deadlines.first(),
+                Some(k) => self.deadlines.first_after(k),
             };
             let Some((at, id)) = next else {
                 return;
@@ -446,7 +445,7 @@ impl PeerTable {
             if let Some(m) = self.streamed.remove(&id) {
                 // Its sender keeps the same deadline and normally reports it first.
                 self.sends.remove(&id);
-                self.deadlines.remove(&(at, id));
+                self.deadlines.remove(at, id);
                 self.finish(m, SendOutcome::Unconfirmed);
             } else if let Some(stage) = self.send_stage(id) {
                 self.end_in_flight(now, id, timed_out(stage), true);
@@ -463,7 +462,7 @@ impl PeerTable {
         self.exited = true;
         for (_, m) in self.abandon_streamed() {
             self.sends.remove(&m.id);
-            self.deadlines.remove(&(m.deadline, m.id));
+            self.deadlines.remove(m.deadline, m.id);
             self.finish(m, SendOutcome::Failed(SendFailure::Quit));
         }
         let mut open: Vec<SendId> = self.sends.keys().copied().collect();
@@ -497,7 +496,7 @@ impl PeerTable {
         };
         self.drop_outbox_if_idle(key);
         self.sends.remove(&id);
-        self.deadlines.remove(&(out.deadline, id));
+        self.deadlines.remove(out.deadline, id);
         self.finish(out, SendOutcome::Failed(reason));
     }
 }

@@ -788,7 +788,7 @@ impl Node {
 
     /// Plain text for the current peer `#number`, if it is still listed; if not, nothing
     /// is sent, the user is told, and there is no current peer any more.
-    fn send_current(&mut self, now: Instant, number: usize, text: &str) {
+    fn send_current(&mut self, now: Instant, number: usize, text: String) {
         if self.table.peer_by_number(number).is_some() {
             self.table.send(now, Target::Index(number), text);
             return;
@@ -801,8 +801,8 @@ impl Node {
 
     fn run_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
-            Command::Send { target, text } => self.table.send(now, target, &text),
-            Command::SendCurrent { number, text } => self.send_current(now, number, &text),
+            Command::Send { target, text } => self.table.send(now, target, text),
+            Command::SendCurrent { number, text } => self.send_current(now, number, text),
             Command::Query(None) => {
                 self.console.clear_current();
                 self.tell(&Event::QueryEnded);

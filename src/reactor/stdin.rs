@@ -141,7 +141,7 @@ impl Stdin {
     }
 
     fn split(&mut self, mut data: &[u8], out: &mut Lines) {
-        while let Some(nl) = data.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
             if self.discarding {
                 self.discarding = false;
             } else {

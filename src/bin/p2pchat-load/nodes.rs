@@ -168,8 +168,13 @@ impl NodeProc {
         let count = Arc::new(AtomicUsize::new(0));
         let outcomes = Arc::new(Mutex::new((0, 0)));
         let (c, o) = (count.clone(), outcomes.clone());
+        // Only B's lines are timed: its reader runs first on its CPU. A's (outcomes,
+        // counted) waits its turn like any thread there.
+        let timed = name == "nodeb";
         let arrivals = std::thread::spawn(move || {
-            let _ = crate::sys::prefer_this_thread();
+            if timed {
+                let _ = crate::sys::prefer_this_thread();
+            }
             let mut got = Vec::new();
             let mut reader = BufReader::with_capacity(1 << 20, out);
             let mut line = String::new();
@@ -214,6 +219,11 @@ impl NodeProc {
             outcomes,
         };
         node.stdin = node.child.stdin.take();
+        if let Some(stdin) = &node.stdin {
+            // As much queued input as the system allows: A never waits for this tool's
+            // writer to be scheduled.
+            crate::receiver::grow_pipe(stdin);
+        }
         let line = node
             .lines
             .recv_timeout(Duration::from_secs(10))
@@ -355,6 +365,12 @@ fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
         Some(p) => (Some(p.receiver.as_slice()), Some(p.load.as_slice())),
         None => (None, None),
     };
+    if let Some(cpus) = b_cpus {
+        // This tool's threads (the writer feeding A, the readers) run beside B, never on
+        // A's CPU: A's time is what is measured, and B has most of its CPU to spare.
+        // Threads started from here on inherit it.
+        let _ = crate::sys::pin(0, cpus);
+    }
     let b = NodeProc::start(opts, "nodeb", legacy, b_cpus)?;
     let mut a = NodeProc::start(opts, "nodea", legacy, a_cpus)?;
     let port = b.port;
