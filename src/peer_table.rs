@@ -23,9 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
-use crate::identity::{
-    LocalAddrs, PeerKey, PeerMap, PeerSet, bucket_text, dial_addr, limit_bucket,
-};
+use crate::identity::{LocalAddrs, PeerKey, PeerMap, bucket_text, dial_addr, limit_bucket};
 use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
 use bytes::Bytes;
@@ -260,9 +258,6 @@ pub struct PeerTable {
     /// Sends handed to a peer's stream sender, by id (indexed in `sends` and `deadlines`
     /// too).
     streamed: IdMap<SendId, Outgoing>,
-    /// Peers with a key on record (they spoke encrypted streams before): their first
-    /// message waits for the probe's answer instead of going by legacy in clear.
-    expect_streams: PeerSet,
     next_link: u64,
     /// Peers removed by our finished `exit`, whose fast-path state is to be forgotten.
     left: Vec<PeerKey>,
@@ -296,7 +291,6 @@ impl PeerTable {
             self_log: SourceLog::new(|ip| ip.to_string()),
             fast: PeerMap::default(),
             streamed: IdMap::default(),
-            expect_streams: PeerSet::default(),
             next_link: 0,
             left: Vec::new(),
         }

@@ -78,10 +78,10 @@ fn connections_to(port: u16) -> usize {
 fn two_nodes_exchange_messages_with_receipts_over_one_stream() {
     let mut bob = Node::start("bob", &[]);
     let mut alice = Node::start("alice", &[]);
-    // The first message goes by legacy (closed) while the probe asks; then the stream.
+    // The first message waits for the probe's answer, then goes on the stream: a receipt.
     let first = say(&mut alice, &mut bob, "hello 0");
-    assert_eq!(first["delivery"], "closed", "{first}");
-    until_receipt(&mut alice, &mut bob, "warm");
+    assert_eq!(first["delivery"], "receipt", "{first}");
+    assert_eq!(first["encrypted"], true, "{first}");
     // Many at once: every one delivered with a receipt, shown once, in order.
     let n = 300;
     for i in 0..n {

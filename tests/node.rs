@@ -196,7 +196,7 @@ fn send_failures_are_reported_with_their_reason() {
     // A peer that accepts and never reads nor closes: written, but not confirmed.
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} are you there"));
-    let (_conn, _) = accept_within(&l);
+    let (_conn, _) = accept_message_within(&l);
     a.expect_event(
         "sent",
         &[("confirmed", json!(false)), ("port", json!(port))],
@@ -204,7 +204,7 @@ fn send_failures_are_reported_with_their_reason() {
     // A peer that reads part and resets: a failure.
     let (l, port) = listener();
     a.type_line(&format!("/send 127.0.0.1:{port} reset me"));
-    let (mut conn, _) = accept_within(&l);
+    let (mut conn, _) = accept_message_within(&l);
     conn.set_read_timeout(Some(SOON)).unwrap();
     let mut two = [0u8; 2];
     conn.read_exact(&mut two).unwrap();
@@ -432,7 +432,8 @@ fn sending_to_itself_is_refused() {
 
 #[test]
 fn human_output_speaks_like_the_original() {
-    let b = Node::start("bob", &[]);
+    // A legacy peer (no fast path): the wording is the original's, "sent".
+    let b = Node::start("bob", &["--legacy-only"]);
     let mut child = common::bin()
         .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
         .stdin(Stdio::piped())
@@ -906,7 +907,8 @@ fn the_chat_log_keeps_what_was_shown_and_a_write_error_stops_only_the_log() {
     for want in [
         format!("Server listening on port {}", a.port),
         format!("Message from bob {who}: hello log"),
-        format!("Message sent to bob {who}: and back"),
+        // Bob is a p2pchat node: acknowledged on the stream, so "delivered".
+        format!("Message delivered to bob {who}: and back"),
         "Exiting...".to_owned(),
     ] {
         let line = lines

@@ -147,7 +147,10 @@ impl PeerTable {
             return self.fail_all_queued(key, SendFailure::KeyChanged);
         }
         let mut route = fp.proof.route(now);
-        if route == Route::Legacy && fp.proof.unasked() && self.expect_streams.contains(&key) {
+        if route == Route::Legacy && fp.proof.unasked() && frame::valid_name(&self.self_name) {
+            // Nothing known yet: what is typed waits for the probe's answer (at most
+            // its `probe_timeout`) rather than go by legacy in clear to a peer that may
+            // well speak the fast path, encrypted.
             route = Route::Wait;
         }
         match route {
@@ -360,12 +363,6 @@ impl PeerTable {
             self.pump(now, key);
         }
         was
-    }
-
-    /// `key` has a key on record (it spoke encrypted streams before): until its proof
-    /// is known, its messages wait for the probe instead of going by legacy in clear.
-    pub fn expect_streams(&mut self, key: PeerKey) {
-        self.expect_streams.insert(key);
     }
 
     /// Whether sends to `key` are refused for a changed key.

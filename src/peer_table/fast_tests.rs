@@ -257,19 +257,13 @@ fn ack(t: &mut PeerTable, now: Instant, link: u64, through: u64) -> Vec<Fx> {
     fx
 }
 
-/// Bob proven at `t0` (a first message by legacy, the probe answered), then a stream
-/// opened for "s1", welcomed and "s1" acknowledged, all at `t0`. Returns the stream's
-/// link (the probe was link 0, the stream is link 1; sends 0 and 1).
+/// Bob proven at `t0` (the first message, "s1", waits for the probe's answer), then a
+/// stream opened for "s1", welcomed and "s1" acknowledged, all at `t0`. Returns the
+/// stream's link (the probe was link 0, the stream is link 1; send 0).
 #[track_caller]
 fn streaming(t: &mut PeerTable, t0: Instant) -> u64 {
-    let d = t0 + TIMEOUT;
-    assert_eq!(send(t, t0, "first"), [tx(0, "first", d), Fx::Probe(0)]);
-    assert_eq!(probe_answer(t, t0, 0, PROOF), []);
-    assert_eq!(
-        legacy_delivered(t, t0, 0),
-        [sent("first", Delivery::Closed)]
-    );
-    assert_eq!(send(t, t0, "s1"), [Fx::Open(1)]);
+    assert_eq!(send(t, t0, "s1"), [Fx::Probe(0)]);
+    assert_eq!(probe_answer(t, t0, 0, PROOF), [Fx::Open(1)]);
     assert_eq!(connected(t, t0, 1), [Fx::Ready(1)]);
     assert_eq!(transmit(t, t0, 1), [W::Preface, hello("me", 1)]);
     assert_eq!(welcome(t, t0, 1, 0, 0), [Fx::Ready(1)]);
@@ -281,36 +275,36 @@ fn streaming(t: &mut PeerTable, t0: Instant) -> u64 {
 
 // ----- route: legacy, stream, wait ------------------------------------------------------
 
-/// An unknown peer gets its first message by legacy with a probe beside it; a proof
-/// moves what follows to a stream, but only once the legacy send in flight is done (the
-/// order typed holds across the paths).
+/// An unknown peer's messages wait for the probe sent with the first (nothing goes by
+/// legacy, in clear, to a peer that may speak the fast path); the proof moves them all
+/// to a stream, in the order typed.
 #[test]
-fn a_first_message_goes_legacy_and_the_proof_moves_the_next_to_a_stream() {
+fn messages_to_an_unknown_peer_wait_for_the_proof_then_go_on_a_stream() {
     let (mut t, t0) = setup();
-    let d = t0 + TIMEOUT;
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
-    assert_eq!(send(&mut t, t0, "first"), [tx(0, "first", d), Fx::Probe(0)]);
-    // A second message waits behind the first: no second probe.
+    assert_eq!(send(&mut t, t0, "first"), [Fx::Probe(0)]);
+    // A second message waits with the first: no second probe.
     assert_eq!(send(&mut t, ms(t0, 1), "second"), []);
-    assert_eq!(probe_answer(&mut t, ms(t0, 2), 0, PROOF), []);
-    assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
-    // "second" is not taken by a stream while "first" is in flight.
     assert_eq!(t.stream_backlog(), 0);
-    assert_eq!(
-        legacy_delivered(&mut t, ms(t0, 3), 0),
-        [sent("first", Delivery::Closed), Fx::Open(1)]
-    );
-    assert_eq!(t.stream_backlog(), 1);
-    assert_eq!(t.pending_sends(), 1);
+    assert_eq!(t.pending_sends(), 2);
+    assert_eq!(probe_answer(&mut t, ms(t0, 2), 0, PROOF), [Fx::Open(1)]);
+    assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
+    assert_eq!(t.stream_backlog(), 2);
     assert_eq!(connected(&mut t, ms(t0, 4), 1), [Fx::Ready(1)]);
     // The preface and Hello, then nothing until the Welcome.
     assert_eq!(transmit(&mut t, ms(t0, 4), 1), [W::Preface, hello("me", 1)]);
     assert_eq!(transmit(&mut t, ms(t0, 4), 1), []);
     assert_eq!(welcome(&mut t, ms(t0, 5), 1, 0, 0), [Fx::Ready(1)]);
-    assert_eq!(transmit(&mut t, ms(t0, 5), 1), [data(1, "second")]);
     assert_eq!(
-        ack(&mut t, ms(t0, 6), 1, 1),
-        [sent("second", Delivery::Receipt)]
+        transmit(&mut t, ms(t0, 5), 1),
+        [data(1, "first"), data(2, "second")]
+    );
+    assert_eq!(
+        ack(&mut t, ms(t0, 6), 1, 2),
+        [
+            sent("first", Delivery::Receipt),
+            sent("second", Delivery::Receipt)
+        ]
     );
     assert_eq!(t.pending_sends(), 0);
     // Messages while the stream is up go straight on it, pipelined; one Ack settles many.
@@ -320,13 +314,13 @@ fn a_first_message_goes_legacy_and_the_proof_moves_the_next_to_a_stream() {
     }
     assert_eq!(
         transmit(&mut t, ms(t0, 7), 1),
-        [data(2, "a"), data(3, "b"), data(4, "c")]
+        [data(3, "a"), data(4, "b"), data(5, "c")]
     );
     assert_eq!(
-        ack(&mut t, ms(t0, 8), 1, 3),
+        ack(&mut t, ms(t0, 8), 1, 4),
         [sent("a", Delivery::Receipt), sent("b", Delivery::Receipt),]
     );
-    assert_eq!(ack(&mut t, ms(t0, 9), 1, 4), [sent("c", Delivery::Receipt)]);
+    assert_eq!(ack(&mut t, ms(t0, 9), 1, 5), [sent("c", Delivery::Receipt)]);
     // Idle for 10 s with everything acknowledged: the stream is closed, the proof stale.
     assert_eq!(
         timeout(&mut t, ms(t0, 9) + Duration::from_secs(10)),
@@ -335,12 +329,11 @@ fn a_first_message_goes_legacy_and_the_proof_moves_the_next_to_a_stream() {
     assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
 }
 
-/// A peer with a key on record (it spoke encrypted streams in an earlier run) gets no
-/// text by legacy before its proof is known: the first message waits for the probe.
+/// A peer never met gets no text by legacy before its proof is known (it may speak the
+/// fast path, encrypted): the first message waits for the probe.
 #[test]
-fn a_peer_with_a_key_on_record_gets_its_first_message_only_after_the_proof() {
+fn a_new_peer_gets_its_first_message_only_after_the_proof() {
     let (mut t, t0) = setup();
-    t.expect_streams(bob());
     assert_eq!(send(&mut t, t0, "first"), [Fx::Probe(0)]);
     assert_eq!(send(&mut t, ms(t0, 1), "second"), []);
     assert_eq!(t.pending_sends(), 2);
@@ -354,7 +347,6 @@ fn a_peer_with_a_key_on_record_gets_its_first_message_only_after_the_proof() {
     );
     // A probe that gets no answer: what waited goes by legacy (no verdict, as before).
     let (mut u, t0) = setup();
-    u.expect_streams(bob());
     assert_eq!(send(&mut u, t0, "m0"), [Fx::Probe(0)]);
     assert_eq!(
         probe_failed(&mut u, ms(t0, 5), 0),
@@ -399,8 +391,8 @@ fn a_closed_stream_holds_messages_for_a_new_probe() {
 fn a_legacy_answer_keeps_one_connection_per_message_and_is_rechecked_late() {
     let (mut t, t0) = setup();
     let d = t0 + TIMEOUT;
-    assert_eq!(send(&mut t, t0, "m0"), [tx(0, "m0", d), Fx::Probe(0)]);
-    assert_eq!(probe_answer(&mut t, t0, 0, b""), []);
+    assert_eq!(send(&mut t, t0, "m0"), [Fx::Probe(0)]);
+    assert_eq!(probe_answer(&mut t, t0, 0, b""), [tx(0, "m0", d)]);
     assert_eq!(t.speaks(&bob()), Speaks::Legacy);
     assert_eq!(
         legacy_delivered(&mut t, t0, 0),
@@ -422,14 +414,15 @@ fn a_legacy_answer_keeps_one_connection_per_message_and_is_rechecked_late() {
     assert_eq!(t.speaks(&bob()), Speaks::Legacy);
 }
 
-/// A probe with no answer (refused, reset, its 5 s deadline) gives no verdict: legacy,
-/// and no new probe for 30 s. A late answer to a probe given up on changes nothing.
+/// A probe with no answer (refused, reset, its 5 s deadline) gives no verdict: what
+/// waited goes by legacy, and no new probe for 30 s. A late answer to a probe given up
+/// on changes nothing.
 #[test]
 fn a_failed_probe_gives_no_verdict_and_backs_off() {
     let (mut t, t0) = setup();
     let d = t0 + TIMEOUT;
-    assert_eq!(send(&mut t, t0, "m0"), [tx(0, "m0", d), Fx::Probe(0)]);
-    assert_eq!(probe_failed(&mut t, ms(t0, 10), 0), []);
+    assert_eq!(send(&mut t, t0, "m0"), [Fx::Probe(0)]);
+    assert_eq!(probe_failed(&mut t, ms(t0, 10), 0), [tx(0, "m0", d)]);
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
     assert_eq!(
         legacy_delivered(&mut t, ms(t0, 20), 0),
@@ -463,26 +456,18 @@ fn a_failed_probe_gives_no_verdict_and_backs_off() {
 #[test]
 fn a_failed_stream_attempt_falls_back_to_legacy_keeping_deadlines() {
     let (mut t, t0) = setup();
-    assert_eq!(
-        send(&mut t, t0, "first"),
-        [tx(0, "first", t0 + TIMEOUT), Fx::Probe(0)]
-    );
-    assert_eq!(probe_answer(&mut t, t0, 0, PROOF), []);
-    assert_eq!(
-        legacy_delivered(&mut t, t0, 0),
-        [sent("first", Delivery::Closed)]
-    );
     let (t1, t2) = (ms(t0, 100), ms(t0, 200));
-    assert_eq!(send(&mut t, t1, "a"), [Fx::Open(1)]);
+    assert_eq!(send(&mut t, t1, "a"), [Fx::Probe(0)]);
     assert_eq!(send(&mut t, t2, "b"), []);
+    assert_eq!(probe_answer(&mut t, ms(t0, 250), 0, PROOF), [Fx::Open(1)]);
     // Refused at connect: the reactor has dropped it.
     let fx = broken(&mut t, ms(t0, 300), 1);
-    assert_eq!(fx, [tx(1, "a", t1 + TIMEOUT)]);
+    assert_eq!(fx, [tx(0, "a", t1 + TIMEOUT)]);
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
     assert_eq!(t.stream_backlog(), 0);
     assert_eq!(
-        legacy_delivered(&mut t, ms(t0, 400), 1),
-        [sent("a", Delivery::Closed), tx(2, "b", t2 + TIMEOUT)]
+        legacy_delivered(&mut t, ms(t0, 400), 0),
+        [sent("a", Delivery::Closed), tx(1, "b", t2 + TIMEOUT)]
     );
     // A report about the stream given up on changes nothing.
     assert_eq!(connected(&mut t, ms(t0, 500), 1), []);
@@ -493,22 +478,14 @@ fn a_failed_stream_attempt_falls_back_to_legacy_keeping_deadlines() {
 #[test]
 fn no_welcome_in_time_fails_the_attempt() {
     let (mut t, t0) = setup();
-    assert_eq!(
-        send(&mut t, t0, "first"),
-        [tx(0, "first", t0 + TIMEOUT), Fx::Probe(0)]
-    );
-    assert_eq!(probe_answer(&mut t, t0, 0, PROOF), []);
-    assert_eq!(
-        legacy_delivered(&mut t, t0, 0),
-        [sent("first", Delivery::Closed)]
-    );
-    assert_eq!(send(&mut t, t0, "a"), [Fx::Open(1)]);
+    assert_eq!(send(&mut t, t0, "a"), [Fx::Probe(0)]);
+    assert_eq!(probe_answer(&mut t, t0, 0, PROOF), [Fx::Open(1)]);
     assert_eq!(connected(&mut t, ms(t0, 1), 1), [Fx::Ready(1)]);
     assert_eq!(transmit(&mut t, ms(t0, 1), 1), [W::Preface, hello("me", 1)]);
     assert_eq!(timeout(&mut t, ms(t0, 4999)), []);
     assert_eq!(
         timeout(&mut t, t0 + Duration::from_secs(5)),
-        [Fx::Close(1), tx(1, "a", t0 + TIMEOUT)]
+        [Fx::Close(1), tx(0, "a", t0 + TIMEOUT)]
     );
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
 }
@@ -517,22 +494,14 @@ fn no_welcome_in_time_fails_the_attempt() {
 #[test]
 fn a_refused_stream_falls_back() {
     let (mut t, t0) = setup();
-    assert_eq!(
-        send(&mut t, t0, "first"),
-        [tx(0, "first", t0 + TIMEOUT), Fx::Probe(0)]
-    );
-    assert_eq!(probe_answer(&mut t, t0, 0, PROOF), []);
-    assert_eq!(
-        legacy_delivered(&mut t, t0, 0),
-        [sent("first", Delivery::Closed)]
-    );
-    assert_eq!(send(&mut t, t0, "a"), [Fx::Open(1)]);
+    assert_eq!(send(&mut t, t0, "a"), [Fx::Probe(0)]);
+    assert_eq!(probe_answer(&mut t, t0, 0, PROOF), [Fx::Open(1)]);
     assert_eq!(connected(&mut t, t0, 1), [Fx::Ready(1)]);
     transmit(&mut t, t0, 1);
     let mut b = Vec::new();
     frame::encode_refuse(&mut b, frame::RefuseReason::Busy);
     t.handle_stream_bytes(ms(t0, 1), bob(), LinkId(1), &b);
-    assert_eq!(drain(&mut t), [Fx::Close(1), tx(1, "a", t0 + TIMEOUT)]);
+    assert_eq!(drain(&mut t), [Fx::Close(1), tx(0, "a", t0 + TIMEOUT)]);
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
 }
 
@@ -553,7 +522,7 @@ fn messages_in_doubt_end_unconfirmed_when_the_fallback_comes() {
         probe_failed(&mut t, ms(t0, 4), 2),
         [
             sent("x", Delivery::Unconfirmed),
-            tx(3, "y", ms(t0, 3) + TIMEOUT)
+            tx(2, "y", ms(t0, 3) + TIMEOUT)
         ]
     );
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
@@ -614,7 +583,7 @@ fn stream_deadlines_end_written_messages_unconfirmed_and_unwritten_failed() {
 // ----- forgetting ---------------------------------------------------------------------------
 
 /// The peer leaves (its `exit`): the stream is closed and the proof forgotten; the next
-/// message to that address goes by legacy with a probe at once (no back-off).
+/// message to that address waits for a new probe, sent at once (no back-off).
 #[test]
 fn the_peer_leaving_forgets_the_proof() {
     let (mut t, t0) = setup();
@@ -630,10 +599,7 @@ fn the_peer_leaving_forgets_the_proof() {
     );
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
     let t1 = ms(t0, 2);
-    assert_eq!(
-        send(&mut t, t1, "again"),
-        [tx(2, "again", t1 + TIMEOUT), Fx::Probe(2)]
-    );
+    assert_eq!(send(&mut t, t1, "again"), [Fx::Probe(2)]);
 }
 
 /// Our own `exit` to a peer, delivered over the stream, forgets it too.

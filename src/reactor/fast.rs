@@ -15,7 +15,7 @@ use super::inbound::Pass;
 use super::{Conn, ConnId, Node};
 use crate::identity::PeerKey;
 use crate::peer_table::LinkId;
-use crate::stream::proof::MAX_REPLY;
+use crate::stream::proof::{MAX_REPLY, ProofConfig};
 use crate::stream::receiver::{Event as StreamEvent, Receiver, ReceiverConfig};
 use crate::trust::known_peers::Lookup;
 use crate::trust::session::{Handshake, HandshakeConfig, SessionError, Transport};
@@ -203,8 +203,11 @@ impl Node {
             connected: false,
             answer: Vec::new(),
         };
-        let deadline =
-            now + crate::stream::proof::ProofConfig::default().probe_timeout + PROBE_GRACE;
+        let probe_timeout = self.table.config().fast.as_ref().map_or_else(
+            || ProofConfig::default().probe_timeout,
+            |f| f.proof.probe_timeout,
+        );
+        let deadline = now + probe_timeout + PROBE_GRACE;
         let id = self.conns.insert(Conn::Probe(conn), Some(deadline));
         self.links.insert(link, id);
     }
@@ -446,7 +449,6 @@ impl Node {
                 self.table.handle_key_changed(now, key, link);
                 return false;
             }
-            self.table.expect_streams(key);
         }
         let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
             return false;
@@ -923,8 +925,6 @@ impl Node {
                 if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
                     conn.key_changed = true;
                     self.key_changed(peer, old, new);
-                } else {
-                    self.table.expect_streams(peer);
                 }
             }
             None => {

@@ -340,17 +340,15 @@ impl Node {
             max_peers: cfg.max_peers,
             max_peers_per_host: cfg.max_peers_per_host,
             limit_local: cfg.limit_local,
-            fast: (!cfg.legacy_only).then(|| FastConfig {
-                encrypt: !cfg.plaintext,
-                ..FastConfig::new(os::random_session())
+            fast: (!cfg.legacy_only).then(|| {
+                let mut fast = FastConfig::new(os::random_session());
+                fast.encrypt = !cfg.plaintext;
+                // A first message waits for the probe: a quarter of its time at most,
+                // so a peer that never answers leaves it time to go by legacy.
+                fast.proof.probe_timeout = fast.proof.probe_timeout.min(cfg.timeout / 4);
+                fast
             }),
         });
-        let mut table = table;
-        if let Some(k) = &keys {
-            for peer in k.known.peers() {
-                table.expect_streams(peer);
-            }
-        }
         let framing = assembler::Limits {
             max_message: cfg.max_message,
             read_timeout: cfg.read_timeout,

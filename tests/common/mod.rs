@@ -289,6 +289,22 @@ pub fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
+/// Accepts the connection that carries a message (within [`SOON`]) without reading it:
+/// empty connections before it (the node's fast-path probes, shut down without a byte)
+/// are closed unanswered, as the original closes them, and the next one is awaited.
+pub fn accept_message_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        let (s, from) = accept_within(l);
+        s.set_read_timeout(Some(SOON)).unwrap();
+        let mut first = [0u8; 1];
+        if matches!(s.peek(&mut first), Ok(0)) {
+            continue; // a probe: closed as a legacy program closes it
+        }
+        s.set_read_timeout(None).unwrap();
+        return (s, from);
+    }
+}
+
 /// Accepts one message's connection (within [`SOON`]) and reads it to the end, as a
 /// well-behaved legacy receiver. Empty connections are skipped as the original skips
 /// them: they are the node's fast-path probes (PROTOCOL.md), never messages.
