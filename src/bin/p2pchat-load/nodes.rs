@@ -365,10 +365,17 @@ fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
         Some(p) => (Some(p.receiver.as_slice()), Some(p.load.as_slice())),
         None => (None, None),
     };
-    if let Some(cpus) = b_cpus {
-        // This tool's threads (the writer feeding A, the readers) run beside B, never on
-        // A's CPU: A's time is what is measured, and B has most of its CPU to spare.
-        // Threads started from here on inherit it.
+    // Where this tool's threads (the writer feeding A, the readers) run; threads started
+    // from here on inherit it. In a flood, beside B, never on A's CPU: A's time is what
+    // is measured, and B has most of its CPU to spare. At a steady rate, anywhere: A is
+    // mostly idle, and a paced writer sharing B's CPU would be late with its lines.
+    static ALL_CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    let all = ALL_CPUS.get_or_init(crate::sys::allowed_cpus);
+    let tool_cpus = match feed {
+        Feed::Flood(_) => b_cpus,
+        Feed::Paced(..) => Some(all.as_slice()),
+    };
+    if let Some(cpus) = tool_cpus.filter(|c| !c.is_empty()) {
         let _ = crate::sys::pin(0, cpus);
     }
     let b = NodeProc::start(opts, "nodeb", legacy, b_cpus)?;
