@@ -77,6 +77,11 @@ pub struct Cli {
     /// Messages one source IP may send at once above the rate.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub burst: u32,
+    /// Messages per second one source IP may send on fast-path streams, in bursts of a
+    /// second's worth (0: no limit). Past it the source is read more slowly, nothing is
+    /// dropped. This machine's own addresses are exempt unless --limit-local.
+    #[arg(long, default_value_t = 100_000, value_name = "PER_SEC")]
+    pub stream_rate: u32,
     /// Apply the per-IP limits (--rate, --max-inbound-per-ip, --max-peers-per-host) to this
     /// machine's own addresses too; by default local processes are limited only by
     /// --max-inbound and --max-peers.
@@ -198,6 +203,8 @@ pub struct Config {
     pub max_peers_per_host: usize,
     pub rate: f64,
     pub burst: u32,
+    /// `--stream-rate`: messages per second per source IP on streams (0: no limit).
+    pub stream_rate: u32,
     pub limit_local: bool,
     /// `--legacy-only`: the fast path is off (see PROTOCOL.md).
     pub legacy_only: bool,
@@ -229,6 +236,7 @@ impl Config {
             max_peers_per_host: 64,
             rate: 50.0,
             burst: 200,
+            stream_rate: 100_000,
             limit_local: false,
             legacy_only: false,
             plaintext: false,
@@ -428,6 +436,7 @@ pub fn from_cli(cli: Cli, mut ask: Option<Ask<'_>>) -> Result<Config, ConfigErro
         max_peers_per_host: cli.max_peers_per_host,
         rate: cli.rate,
         burst: cli.burst,
+        stream_rate: cli.stream_rate,
         limit_local: cli.limit_local,
         legacy_only: cli.legacy_only,
         plaintext: cli.plaintext,

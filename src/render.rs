@@ -421,6 +421,18 @@ pub fn json(event: &Event, out: &mut Vec<u8>) {
     }
 }
 
+/// [`json`], with the peer's key's `"fingerprint"` added to a peer event when known.
+pub fn json_keyed(event: &Event, fingerprint: Option<&str>, out: &mut Vec<u8>) {
+    match fingerprint {
+        None => json(event, out),
+        Some(fp) => {
+            let mut line = Line::new(event);
+            line.fingerprint = Some(Some(fp));
+            json_line(&line, out);
+        }
+    }
+}
+
 /// The hot lines (a message arriving, up to a million a second on the fast path; a send's
 /// outcome, one per message typed), written directly: the same bytes as the derived
 /// encoder gives (`tests::hot_lines_are_the_encoders_bytes`), when no string in them needs
@@ -501,7 +513,7 @@ fn verbatim(s: &str) -> bool {
     // Printable ASCII throughout (almost every line): one pass without branches, which
     // the compiler vectorises.
     let odd = bytes.iter().fold(false, |odd, &b| {
-        odd | (b < 0x20) | (b >= 0x7f) | (b == b'"') | (b == b'\\')
+        odd | !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\')
     });
     if !odd {
         return true;

@@ -11,6 +11,8 @@
 //!   the in-flight window, resend after a break, deadlines, outcomes.
 //! * [`receiver`]: one incoming stream connection: the bounded buffer, the hello, dedup by
 //!   (session, seq) against the node's [`receiver::SessionBook`], ack scheduling.
+//! * [`pace`]: messages per second per source host on incoming streams, paced (not
+//!   dropped) by a token bucket per IP.
 //!
 //! # Run-loop contract
 //!
@@ -46,6 +48,7 @@
 use std::fmt;
 
 pub mod frame;
+pub mod pace;
 pub mod proof;
 pub mod receiver;
 pub mod sender;

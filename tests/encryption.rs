@@ -396,3 +396,39 @@ fn a_flood_of_bad_handshakes_is_closed_one_by_one_and_the_node_serves() {
     assert_eq!(closed, n, "one log line each:\n{}", bob.stderr_text());
     bob.quit();
 }
+
+/// In `--json`, peer events carry the peer's fingerprint once its key is known (met on an
+/// encrypted stream): the same as its own `listening` line says. A legacy peer's events
+/// have no such field, as before.
+#[test]
+fn peer_events_carry_the_peers_fingerprint() {
+    let mut bob = Node::start("bob", &[]);
+    let mut alice = Node::start("alice", &[]);
+    let alices = alice.seen.first().cloned().unwrap_or_else(|| json!({}));
+    let alices = alices["fingerprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(alices.len(), 23, "{:?}", alice.seen.first());
+    let out = say_to(&mut alice, &bob.addr(), &mut bob, "hi, it is me");
+    assert_eq!(out["encrypted"], true, "{out}");
+    let new = bob
+        .seen
+        .iter()
+        .find(|v| v["event"] == "new_peer" && v["port"] == alice.port)
+        .cloned()
+        .expect("bob's new_peer for alice");
+    assert_eq!(new["fingerprint"], json!(alices), "{new}");
+    // A legacy sender: no fingerprint on its event.
+    let (_l, port) = common::listener();
+    assert!(common::send_raw(
+        bob.sock(),
+        format!("127.0.0.1:{port} carol hello").as_bytes()
+    ));
+    let legacy = bob.expect_event("new_peer", &[("port", json!(port))]);
+    assert!(legacy.get("fingerprint").is_none(), "{legacy}");
+    alice.quit();
+    let left = bob.expect_event("peer_left", &[("port", json!(alice.port))]);
+    assert_eq!(left["fingerprint"], json!(alices), "{left}");
+    bob.quit();
+}

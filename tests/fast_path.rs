@@ -304,3 +304,39 @@ fn many_sends_piped_to_a_peer_that_stops_reading_keep_memory_bounded() {
     let _ = bob.kill();
     let _ = bob.wait();
 }
+
+/// A source over `--stream-rate` is read more slowly, not cut: every message arrives, in
+/// order, none sooner than the rate allows (a lower bound, which no machine can flake),
+/// with a log line saying so; meanwhile the node serves everyone else.
+#[test]
+fn a_stream_over_its_rate_is_paced_and_nothing_is_dropped() {
+    let mut bob = Node::start("bob", &["--stream-rate", "100", "--limit-local"]);
+    let mut alice = Node::start("alice", &[]);
+    let started = std::time::Instant::now();
+    let n = 300;
+    for i in 0..n {
+        alice.type_line(&format!("/msg {} paced {i}", bob.addr()));
+    }
+    // A second's worth at once, then 100 a second: the 300th after 2 s at the earliest.
+    let mut serve_checked = false;
+    for i in 0..n {
+        let m = bob.expect_event("message", &[]);
+        assert_eq!(m["text"], format!("paced {i}"), "in order, none lost");
+        if i == 150 && !serve_checked {
+            common::assert_serves(&mut bob);
+            serve_checked = true;
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "300 messages at 100/s (burst 100) came in {:?}",
+        started.elapsed()
+    );
+    for i in 0..n {
+        let out = outcome_of(&mut alice, &format!("paced {i}"));
+        assert_eq!(out["delivery"], "receipt", "{out}");
+    }
+    bob.expect_stderr_within("over --stream-rate", SOON);
+    alice.quit();
+    bob.quit();
+}

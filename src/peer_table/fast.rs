@@ -215,41 +215,41 @@ impl PeerTable {
     /// The common case of a chat in full flow: nothing queued ahead of `out` (no outbox)
     /// and `key`'s stream sender in place on a fresh proof or an open stream. `out` goes
     /// straight onto it, without [`PeerTable::pump`]'s round through the outbox. Gives
-    /// `out` back in every other case, for the outbox.
+    /// `out` back (`Some`) in every other case, for the outbox.
     pub(super) fn push_to_stream(
         &mut self,
         now: Instant,
         key: PeerKey,
         mut out: Outgoing,
-    ) -> Result<(), Outgoing> {
+    ) -> Option<Outgoing> {
         let Some(encrypt) = self.cfg.fast.as_ref().map(|f| f.encrypt) else {
-            return Err(out);
+            return Some(out);
         };
         if self.outboxes.contains_key(&key) {
-            return Err(out);
+            return Some(out);
         }
         let Some(fp) = self.fast.get_mut(&key) else {
-            return Err(out);
+            return Some(out);
         };
         let Route::Stream(version) = fp.proof.route(now) else {
-            return Err(out);
+            return Some(out);
         };
         if fp.key_changed || fp.dial != out.dial {
-            return Err(out);
+            return Some(out);
         }
         let Some(sender) = fp.sender.as_mut() else {
-            return Err(out);
+            return Some(out);
         };
         let text = Bytes::copy_from_slice(out.text.as_bytes());
         if sender.push(out.id, text, out.deadline).is_err() {
-            return Err(out);
+            return Some(out);
         }
         let encrypted = encrypt && version >= 2;
         out.encrypted = encrypted;
         let dial = out.dial;
         self.streamed.insert(out.id, out);
         self.drive_stream(now, key, dial, encrypted);
-        Ok(())
+        None
     }
 
     /// After messages went onto `key`'s sender: opens the stream if it wants a

@@ -142,7 +142,7 @@ impl PeerTable {
         self.pending_text += out.text.len();
         self.deadlines.insert(out.deadline, id);
         if self.cfg.fast.is_some() {
-            if let Err(out) = self.push_to_stream(now, key, out) {
+            if let Some(out) = self.push_to_stream(now, key, out) {
                 self.outboxes.entry(key).or_default().queue.push_back(out);
                 self.pump(now, key);
             }

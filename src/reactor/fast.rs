@@ -13,7 +13,7 @@ use mio::net::TcpStream;
 
 use super::inbound::Pass;
 use super::{Conn, ConnId, Node};
-use crate::identity::PeerKey;
+use crate::identity::{PeerKey, limit_bucket};
 use crate::peer_table::LinkId;
 use crate::stream::proof::{MAX_REPLY, ProofConfig};
 use crate::stream::receiver::{Event as StreamEvent, Receiver, ReceiverConfig};
@@ -103,6 +103,9 @@ pub struct StreamIn {
     /// Since when an ack (or the Welcome) has waited for a socket the peer does not
     /// read: past `--read-timeout` the stream is closed.
     stuck_since: Option<Instant>,
+    /// Its source spent its `--stream-rate` bucket: nothing more is pulled (or read once
+    /// the buffer is full) before this instant.
+    paced_until: Option<Instant>,
 }
 
 /// How a socket step ended.
@@ -716,6 +719,7 @@ impl Node {
             plain: Vec::new(),
             key_changed: false,
             stuck_since: None,
+            paced_until: None,
         };
         let id = self.conns.insert(Conn::StreamIn(conn), None);
         debug_assert_eq!(id, expect);
@@ -746,6 +750,9 @@ impl Node {
             let Some(Conn::StreamIn(conn)) = self.conns.get_mut(id) else {
                 return;
             };
+            if conn.paced_until.is_some_and(|t| t <= now) {
+                conn.paced_until = None;
+            }
             if due && pass == 0 {
                 conn.rx.handle_timeout(now);
                 if let Crypt::Handshake(hs) = &mut conn.crypt
@@ -765,7 +772,11 @@ impl Node {
                 }
                 .min(self.scratch.len());
                 if room == 0 {
-                    again = !conn.rx.is_done() && !conn.crypt.is_encrypted();
+                    // A full buffer is emptied by pulling, unless the source is paced:
+                    // then it waits for its deadline, not for the next pass.
+                    again = !conn.rx.is_done()
+                        && !conn.crypt.is_encrypted()
+                        && conn.paced_until.is_none();
                 } else {
                     match conn.stream.read(&mut self.scratch[..room]) {
                         Ok(0) => match &mut conn.crypt {
@@ -853,6 +864,7 @@ impl Node {
                 conn.rx.poll_timeout(),
                 ack_deadline,
                 conn.crypt.poll_timeout(),
+                conn.paced_until,
             ]
             .into_iter()
             .flatten()
@@ -944,6 +956,16 @@ impl Node {
     /// Hands the stream's messages to the table; `Some(why)` when the stream failed.
     fn pull_stream(&mut self, now: Instant, id: ConnId) -> Option<String> {
         let mut shown = 0;
+        let paced = {
+            let Some(Conn::StreamIn(conn)) = self.conns.get(id) else {
+                return None;
+            };
+            if conn.paced_until.is_some() {
+                return None;
+            }
+            let ip = conn.source.ip().to_canonical();
+            self.pace.enabled() && (self.cfg.limit_local || !self.table.config().local.is_local(ip))
+        };
         loop {
             if self.paused {
                 self.defer(id);
@@ -953,8 +975,32 @@ impl Node {
                 return None;
             };
             let source = conn.source;
+            if paced
+                && let Err(at) = self
+                    .pace
+                    .take(limit_bucket(source.ip().to_canonical()), now)
+            {
+                conn.paced_until = Some(at);
+                self.remote_log.hit(
+                    now,
+                    limit_bucket(source.ip().to_canonical()),
+                    "streams read more slowly (over --stream-rate)",
+                    || {
+                        format!(
+                            "{source}: stream messages over --stream-rate: read more slowly \
+                             (nothing dropped)"
+                        )
+                    },
+                );
+                return None;
+            }
             let msg = match conn.rx.poll_event(&mut self.book, now) {
-                Ok(None) => return None,
+                Ok(None) => {
+                    if paced {
+                        self.pace.refund(limit_bucket(source.ip().to_canonical()));
+                    }
+                    return None;
+                }
                 Err(e) => return Some(e.to_string()),
                 Ok(Some(StreamEvent::Opened {
                     port, name, known, ..
@@ -964,6 +1010,9 @@ impl Node {
                     );
                     conn.port = port;
                     conn.name = name.to_owned();
+                    if paced {
+                        self.pace.refund(limit_bucket(source.ip().to_canonical())); // not a message
+                    }
                     self.stream_in_hello(id, port);
                     continue;
                 }

@@ -125,6 +125,18 @@ impl Node {
         }
     }
 
+    /// The fingerprint of `peer`'s key on record (or the new one after a change), for
+    /// its `new_peer`, `connected` and `peer_left` events; `None` for a peer with no key
+    /// (legacy, unknown), whose events read as before.
+    pub(super) fn fingerprint_of(&self, peer: &crate::event::PeerView) -> Option<String> {
+        let keys = self.keys.as_ref()?;
+        let key = self.table.key_of(peer.ip, peer.port?);
+        keys.changed
+            .get(&key)
+            .or(keys.known.get(key).map(|e| &e.key))
+            .map(|k| k.fingerprint().to_string())
+    }
+
     /// `/whoami`.
     pub(super) fn whoami(&mut self) {
         let fp = match &self.keys {

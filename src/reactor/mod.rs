@@ -216,6 +216,8 @@ pub struct Node {
     ready_links: Vec<LinkId>,
     /// What this node remembers of senders' stream sessions (dedup across connections).
     book: SessionBook,
+    /// `--stream-rate`: incoming stream messages per second per source IP.
+    pace: crate::stream::pace::Pace,
     /// Warnings caused by remote input, summed up per source.
     remote_log: SourceLog,
     console: Console,
@@ -365,6 +367,7 @@ impl Node {
             links: IdMap::default(),
             ready_links: Vec::new(),
             book: SessionBook::new(SessionBook::DEFAULT_CAP),
+            pace: crate::stream::pace::Pace::new(cfg.stream_rate),
             remote_log: SourceLog::new(bucket_text),
             framing,
             paused: false,
@@ -754,7 +757,14 @@ impl Node {
     /// Shows `event`, and appends it to the chat log (`--log`). The log's first write
     /// error is told (and logged) once; logging stops there, the chat goes on.
     fn tell(&mut self, event: &Event) {
-        self.stdout.event(event);
+        // Peer events carry the peer's key's fingerprint in --json (when one is known).
+        let fingerprint = match event {
+            Event::NewPeer(v) | Event::ConnectedWithYou(v) | Event::PeerLeft(v) => {
+                self.fingerprint_of(v)
+            }
+            _ => None,
+        };
+        self.stdout.event_keyed(event, fingerprint.as_deref());
         if let Some(log) = &mut self.chat_log
             && let Some(why) = log.record(SystemTime::now(), event)
         {

@@ -260,17 +260,23 @@ impl Stdout {
             let n = std::mem::take(&mut self.not_shown);
             let text = format!("{n} events were not shown: output was not keeping up");
             log::error!("{text}");
-            self.render(&Event::Info(text));
+            self.render(&Event::Info(text), None);
         }
     }
 
     pub fn event(&mut self, e: &Event) {
+        self.event_keyed(e, None);
+    }
+
+    /// [`Stdout::event`] for a peer event whose peer's key is known: `--json` adds its
+    /// `"fingerprint"`; human output is the same.
+    pub fn event_keyed(&mut self, e: &Event, fingerprint: Option<&str>) {
         if self.room() {
-            self.render(e);
+            self.render(e, fingerprint);
         }
     }
 
-    fn render(&mut self, e: &Event) {
+    fn render(&mut self, e: &Event, fingerprint: Option<&str>) {
         self.end_prompt_line();
         self.erase_input();
         if let Some(s) = &mut self.screen {
@@ -284,7 +290,7 @@ impl Stdout {
             let human = String::from_utf8_lossy(&s.scratch);
             look::dress(e, &human, &look, &mut self.buf);
         } else if self.json {
-            render::json(e, &mut self.buf);
+            render::json_keyed(e, fingerprint, &mut self.buf);
         } else if self.colour {
             let mut human = Vec::new();
             render::human(e, &mut human);
