@@ -62,19 +62,27 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             purpose,
             text,
             delivery,
-            ..
+            encrypted,
         } => {
             let confirmed = delivery.confirmed();
+            // Said per message: went inside an encrypted stream (never on a legacy
+            // peer's line, which reads as the original's).
+            let how = if *encrypted { " (encrypted)" } else { "" };
             match purpose {
                 // "Delivered" only with a receipt from a p2pchat peer; a legacy peer's
                 // close says "sent", as the original says.
                 Purpose::Text if *delivery == Delivery::Receipt => write!(
                     out,
-                    "Message delivered to {}: {}",
+                    "Message delivered to {}{how}: {}",
                     who(to),
                     for_terminal(text)
                 ),
-                Purpose::Text => write!(out, "Message sent to {}: {}", who(to), for_terminal(text)),
+                Purpose::Text => write!(
+                    out,
+                    "Message sent to {}{how}: {}",
+                    who(to),
+                    for_terminal(text)
+                ),
                 // "Successfully" only when the peer confirmed it (by closing or a receipt).
                 Purpose::Connect if confirmed => {
                     write!(out, "Successfully connected to {}", who(to))
@@ -745,7 +753,7 @@ mod tests {
         };
         assert_eq!(
             line(&receipt),
-            "Message delivered to bob [127.0.0.1:9001]: yo\n"
+            "Message delivered to bob [127.0.0.1:9001] (encrypted): yo\n"
         );
         let mut j = Vec::new();
         json(&receipt, &mut j);

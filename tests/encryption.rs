@@ -432,3 +432,157 @@ fn peer_events_carry_the_peers_fingerprint() {
     assert_eq!(left["fingerprint"], json!(alices), "{left}");
     bob.quit();
 }
+
+/// A relay that carries connections to `to` as they are, except that on the first
+/// encrypted stream from the client it sends one transport record twice (the second
+/// record after the handshake): a replay by someone on the path. Returns its port and
+/// whether the replay happened.
+fn replaying_relay(to: SocketAddr) -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let replayed = Arc::new(AtomicBool::new(false));
+    let done = replayed.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(server) = TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut up_from, mut up_into) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut down_from, mut down_into) = (server, client);
+            thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = down_from.read(&mut buf) {
+                    if n == 0 || down_into.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = down_into.shutdown(Shutdown::Write);
+            });
+            let done = done.clone();
+            thread::spawn(move || {
+                // Client to server: the preface (8 bytes), then units of a 2-byte length
+                // and a body: msg1, msg3, then transport records.
+                let mut pending: Vec<u8> = Vec::new();
+                let mut encrypted = None;
+                let mut preface_done = false;
+                let mut unit = 0usize;
+                let mut buf = [0u8; 65536];
+                loop {
+                    let n = match up_from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    if !*encrypted.get_or_insert(pending[0] == 0x8a) {
+                        // Not an encrypted stream (a legacy message): as it is.
+                        if up_into.write_all(&pending).is_err() {
+                            break;
+                        }
+                        pending.clear();
+                        continue;
+                    }
+                    let mut out = Vec::new();
+                    if !preface_done {
+                        if pending.len() < 8 {
+                            continue;
+                        }
+                        out.extend(pending.drain(..8));
+                        preface_done = true;
+                    }
+                    while pending.len() >= 2 {
+                        let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+                        if pending.len() < 2 + len {
+                            break;
+                        }
+                        let whole: Vec<u8> = pending.drain(..2 + len).collect();
+                        out.extend_from_slice(&whole);
+                        if unit == 3 && !done.swap(true, Ordering::SeqCst) {
+                            out.extend_from_slice(&whole); // the replay
+                        }
+                        unit += 1;
+                    }
+                    if up_into.write_all(&out).is_err() {
+                        break;
+                    }
+                }
+                let _ = up_into.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (port, replayed)
+}
+
+/// Someone on the path replays a record of an encrypted stream: the receiver closes the
+/// stream with a log line; the sender resends on a new stream what was not acknowledged,
+/// and every message is shown exactly once, in order.
+#[test]
+fn a_replayed_record_closes_the_stream_and_nothing_shows_twice() {
+    let mut bob = Node::start("bob", &[]);
+    let (port, replayed) = replaying_relay(bob.sock());
+    let mut alice = Node::start("alice", &[]);
+    let to = format!("127.0.0.1:{port}");
+    // One at a time, so that each goes in a record of its own.
+    let n = 8;
+    for i in 0..n {
+        alice.type_line(&format!("/msg {to} replay {i}"));
+        let m = bob.expect_event("message", &[]);
+        assert_eq!(m["text"], format!("replay {i}"), "once each, in order");
+    }
+    assert!(
+        replayed.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay replayed a record"
+    );
+    bob.expect_stderr_within("replayed", SOON);
+    for i in 0..n {
+        let out = outcome_of(&mut alice, &format!("replay {i}"));
+        assert_eq!(out["event"], "sent", "{out}");
+    }
+    // A round trip through bob after all that: no message came twice meanwhile.
+    common::assert_serves(&mut bob);
+    let shown = bob
+        .seen
+        .iter()
+        .filter(|v| {
+            v["event"] == "message" && v["text"].as_str().is_some_and(|t| t.starts_with("replay "))
+        })
+        .count();
+    assert_eq!(shown, n, "each shown once: {:?}", bob.seen);
+    alice.quit();
+    bob.quit();
+}
+
+/// A peer with a key on record whose probe is never answered (here: a listener on its
+/// port that holds every connection open; on a real path, someone cutting or stalling
+/// connections) is sent to in clear only with a `downgrade` warning.
+#[test]
+fn a_probe_never_answered_by_a_known_peer_is_warned_about() {
+    let hb = common::config_home();
+    let mut bob = node_at("bob", &hb, 0, &[]);
+    let port = bob.port;
+    // --timeout 4: the probe gives up after 1 s.
+    let mut alice = Node::start("alice", &["--timeout", "4"]);
+    until_receipt(&mut alice, &bob.addr(), &mut bob, "before");
+    bob.quit();
+    let staller = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    thread::spawn(move || {
+        for s in staller.incoming().flatten() {
+            keep.lock().unwrap().push(s); // never answered, never closed
+        }
+    });
+    alice.type_line(&format!("/msg 127.0.0.1:{port} after"));
+    let d = alice.expect_event("downgrade", &[("port", json!(port))]);
+    assert_eq!(d["was"], "p2pchat/2 (encrypted streams)", "{d}");
+    let now = d["now"].as_str().unwrap_or_default();
+    assert!(
+        now.contains("no answer to its probe") && now.contains("in clear"),
+        "{d}"
+    );
+    alice.expect_stderr_within("a downgrade", SOON);
+    alice.quit();
+    drop(held);
+}

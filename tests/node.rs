@@ -907,8 +907,8 @@ fn the_chat_log_keeps_what_was_shown_and_a_write_error_stops_only_the_log() {
     for want in [
         format!("Server listening on port {}", a.port),
         format!("Message from bob {who}: hello log"),
-        // Bob is a p2pchat node: acknowledged on the stream, so "delivered".
-        format!("Message delivered to bob {who}: and back"),
+        // Bob is a p2pchat node: acknowledged on the encrypted stream, so "delivered".
+        format!("Message delivered to bob {who} (encrypted): and back"),
         "Exiting...".to_owned(),
     ] {
         let line = lines

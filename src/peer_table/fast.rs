@@ -5,12 +5,15 @@
 //! A peer's messages wait in its outbox as legacy ones do; [`PeerTable::pump`] moves them
 //! along the route the proof gives:
 //!
-//! * **Legacy**: one connection per message, as today, and, when the proof wants it, a
-//!   probe beside it ([`Effect::Probe`]);
+//! * **Legacy**: one connection per message, as today (a peer answered legacy, or its
+//!   probe or stream attempt failed), and, when the proof wants it again, a probe beside
+//!   it ([`Effect::Probe`]);
 //! * **Stream**: once no legacy send is in flight (so the order typed holds), every queued
 //!   message goes to the peer's [`Sender`]; a stream connection is opened on a fresh
 //!   proof ([`Effect::OpenStream`]) and its bytes pulled with [`PeerTable::stream_transmit`];
-//! * **Wait**: a peer that had been proven is being probed again: hold.
+//! * **Wait**: nothing is known of the peer yet (its first probe goes out, or is out), or
+//!   a peer that had been proven is being probed again: hold, so no text goes in clear
+//!   to a peer that may speak the fast path, and the order typed holds.
 //!
 //! The reactor reports the probe's answer, the stream's connection, its bytes and its end;
 //! every decision (outcomes, fallback, forgetting) is made here, with `now` passed in.
@@ -98,7 +101,7 @@ impl FastPeer {
 
 impl PeerTable {
     /// What `key` is known to speak (`/peers`).
-    pub(super) fn speaks(&self, key: &PeerKey) -> Speaks {
+    pub fn speaks(&self, key: &PeerKey) -> Speaks {
         match self.fast.get(key).map(|f| f.proof.verdict()) {
             Some(Verdict::Proven(v)) => Speaks::P2pchat(v),
             Some(Verdict::Legacy) => Speaks::Legacy,

@@ -693,3 +693,39 @@ fn after_nick_the_next_stream_says_the_new_name() {
     assert_eq!(connected(&mut t, t1, 3), [Fx::Ready(3)]);
     assert_eq!(transmit(&mut t, t1, 3), [W::Preface, hello("neo", 2)]);
 }
+
+/// A peer that answered legacy is asked again after 10 minutes, with a legacy send in
+/// flight beside the probe. A proof then moves what follows to a stream, but only once
+/// that legacy send is done: the order typed holds across the paths.
+#[test]
+fn a_proof_during_a_legacy_send_waits_for_it_before_the_stream() {
+    let (mut t, t0) = setup();
+    assert_eq!(send(&mut t, t0, "m0"), [Fx::Probe(0)]);
+    assert_eq!(
+        probe_answer(&mut t, t0, 0, b""),
+        [tx(0, "m0", t0 + TIMEOUT)]
+    );
+    assert_eq!(
+        legacy_delivered(&mut t, t0, 0),
+        [sent("m0", Delivery::Closed)]
+    );
+    let t1 = t0 + Duration::from_secs(600);
+    assert_eq!(
+        send(&mut t, t1, "m1"),
+        [tx(1, "m1", t1 + TIMEOUT), Fx::Probe(1)]
+    );
+    assert_eq!(probe_answer(&mut t, ms(t1, 1), 1, PROOF), []);
+    assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
+    // Proven, but "m1" is still in flight by legacy: "m2" waits behind it.
+    assert_eq!(send(&mut t, ms(t1, 2), "m2"), []);
+    assert_eq!(t.stream_backlog(), 0);
+    assert_eq!(
+        legacy_delivered(&mut t, ms(t1, 3), 1),
+        [sent("m1", Delivery::Closed), Fx::Open(2)]
+    );
+    assert_eq!(t.stream_backlog(), 1);
+    assert_eq!(connected(&mut t, ms(t1, 4), 2), [Fx::Ready(2)]);
+    assert_eq!(transmit(&mut t, ms(t1, 4), 2), [W::Preface, hello("me", 1)]);
+    assert_eq!(welcome(&mut t, ms(t1, 5), 2, 0, 0), [Fx::Ready(2)]);
+    assert_eq!(transmit(&mut t, ms(t1, 5), 2), [data(1, "m2")]);
+}

@@ -52,10 +52,6 @@ enum Crypt {
 }
 
 impl Crypt {
-    fn is_encrypted(&self) -> bool {
-        !matches!(self, Crypt::Plain)
-    }
-
     /// The handshake's deadline, while it is under way.
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
@@ -192,12 +188,14 @@ impl Node {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("probe of {to} failed at once: {e}");
-                return self.table.handle_probe_failed(now, key, link);
+                self.table.handle_probe_failed(now, key, link);
+                return self.warn_fallback(key, &format!("no answer to its probe ({e})"));
             }
         };
         if let Err(e) = self.register(&mut stream) {
             log::debug!("probe of {to}: {e}");
-            return self.table.handle_probe_failed(now, key, link);
+            self.table.handle_probe_failed(now, key, link);
+            return self.warn_fallback(key, &format!("no answer to its probe ({e})"));
         }
         let conn = ProbeConn {
             stream,
@@ -234,7 +232,32 @@ impl Node {
             Err(e) => {
                 log::debug!("probe of {key}: {e}");
                 self.table.handle_probe_failed(now, key, link);
+                self.warn_fallback(key, &format!("no answer to its probe ({e})"));
             }
+        }
+    }
+
+    /// A peer with a key on record whose probe got no answer, or whose stream attempt
+    /// failed, is now sent to as a legacy peer (in clear) until a later probe proves it
+    /// again: as much a downgrade as a legacy answer (someone on the path can cause it by
+    /// cutting connections), warned about the same way, once per peer per run. A break
+    /// of a welcomed stream is not one: a new probe comes first, and messages wait.
+    fn warn_fallback(&mut self, key: PeerKey, why: &str) {
+        if !matches!(self.table.speaks(&key), crate::event::Speaks::Unknown) {
+            return; // still proven (a re-probe is due), or answered legacy (warned then)
+        }
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        if keys.known.get(key).is_some() && keys.downgrades.insert(key) {
+            let now_speaks = format!("{why}: sent to as a legacy peer, in clear");
+            log::info!("{key} has a key on record but {now_speaks}: a downgrade");
+            let peer = self.table.view(&key);
+            self.tell(&crate::event::Event::Downgrade {
+                peer,
+                was: "p2pchat/2 (encrypted streams)".to_owned(),
+                now: now_speaks,
+            });
         }
     }
 
@@ -276,9 +299,9 @@ impl Node {
         let mut stream = match TcpStream::connect(to) {
             Ok(s) => s,
             Err(e) => {
-                return self
-                    .table
+                self.table
                     .handle_stream_broken(now, key, link, &e.to_string());
+                return self.warn_fallback(key, &format!("its stream failed ({e})"));
             }
         };
         if let Err(e) = self.register(&mut stream) {
@@ -608,6 +631,7 @@ impl Node {
         let (key, link) = (conn.key, conn.link);
         self.close(id);
         self.table.handle_stream_broken(now, key, link, why);
+        self.warn_fallback(key, &format!("its stream failed ({why})"));
     }
 
     // ----- incoming streams ---------------------------------------------------------------
@@ -774,8 +798,10 @@ impl Node {
                 if room == 0 {
                     // A full buffer is emptied by pulling, unless the source is paced:
                     // then it waits for its deadline, not for the next pass.
+                    // (An open session's records waiting in its inbox are opened as
+                    // the buffer empties: another pass.)
                     again = !conn.rx.is_done()
-                        && !conn.crypt.is_encrypted()
+                        && matches!(conn.crypt, Crypt::Plain | Crypt::Open(_))
                         && conn.paced_until.is_none();
                 } else {
                     match conn.stream.read(&mut self.scratch[..room]) {
@@ -975,32 +1001,8 @@ impl Node {
                 return None;
             };
             let source = conn.source;
-            if paced
-                && let Err(at) = self
-                    .pace
-                    .take(limit_bucket(source.ip().to_canonical()), now)
-            {
-                conn.paced_until = Some(at);
-                self.remote_log.hit(
-                    now,
-                    limit_bucket(source.ip().to_canonical()),
-                    "streams read more slowly (over --stream-rate)",
-                    || {
-                        format!(
-                            "{source}: stream messages over --stream-rate: read more slowly \
-                             (nothing dropped)"
-                        )
-                    },
-                );
-                return None;
-            }
             let msg = match conn.rx.poll_event(&mut self.book, now) {
-                Ok(None) => {
-                    if paced {
-                        self.pace.refund(limit_bucket(source.ip().to_canonical()));
-                    }
-                    return None;
-                }
+                Ok(None) => return None,
                 Err(e) => return Some(e.to_string()),
                 Ok(Some(StreamEvent::Opened {
                     port, name, known, ..
@@ -1010,9 +1012,6 @@ impl Node {
                     );
                     conn.port = port;
                     conn.name = name.to_owned();
-                    if paced {
-                        self.pace.refund(limit_bucket(source.ip().to_canonical())); // not a message
-                    }
                     self.stream_in_hello(id, port);
                     continue;
                 }
@@ -1029,6 +1028,26 @@ impl Node {
             };
             self.table.handle_message(now, source, msg);
             shown += 1;
+            // Charged once taken (a Hello never waits): in debt, none of this source's
+            // stream is pulled, nor read once its buffer is full, before its next token.
+            let bucket = limit_bucket(source.ip().to_canonical());
+            if paced && let Some(at) = self.pace.charge(bucket, now) {
+                if let Some(Conn::StreamIn(conn)) = self.conns.get_mut(id) {
+                    conn.paced_until = Some(at);
+                }
+                self.remote_log.hit(
+                    now,
+                    bucket,
+                    "streams read more slowly (over --stream-rate)",
+                    || {
+                        format!(
+                            "{source}: stream messages over --stream-rate: read more slowly \
+                             (nothing dropped)"
+                        )
+                    },
+                );
+                return None;
+            }
             if shown % SHOW_BATCH == 0 {
                 self.drain_effects(now);
             }

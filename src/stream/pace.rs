@@ -50,39 +50,40 @@ impl Pace {
         self.rate > 0.0
     }
 
-    /// Takes one message's token for `ip` at `now`; `Err(at)`: none until `at` (the
-    /// caller stops reading that source until then).
-    pub fn take(&mut self, ip: IpAddr, now: Instant) -> Result<(), Instant> {
+    /// Charges one message pulled from `ip` at `now` (a message is charged after it was
+    /// taken, so a stream's Hello never waits for a token, and tokens are never given
+    /// back). `Some(at)`: the source is now in debt, read none of it before `at`.
+    pub fn charge(&mut self, ip: IpAddr, now: Instant) -> Option<Instant> {
         if !self.enabled() {
-            return Ok(());
-        }
-        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED {
-            self.make_room(now);
+            return None;
         }
         let (rate, burst) = (self.rate, self.burst);
+        if !self.buckets.contains_key(&ip) && self.buckets.len() >= MAX_TRACKED {
+            // A new source when the table is full: it starts with no burst unless a
+            // quiet source's bucket made room (see `make_room`).
+            let fresh = self.make_room(now);
+            self.buckets.insert(
+                ip,
+                Bucket {
+                    tokens: if fresh { burst } else { 0.0 },
+                    at: now,
+                },
+            );
+        }
         let b = self.buckets.entry(ip).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
         let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.tokens = (b.tokens + elapsed * rate).min(burst) - 1.0;
         b.at = b.at.max(now);
-        // (A hair under one: the instant `Err` names refills it whatever the rounding.)
+        // A token left (a hair under one, whatever the rounding, counts): go on.
         if b.tokens >= 1.0 - 1e-6 {
-            b.tokens = (b.tokens - 1.0).max(0.0);
-            return Ok(());
+            return None;
         }
         let wait_ns = ((1.0 - b.tokens) / rate * 1e9).ceil() as u64;
         // At least a microsecond: a wake-up at `now` would find the bucket as it is.
-        Err(now + Duration::from_nanos(wait_ns.max(1000)))
-    }
-
-    /// Gives back a token [`Pace::take`] took for nothing (no message came).
-    pub fn refund(&mut self, ip: IpAddr) {
-        let burst = self.burst;
-        if let Some(b) = self.buckets.get_mut(&ip) {
-            b.tokens = (b.tokens + 1.0).min(burst);
-        }
+        Some(now + Duration::from_nanos(wait_ns.max(1000)))
     }
 
     /// Sources tracked.
@@ -90,19 +91,25 @@ impl Pace {
         self.buckets.len()
     }
 
-    fn make_room(&mut self, now: Instant) {
+    /// Forgets the buckets that have refilled (sources quiet for a second); true if that
+    /// made room. If none has, the stalest goes (the newcomer then starts empty: a flood
+    /// of new sources gets no burst from the churn).
+    fn make_room(&mut self, now: Instant) -> bool {
         let full = Duration::from_secs_f64(self.burst / self.rate);
         self.buckets
             .retain(|_, b| now.saturating_duration_since(b.at) < full);
-        if self.buckets.len() >= MAX_TRACKED
-            && let Some(stalest) = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(ip, _)| *ip)
+        if self.buckets.len() < MAX_TRACKED {
+            return true;
+        }
+        if let Some(stalest) = self
+            .buckets
+            .iter()
+            .min_by_key(|(_, b)| b.at)
+            .map(|(ip, _)| *ip)
         {
             self.buckets.remove(&stalest);
         }
+        false
     }
 }
 
@@ -115,34 +122,46 @@ mod tests {
     }
 
     /// A burst of a second's worth, then one message per 1/rate s: the wait said is the
-    /// time the next token comes, and taking at that instant succeeds.
+    /// time the next token comes.
     #[test]
     fn a_source_gets_its_burst_then_its_rate() {
         let t0 = Instant::now();
         let mut p = Pace::new(1000);
-        for _ in 0..1000 {
-            assert_eq!(p.take(ip(1), t0), Ok(()));
+        for _ in 0..999 {
+            assert_eq!(p.charge(ip(1), t0), None);
         }
-        let at = p.take(ip(1), t0).unwrap_err();
+        // The thousandth spends the last token: wait a thousandth of a second.
+        let at = p.charge(ip(1), t0).expect("in debt");
         let wait = at - t0;
         assert!(
             wait >= Duration::from_micros(999) && wait <= Duration::from_micros(1001),
             "{wait:?}"
         );
-        assert!(p.take(ip(1), t0 + Duration::from_micros(500)).is_err());
-        assert_eq!(p.take(ip(1), at), Ok(()));
-        // A token taken for nothing comes back.
-        p.refund(ip(1));
-        assert_eq!(p.take(ip(1), at), Ok(()));
-        assert!(p.take(ip(1), at).is_err());
+        // Charged at `at`: the token that came is spent; the next comes 1 ms later.
+        let next = p.charge(ip(1), at).expect("still paced");
+        assert!(next >= at + Duration::from_micros(990), "{:?}", next - at);
         // Another source has its own bucket.
-        assert_eq!(p.take(ip(2), t0), Ok(()));
-        // A quiet second refills it, no further than the burst.
+        assert_eq!(p.charge(ip(2), t0), None);
+        // A quiet while refills it, no further than the burst.
         let later = t0 + Duration::from_secs(5);
-        for _ in 0..1000 {
-            assert_eq!(p.take(ip(1), later), Ok(()));
+        for _ in 0..999 {
+            assert_eq!(p.charge(ip(1), later), None);
         }
-        assert!(p.take(ip(1), later).is_err());
+        assert!(p.charge(ip(1), later).is_some());
+    }
+
+    /// Several streams of one source charged in turn share its rate: the debt adds up.
+    #[test]
+    fn streams_of_one_source_share_its_rate() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(100);
+        for _ in 0..100 {
+            p.charge(ip(1), t0);
+        }
+        let a = p.charge(ip(1), t0).unwrap();
+        let b = p.charge(ip(1), t0).unwrap();
+        assert!(b > a, "a second stream's message waits longer");
+        assert!(b - t0 >= Duration::from_millis(29), "{:?}", b - t0);
     }
 
     #[test]
@@ -150,12 +169,13 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pace::new(0);
         for _ in 0..100_000 {
-            assert_eq!(p.take(ip(1), t0), Ok(()));
+            assert_eq!(p.charge(ip(1), t0), None);
         }
         assert_eq!(p.tracked(), 0);
     }
 
-    /// Many sources: never more than MAX_TRACKED buckets; refilled ones go first.
+    /// Many sources: never more than MAX_TRACKED buckets; refilled ones go first, and a
+    /// newcomer that found no quiet bucket to replace starts with no burst.
     #[test]
     fn sources_tracked_are_bounded() {
         let t0 = Instant::now();
@@ -163,14 +183,15 @@ mod tests {
         for n in 0..(MAX_TRACKED as u32 + 500) {
             let at = t0 + Duration::from_millis(u64::from(n));
             let src = IpAddr::from(n.to_be_bytes());
-            assert_eq!(p.take(src, at), Ok(()));
+            assert_eq!(p.charge(src, at), None);
             assert!(p.tracked() <= MAX_TRACKED);
         }
-        // All at once, none refilled: the stalest goes.
         let mut q = Pace::new(10);
-        for n in 0..(MAX_TRACKED as u32 + 5) {
-            q.take(IpAddr::from(n.to_be_bytes()), t0).unwrap();
+        for n in 0..(MAX_TRACKED as u32) {
+            assert_eq!(q.charge(IpAddr::from(n.to_be_bytes()), t0), None);
         }
+        let newcomer = IpAddr::from([250, 0, 0, 1]);
+        assert!(q.charge(newcomer, t0).is_some(), "no burst from churn");
         assert_eq!(q.tracked(), MAX_TRACKED);
     }
 }

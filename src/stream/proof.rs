@@ -94,7 +94,8 @@ pub enum Route {
     /// On the stream at this version: the open one, or a new one opened now.
     Stream(u8),
     /// A re-probe of a peer that spoke the fast path is out: hold the message until
-    /// its answer or `poll_timeout`.
+    /// its answer or `poll_timeout`. (The peer table also holds messages to a peer
+    /// never asked, [`PeerProof::unasked`], for its first probe.)
     Wait,
 }
 
@@ -324,7 +325,11 @@ mod tests {
         assert!(p.wants_probe(t0));
         p.probe_started(t0, &cfg);
         assert!(!p.wants_probe(t0));
-        assert_eq!(p.route(t0), Route::Legacy, "never wait for a first probe");
+        assert_eq!(
+            p.route(t0),
+            Route::Legacy,
+            "no verdict yet (the table holds: unasked)"
+        );
         p.handle_probe_answer(b"p2pchat-fast/1\n", at(t0, 1), &cfg);
         assert_eq!(p.verdict(), Verdict::Proven(1));
         assert_eq!(p.route(at(t0, 2)), Route::Stream(1));
