@@ -240,49 +240,37 @@ impl Node {
     /// A peer with a key on record whose probe got no answer, or whose stream attempt
     /// failed, is now sent to as a legacy peer (in clear) until a later probe proves it
     /// again: as much a downgrade as a legacy answer (someone on the path can cause it by
-    /// cutting connections), warned about the same way, once per peer per run. A break
-    /// of a welcomed stream is not one: a new probe comes first, and messages wait.
+    /// cutting connections), warned about the same way. A break of a welcomed stream is
+    /// not one: a new probe comes first, and messages wait.
     fn warn_fallback(&mut self, key: PeerKey, why: &str) {
-        if !matches!(self.table.speaks(&key), crate::event::Speaks::Unknown) {
-            return; // still proven (a re-probe is due), or answered legacy (warned then)
-        }
-        let Some(keys) = self.keys.as_mut() else {
-            return;
-        };
-        if keys.known.get(key).is_some() && keys.downgrades.insert(key) {
-            let now_speaks = format!("{why}: sent to as a legacy peer, in clear");
-            log::info!("{key} has a key on record but {now_speaks}: a downgrade");
-            let peer = self.table.view(&key);
-            self.tell(&crate::event::Event::Downgrade {
-                peer,
-                was: "p2pchat/2 (encrypted streams)".to_owned(),
-                now: now_speaks,
-            });
+        if matches!(self.table.speaks(&key), crate::event::Speaks::Unknown) {
+            self.downgrade(key, format!("{why}: sent to as a legacy peer, in clear"));
         }
     }
 
     /// A peer with a key on record whose probe answers legacy, or only the unencrypted
-    /// fast path: a downgrade, warned about once per peer per run (its messages then go
-    /// as to such a peer).
+    /// fast path: a downgrade (its messages then go as to such a peer).
     fn check_downgrade(&mut self, key: PeerKey, answer: &[u8]) {
-        let version = crate::stream::proof::parse_reply(answer);
-        if version.is_some_and(|v| v >= 2) {
-            return;
+        match crate::stream::proof::parse_reply(answer) {
+            Some(v) if v >= 2 => {}
+            Some(v) => self.downgrade(key, format!("p2pchat/{v} (unencrypted streams)")),
+            None => self.downgrade(key, "legacy".to_owned()),
         }
+    }
+
+    /// Warns, once per peer per run, that `key`, which has a key on record (it spoke
+    /// encrypted streams), is now `now`.
+    fn downgrade(&mut self, key: PeerKey, now: String) {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
         if keys.known.get(key).is_some() && keys.downgrades.insert(key) {
-            let now_speaks = match version {
-                Some(v) => format!("p2pchat/{v} (unencrypted streams)"),
-                None => "legacy".to_owned(),
-            };
-            log::info!("{key} has a key on record but now answers as {now_speaks}: a downgrade");
+            log::info!("{key} has a key on record but is now {now}: a downgrade");
             let peer = self.table.view(&key);
             self.tell(&crate::event::Event::Downgrade {
                 peer,
                 was: "p2pchat/2 (encrypted streams)".to_owned(),
-                now: now_speaks,
+                now,
             });
         }
     }
