@@ -52,7 +52,11 @@ pub fn name_colour(name: &str) -> &'static str {
 /// Appends `human` (the event's human lines) dressed as `look` says.
 pub fn dress(event: &Event, human: &str, look: &Look, out: &mut Vec<u8>) {
     let line_style = match event {
-        Event::SendFailed { .. } | Event::Refused(_) => Some(RED),
+        // Failures, refusals, and the security warnings (a changed key, a downgrade).
+        Event::SendFailed { .. }
+        | Event::Refused(_)
+        | Event::KeyChanged { .. }
+        | Event::Downgrade { .. } => Some(RED),
         Event::Sent {
             purpose: Purpose::Text,
             ..
@@ -318,6 +322,15 @@ mod tests {
         };
         assert!(shown(&sent, &look).starts_with(&format!("09:05 {DIM}")));
         assert!(shown(&Event::Refused("no".into()), &look).contains(RED));
+        let downgrade = Event::Downgrade {
+            peer: PeerView::new(Some("bob".into()), "127.0.0.1:9001".parse().unwrap()),
+            was: "p2pchat/2 (encrypted streams)".into(),
+            now: "legacy".into(),
+        };
+        assert!(
+            shown(&downgrade, &look).contains(RED),
+            "a downgrade is loud"
+        );
         // Off: no escape code at all.
         assert!(!shown(&e, &PLAIN).contains('\x1b'));
     }

@@ -176,7 +176,8 @@ fn write_rows(rows: &[PeerRow], out: &mut Vec<u8>) -> std::io::Result<()> {
             who(&row.peer),
             row.status.as_str()
         )?;
-        // Only what encryption adds: a legacy row reads as before, `p2pchat/1` is plaintext.
+        // Each peer as legacy, encrypted (and verified), or plaintext `p2pchat/1`; a peer
+        // not asked yet and with no key on record, as the original shows it.
         let kind = row
             .key
             .kind(row.speaks)
@@ -184,6 +185,7 @@ fn write_rows(rows: &[PeerRow], out: &mut Vec<u8>) -> std::io::Result<()> {
         match (row.speaks, kind) {
             (Speaks::P2pchat(v), Some(kind)) => writeln!(out, " (p2pchat/{v}, {kind})")?,
             (Speaks::P2pchat(v), None) => writeln!(out, " (p2pchat/{v})")?,
+            (Speaks::Legacy, None) => writeln!(out, " (legacy)")?,
             (_, Some(kind)) => writeln!(out, " ({kind})")?,
             _ => writeln!(out)?,
         }
@@ -807,10 +809,36 @@ mod tests {
                 speaks: Speaks::Legacy,
                 key: Default::default(),
             },
+            PeerRow {
+                index: 3,
+                peer: peer(Some("carol")),
+                status: PeerStatus::YetToConnect,
+                speaks: Speaks::Unknown,
+                key: Default::default(),
+            },
         ];
         assert_eq!(
             line(&Event::Peers(rows.clone())),
-            "Active Peers:\n1. bob [127.0.0.1:9001] - Connected (p2pchat/1)\n2. Unknown [127.0.0.1:9001] - Yet to connect\n"
+            "Active Peers:\n1. bob [127.0.0.1:9001] - Connected (p2pchat/1)\n\
+             2. Unknown [127.0.0.1:9001] - Yet to connect (legacy)\n\
+             3. carol [127.0.0.1:9001] - Yet to connect\n"
+        );
+        // Not asked yet, but its key is on record (it spoke encrypted streams to us).
+        let keyed = PeerRow {
+            index: 4,
+            peer: peer(Some("dave")),
+            status: PeerStatus::YetToConnect,
+            speaks: Speaks::Unknown,
+            key: crate::event::PeerKeyView {
+                fingerprint: Some("12345 67890 12345 67890".into()),
+                encrypted: true,
+                verified: true,
+                changed: false,
+            },
+        };
+        assert_eq!(
+            line(&Event::Peers(vec![keyed])),
+            "Active Peers:\n4. dave [127.0.0.1:9001] - Yet to connect (encrypted, verified)\n"
         );
         let mut j = Vec::new();
         json(&Event::Peers(rows), &mut j);

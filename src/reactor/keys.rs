@@ -118,7 +118,12 @@ impl Node {
                     .or(entry.map(|e| &e.key))
                     .map(|k| k.fingerprint().to_string()),
                 encrypted: !self.cfg.plaintext
-                    && matches!(row.speaks, crate::event::Speaks::P2pchat(v) if v >= 2),
+                    && match row.speaks {
+                        crate::event::Speaks::P2pchat(v) => v >= 2,
+                        // Not asked yet: encrypted if its key is on record.
+                        crate::event::Speaks::Unknown => entry.is_some(),
+                        crate::event::Speaks::Legacy => false,
+                    },
                 verified: changed.is_none() && entry.is_some_and(|e| e.verified),
                 changed: changed.is_some(),
             };
