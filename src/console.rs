@@ -453,13 +453,13 @@ fn one_target(word: &str, rest: &str, cmd: impl FnOnce(Target) -> Command) -> Ve
 fn parse_send(rest: &str) -> Vec<Reply> {
     let Some((addr, text)) = rest.split_once(char::is_whitespace) else {
         return vec![mistake(
-            "usage: /send ADDR TEXT (ADDR: IP:PORT, #N or a name)".to_owned(),
+            "usage: /msg TARGET TEXT (TARGET: #N, a name, or IP:PORT)".to_owned(),
         )];
     };
     let text = text.trim_start();
     if text.is_empty() {
         return vec![mistake(
-            "usage: /send ADDR TEXT: the text is missing".to_owned(),
+            "usage: /msg TARGET TEXT: the text is missing".to_owned(),
         )];
     }
     // Room for the prompt `feed_line` adds: one allocation per line sent, not two.

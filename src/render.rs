@@ -10,7 +10,9 @@ use std::io::Write;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use crate::event::{Cut, Delivery, Event, PeerHost, PeerRow, PeerView, Purpose, Speaks};
+use crate::event::{
+    Cut, Delivery, Event, PeerHost, PeerRow, PeerView, Purpose, SendFailure, Speaks,
+};
 use crate::sanitize::{self, for_terminal, name_for_terminal};
 
 /// Appends the human form of `event` (one or more complete lines) to `out`.
@@ -104,7 +106,18 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
             text,
             reason,
         } => {
-            write!(out, "Failed to contact {}: {reason}", who(to))?;
+            if *reason == SendFailure::KeyChanged {
+                // Refused here, not a failure to reach it: say what to do, and to whom.
+                write!(
+                    out,
+                    "Not sent to {}: its key changed: check the new key with them, then \
+                     /trust {}",
+                    who(to),
+                    to.addr()
+                )?;
+            } else {
+                write!(out, "Failed to contact {}: {reason}", who(to))?;
+            }
             match purpose {
                 Purpose::Text => writeln!(out, "; not delivered: {}", for_terminal(text)),
                 Purpose::Connect => writeln!(out, "; still not connected"),
@@ -792,6 +805,17 @@ mod tests {
         assert!(
             line(&failed)
                 .starts_with("Failed to contact Unknown [127.0.0.1:9001]: connection refused")
+        );
+        let refused = Event::SendFailed {
+            to: bob.clone(),
+            purpose: Purpose::Text,
+            text: "yo".into(),
+            reason: SendFailure::KeyChanged,
+        };
+        assert_eq!(
+            line(&refused),
+            "Not sent to bob [127.0.0.1:9001]: its key changed: check the new key with them, \
+             then /trust 127.0.0.1:9001; not delivered: yo\n"
         );
         assert_eq!(line(&Event::Peers(vec![])), "No active peers.\n");
         let rows = vec![
