@@ -149,15 +149,6 @@ impl PeerKeyView {
             return Some("KEY CHANGED");
         }
         match speaks {
-            // Not asked yet, but its key is on record: it spoke encrypted streams (to us,
-            // or in an earlier run), and what we send it waits for its probe.
-            Speaks::Unknown if self.encrypted && self.fingerprint.is_some() => {
-                Some(if self.verified {
-                    "encrypted, verified"
-                } else {
-                    "encrypted"
-                })
-            }
             Speaks::Unknown => None,
             Speaks::Legacy => Some("legacy"),
             Speaks::P2pchat(_) if !self.encrypted => Some("p2pchat (plaintext)"),

@@ -847,23 +847,6 @@ mod tests {
              2. Unknown [127.0.0.1:9001] - Yet to connect (legacy)\n\
              3. carol [127.0.0.1:9001] - Yet to connect\n"
         );
-        // Not asked yet, but its key is on record (it spoke encrypted streams to us).
-        let keyed = PeerRow {
-            index: 4,
-            peer: peer(Some("dave")),
-            status: PeerStatus::YetToConnect,
-            speaks: Speaks::Unknown,
-            key: crate::event::PeerKeyView {
-                fingerprint: Some("12345 67890 12345 67890".into()),
-                encrypted: true,
-                verified: true,
-                changed: false,
-            },
-        };
-        assert_eq!(
-            line(&Event::Peers(vec![keyed])),
-            "Active Peers:\n4. dave [127.0.0.1:9001] - Yet to connect (encrypted, verified)\n"
-        );
         let mut j = Vec::new();
         json(&Event::Peers(rows), &mut j);
         let j = String::from_utf8(j).unwrap();

@@ -150,10 +150,11 @@ impl PeerTable {
             return self.fail_all_queued(key, SendFailure::KeyChanged);
         }
         let mut route = fp.proof.route(now);
-        if route == Route::Legacy && fp.proof.unasked() && frame::valid_name(&self.self_name) {
-            // Nothing known yet: what is typed waits for the probe's answer (at most
-            // its `probe_timeout`) rather than go by legacy in clear to a peer that may
-            // well speak the fast path, encrypted.
+        if route == Route::Legacy && fp.proof.asking(now) && frame::valid_name(&self.self_name) {
+            // Nothing proven, and a probe is out or due (first contact, the retry after a
+            // failure, a legacy verdict's recheck): what is typed waits for its answer
+            // (at most its `probe_timeout`) rather than go by legacy in clear to a peer
+            // that may well speak the fast path, encrypted.
             route = Route::Wait;
         }
         match route {

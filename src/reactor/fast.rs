@@ -188,14 +188,12 @@ impl Node {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("probe of {to} failed at once: {e}");
-                self.table.handle_probe_failed(now, key, link);
-                return self.warn_fallback(key, &format!("no answer to its probe ({e})"));
+                return self.table.handle_probe_failed(now, key, link);
             }
         };
         if let Err(e) = self.register(&mut stream) {
             log::debug!("probe of {to}: {e}");
-            self.table.handle_probe_failed(now, key, link);
-            return self.warn_fallback(key, &format!("no answer to its probe ({e})"));
+            return self.table.handle_probe_failed(now, key, link);
         }
         let conn = ProbeConn {
             stream,
@@ -232,20 +230,29 @@ impl Node {
             Err(e) => {
                 log::debug!("probe of {key}: {e}");
                 self.table.handle_probe_failed(now, key, link);
-                self.warn_fallback(key, &format!("no answer to its probe ({e})"));
             }
         }
     }
 
-    /// A peer with a key on record whose probe got no answer, or whose stream attempt
-    /// failed, is now sent to as a legacy peer (in clear) until a later probe proves it
-    /// again: as much a downgrade as a legacy answer (someone on the path can cause it by
-    /// cutting connections), warned about the same way. A break of a welcomed stream is
-    /// not one: a new probe comes first, and messages wait.
-    fn warn_fallback(&mut self, key: PeerKey, why: &str) {
-        if matches!(self.table.speaks(&key), crate::event::Speaks::Unknown) {
-            self.downgrade(key, format!("{why}: sent to as a legacy peer, in clear"));
+    /// A legacy send to `to` is connected and about to write its text in clear: if that
+    /// peer has a key on record (it spoke encrypted streams), that is a downgrade,
+    /// whatever made it (its probe went unanswered, a stream attempt failed: someone on
+    /// the path can cause either). Told before the text goes, once per peer per run; a
+    /// peer that cannot be reached at all sends nothing in clear and is not warned about.
+    pub(super) fn warn_in_clear(&mut self, to: SocketAddr) {
+        if self.keys.is_none() {
+            return;
         }
+        let key = self.table.key_of(to.ip(), to.port());
+        if matches!(self.table.speaks(&key), crate::event::Speaks::Legacy) {
+            return; // its legacy answer was warned about (`check_downgrade`)
+        }
+        self.downgrade(
+            key,
+            "sent to as a legacy peer, in clear (no proof this time: its probe went \
+             unanswered or a stream attempt failed)"
+                .to_owned(),
+        );
     }
 
     /// A peer with a key on record whose probe answers legacy, or only the unencrypted
@@ -287,9 +294,9 @@ impl Node {
         let mut stream = match TcpStream::connect(to) {
             Ok(s) => s,
             Err(e) => {
-                self.table
+                return self
+                    .table
                     .handle_stream_broken(now, key, link, &e.to_string());
-                return self.warn_fallback(key, &format!("its stream failed ({e})"));
             }
         };
         if let Err(e) = self.register(&mut stream) {
@@ -619,7 +626,6 @@ impl Node {
         let (key, link) = (conn.key, conn.link);
         self.close(id);
         self.table.handle_stream_broken(now, key, link, why);
-        self.warn_fallback(key, &format!("its stream failed ({why})"));
     }
 
     // ----- incoming streams ---------------------------------------------------------------
@@ -1026,7 +1032,7 @@ impl Node {
                 self.remote_log.hit(
                     now,
                     bucket,
-                    "streams read more slowly (over --stream-rate)",
+                    "stream messages read more slowly (over --stream-rate)",
                     || {
                         format!(
                             "{source}: stream messages over --stream-rate: read more slowly \

@@ -117,13 +117,10 @@ impl Node {
                 fingerprint: changed
                     .or(entry.map(|e| &e.key))
                     .map(|k| k.fingerprint().to_string()),
+                // Only what this node sends now: a key on record alone proves nothing
+                // about the peer answering at that address today.
                 encrypted: !self.cfg.plaintext
-                    && match row.speaks {
-                        crate::event::Speaks::P2pchat(v) => v >= 2,
-                        // Not asked yet: encrypted if its key is on record.
-                        crate::event::Speaks::Unknown => entry.is_some(),
-                        crate::event::Speaks::Legacy => false,
-                    },
+                    && matches!(row.speaks, crate::event::Speaks::P2pchat(v) if v >= 2),
                 verified: changed.is_none() && entry.is_some_and(|e| e.verified),
                 changed: changed.is_some(),
             };

@@ -108,13 +108,17 @@ impl Node {
             let Some(Conn::Out(conn)) = self.conns.get_mut(id) else {
                 return;
             };
-            let send = conn.id;
+            let (send, to) = (conn.id, conn.to);
             let Some(progress) = conn.drive(&mut self.scratch) else {
                 return;
             };
             // A report that ends the send comes after its socket is gone.
             match progress {
-                Progress::Connected(local) => self.table.handle_send_connected(now, send, local),
+                Progress::Connected(local) => {
+                    // About to write in clear: told first if the peer has a key on record.
+                    self.warn_in_clear(to);
+                    self.table.handle_send_connected(now, send, local)
+                }
                 Progress::Written => self.table.handle_send_written(now, send),
                 Progress::Closed => {
                     self.close_send(now, id);

@@ -174,6 +174,12 @@ impl PeerProof {
         )
     }
 
+    /// A probe is out, or one is due now ([`PeerProof::wants_probe`]): what is sent
+    /// now can wait for its answer instead of going by legacy beside it.
+    pub fn asking(&self, now: Instant) -> bool {
+        matches!(self.state, State::Probing { .. }) || self.wants_probe(now)
+    }
+
     /// Whether to start a probe now (the caller has something to send this peer: a
     /// node never probes a peer it is not writing to). Unknown (and not backing off),
     /// a stale proof, or a legacy verdict due for its recheck.
