@@ -1114,3 +1114,61 @@ fn a_receiver_flooding_acks_does_not_stall_the_node() {
     stop.store(true, Ordering::Relaxed);
     peer.join().unwrap();
 }
+
+/// A peer that proves itself, then stalls every stream (its handshake never answered):
+/// with a short `--timeout` the stream attempt gives up as soon as a probe would, and
+/// what waited goes by legacy within its deadline instead of failing.
+#[test]
+fn a_proven_peer_stalling_its_streams_gets_messages_by_legacy_in_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut a = Node::start("alice", &["--timeout", "4"]);
+    let (l, port) = listener();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            let mut legacy = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((mut s, _)) = l.accept() else {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(SOON)).unwrap();
+                let mut first = [0u8; 1];
+                match s.read(&mut first) {
+                    Ok(0) => {
+                        let _ = s.write_all(b"p2pchat-fast/2\n"); // the probe: proven
+                    }
+                    Ok(_) if first[0] == 0x8a => held.push(s), // a stream: never answered
+                    Ok(_) => {
+                        let mut rest = Vec::new();
+                        let _ = s.read_to_end(&mut rest); // a legacy message: read, close
+                        legacy.push([&first[..], &rest].concat());
+                    }
+                    Err(_) => {}
+                }
+            }
+            legacy
+        })
+    };
+    a.type_line(&format!("/send 127.0.0.1:{port} through anyway"));
+    let out = a.expect_within("the outcome", Duration::from_secs(6), |v| {
+        v["port"] == json!(port) && (v["event"] == "sent" || v["event"] == "send_failed")
+    });
+    assert_eq!(
+        (&out["event"], &out["delivery"], &out["encrypted"]),
+        (&json!("sent"), &json!("closed"), &json!(false)),
+        "{out}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let legacy = peer.join().unwrap();
+    assert!(
+        legacy.iter().any(|m| m.ends_with(b" alice through anyway")),
+        "the message came by legacy: {legacy:?}"
+    );
+    assert_serves(&mut a);
+}

@@ -170,6 +170,9 @@ impl PeerTable {
                     }
                     let mut scfg = SenderConfig::new(fcfg.session, self.cfg.port, &*self.self_name);
                     scfg.version = version.min(frame::VERSION);
+                    // A stream attempt gives up no later than a probe does: with a short
+                    // --timeout, what waited still has time to go by legacy.
+                    scfg.welcome_timeout = scfg.welcome_timeout.min(fcfg.proof.probe_timeout);
                     fp.sender = Some(Sender::new(scfg));
                 }
                 let sender = fp.sender.as_mut().expect("made above");

@@ -305,12 +305,21 @@ impl Node {
                 .handle_stream_broken(now, key, link, &e.to_string());
         }
         let _ = stream.set_nodelay(true);
+        // Over no later than a probe would be (see the table's Welcome deadline).
+        let handshake = HandshakeConfig {
+            timeout: self.table.config().fast.as_ref().map_or_else(
+                || HandshakeConfig::default().timeout,
+                |f| {
+                    HandshakeConfig::default()
+                        .timeout
+                        .min(f.proof.probe_timeout)
+                },
+            ),
+        };
         let crypt = match (&self.keys, encrypted) {
-            (Some(keys), true) => Crypt::Handshake(Box::new(Handshake::initiator(
-                &keys.key,
-                now,
-                &HandshakeConfig::default(),
-            ))),
+            (Some(keys), true) => {
+                Crypt::Handshake(Box::new(Handshake::initiator(&keys.key, now, &handshake)))
+            }
             _ => Crypt::Plain,
         };
         let deadline = crypt.poll_timeout();
