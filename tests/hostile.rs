@@ -751,6 +751,56 @@ fn evictions_give_back_the_bytes_they_held() {
 // ----- the fast path (PROTOCOL.md, "Fast path", "Limits") ---------------------------------
 
 use p2pchat::stream::frame::{self, MAGIC};
+use p2pchat::trust::session::PREFACE;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A fake p2pchat peer on `l`, until `stop` (at most 60 s): answers each probe with
+/// `proof`; hands each stream connection, its first byte read, to `stream`; reads each
+/// legacy message to the end and collects it (what the thread returns).
+fn fake_fast_peer(
+    l: std::net::TcpListener,
+    stop: Arc<AtomicBool>,
+    proof: &'static [u8],
+    mut stream: impl FnMut(TcpStream) + Send + 'static,
+) -> thread::JoinHandle<Vec<Vec<u8>>> {
+    thread::spawn(move || {
+        l.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut legacy = Vec::new();
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let Ok((mut s, _)) = l.accept() else {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(SOON)).unwrap();
+            let mut first = [0u8; 1];
+            match s.read(&mut first) {
+                Ok(0) => {
+                    let _ = s.write_all(proof); // the probe
+                }
+                Ok(_) if first[0] == MAGIC[0] || first[0] == PREFACE[0] => stream(s),
+                Ok(_) => {
+                    let mut rest = Vec::new();
+                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
+                    legacy.push([&first[..], &rest].concat());
+                }
+                Err(_) => {}
+            }
+        }
+        legacy
+    })
+}
+
+/// Reads the rest of a plaintext stream's preface and alice's Hello, then welcomes it.
+fn welcome_alice(s: &mut TcpStream) {
+    let mut hello = [0u8; 7 + 5 + 19 + 5]; // the preface's last 7 bytes, the Hello ("alice")
+    let _ = s.read_exact(&mut hello);
+    let mut w = Vec::new();
+    frame::encode_welcome(&mut w, 1, 0, 0);
+    s.write_all(&w).unwrap();
+}
 
 /// The preface and a Hello with any name bytes (even one the NAME rules forbid).
 fn raw_hello(name: &[u8], port: u16) -> Vec<u8> {
@@ -890,42 +940,14 @@ fn a_flood_of_stream_openings_is_held_to_the_per_ip_share() {
 /// throughout.
 #[test]
 fn a_receiver_that_welcomes_and_stops_reading_gets_outcomes_at_each_deadline() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let mut a = Node::start("alice", &["--timeout", "2"]);
     let (l, port) = listener();
     let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            l.set_nonblocking(true).unwrap();
-            let mut mute = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut s, _)) = l.accept() else {
-                    thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(SOON)).unwrap();
-                let mut first = [0u8; 8];
-                let n = s.read(&mut first).unwrap_or(0);
-                if n == 0 {
-                    let _ = s.write_all(b"p2pchat-fast/1\n"); // the probe: proven
-                } else if first[..n] == MAGIC[..n] {
-                    let mut hello = [0u8; 5 + 19 + 5]; // alice's Hello ("alice")
-                    let _ = s.read_exact(&mut hello[..n.saturating_sub(8)]);
-                    let _ = s.read_exact(&mut hello);
-                    let mut w = Vec::new();
-                    frame::encode_welcome(&mut w, 1, 0, 0);
-                    s.write_all(&w).unwrap();
-                    mute.push(s); // never read again
-                } else {
-                    let mut rest = Vec::new();
-                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
-                }
-            }
-        })
-    };
+    let mut mute = Vec::new();
+    let peer = fake_fast_peer(l, stop.clone(), b"p2pchat-fast/1\n", move |mut s| {
+        welcome_alice(&mut s);
+        mute.push(s); // never read again
+    });
     let n = 3000;
     let text = |i: usize| format!("m{i} {}", "z".repeat(900));
     let started = Instant::now();
@@ -1051,50 +1073,23 @@ fn a_stream_flooding_resends_does_not_stall_the_node() {
 /// still reads her input meanwhile.
 #[test]
 fn a_receiver_flooding_acks_does_not_stall_the_node() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let mut a = Node::start("alice", &["--timeout", "2"]);
     let (l, port) = listener();
     let stop = Arc::new(AtomicBool::new(false));
     let flooding = Arc::new(AtomicBool::new(false));
     let peer = {
-        let (stop, flooding) = (stop.clone(), flooding.clone());
-        thread::spawn(move || {
-            l.set_nonblocking(true).unwrap();
-            let end = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                let Ok((mut s, _)) = l.accept() else {
-                    thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(SOON)).unwrap();
-                let mut first = [0u8; 8];
-                let n = s.read(&mut first).unwrap_or(0);
-                if n == 0 {
-                    let _ = s.write_all(b"p2pchat-fast/1\n"); // the probe: proven
-                    continue;
-                }
-                if first[..n] != MAGIC[..n] {
-                    let mut rest = Vec::new();
-                    let _ = s.read_to_end(&mut rest); // a legacy message: read, close
-                    continue;
-                }
-                let mut hello = [0u8; 5 + 19 + 5]; // alice's Hello ("alice")
-                let _ = s.read_exact(&mut first[n..]);
-                let _ = s.read_exact(&mut hello);
-                let mut flood = Vec::new();
-                frame::encode_welcome(&mut flood, 1, 0, 0);
-                s.write_all(&flood).unwrap();
-                flood.clear();
-                while flood.len() < 1 << 20 {
-                    frame::encode_ack(&mut flood, 0);
-                }
-                flooding.store(true, Ordering::Relaxed);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    if s.write_all(&flood).is_err() {
-                        break;
-                    }
+        let (stop_flood, flooding) = (stop.clone(), flooding.clone());
+        let end = Instant::now() + Duration::from_secs(60);
+        fake_fast_peer(l, stop.clone(), b"p2pchat-fast/1\n", move |mut s| {
+            welcome_alice(&mut s);
+            let mut flood = Vec::new();
+            while flood.len() < 1 << 20 {
+                frame::encode_ack(&mut flood, 0);
+            }
+            flooding.store(true, Ordering::Relaxed);
+            while !stop_flood.load(Ordering::Relaxed) && Instant::now() < end {
+                if s.write_all(&flood).is_err() {
+                    break;
                 }
             }
         })
@@ -1120,41 +1115,12 @@ fn a_receiver_flooding_acks_does_not_stall_the_node() {
 /// what waited goes by legacy within its deadline instead of failing.
 #[test]
 fn a_proven_peer_stalling_its_streams_gets_messages_by_legacy_in_time() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let mut a = Node::start("alice", &["--timeout", "4"]);
     let (l, port) = listener();
     let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let stop = stop.clone();
-        thread::spawn(move || {
-            l.set_nonblocking(true).unwrap();
-            let mut held = Vec::new();
-            let mut legacy = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((mut s, _)) = l.accept() else {
-                    thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(SOON)).unwrap();
-                let mut first = [0u8; 1];
-                match s.read(&mut first) {
-                    Ok(0) => {
-                        let _ = s.write_all(b"p2pchat-fast/2\n"); // the probe: proven
-                    }
-                    Ok(_) if first[0] == 0x8a => held.push(s), // a stream: never answered
-                    Ok(_) => {
-                        let mut rest = Vec::new();
-                        let _ = s.read_to_end(&mut rest); // a legacy message: read, close
-                        legacy.push([&first[..], &rest].concat());
-                    }
-                    Err(_) => {}
-                }
-            }
-            legacy
-        })
-    };
+    let mut held = Vec::new();
+    // Proven (version 2: encrypted), then every stream's handshake never answered.
+    let peer = fake_fast_peer(l, stop.clone(), b"p2pchat-fast/2\n", move |s| held.push(s));
     a.type_line(&format!("/send 127.0.0.1:{port} through anyway"));
     let out = a.expect_within("the outcome", Duration::from_secs(6), |v| {
         v["port"] == json!(port) && (v["event"] == "sent" || v["event"] == "send_failed")
