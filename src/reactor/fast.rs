@@ -202,11 +202,7 @@ impl Node {
             connected: false,
             answer: Vec::new(),
         };
-        let probe_timeout = self.table.config().fast.as_ref().map_or_else(
-            || ProofConfig::default().probe_timeout,
-            |f| f.proof.probe_timeout,
-        );
-        let deadline = now + probe_timeout + PROBE_GRACE;
+        let deadline = now + self.probe_timeout() + PROBE_GRACE;
         let id = self.conns.insert(Conn::Probe(conn), Some(deadline));
         self.links.insert(link, id);
     }
@@ -232,6 +228,18 @@ impl Node {
                 self.table.handle_probe_failed(now, key, link);
             }
         }
+    }
+
+    /// The table's probe timeout (5 s, or less with a short `--timeout`), which also
+    /// bounds a stream attempt.
+    fn probe_timeout(&self) -> Duration {
+        self.table
+            .config()
+            .fast
+            .as_ref()
+            .map_or(ProofConfig::default().probe_timeout, |f| {
+                f.proof.probe_timeout
+            })
     }
 
     /// A legacy send to `to` is connected and about to write its text in clear: if that
@@ -305,16 +313,9 @@ impl Node {
                 .handle_stream_broken(now, key, link, &e.to_string());
         }
         let _ = stream.set_nodelay(true);
-        // Over no later than a probe would be (see the table's Welcome deadline).
+        // Over no later than a probe would be (as the table's Welcome deadline).
         let handshake = HandshakeConfig {
-            timeout: self.table.config().fast.as_ref().map_or_else(
-                || HandshakeConfig::default().timeout,
-                |f| {
-                    HandshakeConfig::default()
-                        .timeout
-                        .min(f.proof.probe_timeout)
-                },
-            ),
+            timeout: HandshakeConfig::default().timeout.min(self.probe_timeout()),
         };
         let crypt = match (&self.keys, encrypted) {
             (Some(keys), true) => {
@@ -1033,14 +1034,14 @@ impl Node {
             shown += 1;
             // Charged once taken (a Hello never waits): in debt, none of this source's
             // stream is pulled, nor read once its buffer is full, before its next token.
-            let bucket = limit_bucket(source.ip().to_canonical());
-            if paced && let Some(at) = self.pace.charge(bucket, now) {
+            let bucket = || limit_bucket(source.ip().to_canonical());
+            if paced && let Some(at) = self.pace.charge(bucket(), now) {
                 if let Some(Conn::StreamIn(conn)) = self.conns.get_mut(id) {
                     conn.paced_until = Some(at);
                 }
                 self.remote_log.hit(
                     now,
-                    bucket,
+                    bucket(),
                     "stream messages read more slowly (over --stream-rate)",
                     || {
                         format!(

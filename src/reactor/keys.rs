@@ -67,6 +67,13 @@ impl Keys {
         })
     }
 
+    /// The key shown for `peer`: the new one after a change, else the one on record.
+    pub fn shown_key(&self, peer: PeerKey) -> Option<&PublicKey> {
+        self.changed
+            .get(&peer)
+            .or(self.known.get(peer).map(|e| &e.key))
+    }
+
     pub fn fingerprint(&self) -> Fingerprint {
         self.public.fingerprint()
     }
@@ -114,9 +121,7 @@ impl Node {
             let changed = keys.changed.get(&peer);
             let entry = keys.known.get(peer);
             row.key = crate::event::PeerKeyView {
-                fingerprint: changed
-                    .or(entry.map(|e| &e.key))
-                    .map(|k| k.fingerprint().to_string()),
+                fingerprint: keys.shown_key(peer).map(|k| k.fingerprint().to_string()),
                 // Only what this node sends now: a key on record alone proves nothing
                 // about the peer answering at that address today.
                 encrypted: !self.cfg.plaintext
@@ -133,10 +138,7 @@ impl Node {
     pub(super) fn fingerprint_of(&self, peer: &crate::event::PeerView) -> Option<String> {
         let keys = self.keys.as_ref()?;
         let key = self.table.key_of(peer.ip, peer.port?);
-        keys.changed
-            .get(&key)
-            .or(keys.known.get(key).map(|e| &e.key))
-            .map(|k| k.fingerprint().to_string())
+        keys.shown_key(key).map(|k| k.fingerprint().to_string())
     }
 
     /// `/whoami`.
