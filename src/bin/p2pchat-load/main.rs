@@ -27,6 +27,7 @@ mod nodes;
 mod peers;
 mod procstat;
 mod receiver;
+mod relay;
 mod sender;
 mod sender_loop;
 mod stats;
@@ -73,6 +74,10 @@ enum Mode {
         #[arg(long, default_value = "127.0.0.1")]
         bind: IpAddr,
     },
+    /// The minimal relay, the latency floor in `nodes` (run by the tool itself as a child
+    /// process).
+    #[command(hide = true)]
+    MinimalRelay,
     /// The minimal framed (stream) receiver (run by the tool itself as a child process).
     #[command(hide = true)]
     MinimalStreamReceiver {
@@ -433,6 +438,7 @@ fn run() -> ExitCode {
     let result = match cli.mode {
         Mode::MinimalReceiver { port, bind } => return minimal::run(bind, port),
         Mode::MinimalStreamReceiver { port, bind } => return framed::run(bind, port),
+        Mode::MinimalRelay => return relay::run(),
         Mode::Inbound(a) => inbound(a),
         Mode::Stream(a) => stream(a),
         Mode::Nodes(a) => nodes(a),

@@ -10,6 +10,8 @@
 //! * **latency**: on the fast path, lines offered at a steady rate; each text carries the
 //!   instant it was due (so a late writer counts against the figure), taken off the instant
 //!   B's line is read.
+//! * **latency floor**: the latency phase again, with two minimal relays (`relay.rs`) in
+//!   place of the nodes, same pinning: what the machine itself costs at that rate.
 //! * **rss**: RSS_LINES lines piped into A as fast as it takes them: A's peak RSS (VmHWM).
 //!
 //! Message `k` has the text `t{k}:{due_us}:` padded with `x` to `--size` bytes.
@@ -98,6 +100,17 @@ impl Count {
     }
 }
 
+/// What stands in for nodes A and B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pair {
+    /// Two p2pchat nodes (the fast path once B is proven).
+    Fast,
+    /// Two p2pchat nodes with `--legacy-only`.
+    Legacy,
+    /// Two minimal relays: the floor.
+    Floor,
+}
+
 /// One message B showed: when it was read, its number, when it was due.
 struct Arrival {
     at: Instant,
@@ -124,12 +137,20 @@ impl NodeProc {
     fn start(
         opts: &Options,
         name: &str,
-        legacy: bool,
+        pair: Pair,
         cpus: Option<&[usize]>,
     ) -> Result<NodeProc, String> {
         let home = crate::home::TempHome::new(name)?;
-        let mut cmd = Command::new(&opts.node);
-        cmd.arg("--home")
+        let mut cmd = if pair == Pair::Floor {
+            let me = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+            let mut cmd = Command::new(me);
+            cmd.arg("minimal-relay");
+            cmd
+        } else {
+            Command::new(&opts.node)
+        };
+        if pair != Pair::Floor {
+            cmd.arg("--home")
             .arg(home.path())
             .args([
                 "--name",
@@ -142,14 +163,15 @@ impl NodeProc {
                 "-q",
             ])
             .args(["--timeout", &opts.send_timeout.to_string()])
-            .args(&opts.node_args)
-            .env_remove("P2PCHAT_NAME")
+            .args(&opts.node_args);
+        }
+        cmd.env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if legacy {
+        if pair == Pair::Legacy {
             cmd.arg("--legacy-only");
         }
         let mut child = cmd.spawn().map_err(|e| {
@@ -351,6 +373,7 @@ fn speaks(a: &mut NodeProc, b_port: u16) -> Result<String, String> {
     Err("node A did not answer /peers".into())
 }
 
+#[derive(Clone, Copy)]
 enum Feed {
     /// As fast as A takes them.
     Flood(usize),
@@ -359,7 +382,7 @@ enum Feed {
 }
 
 /// One phase on a fresh pair of nodes.
-fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
+fn phase(opts: &Options, pair: Pair, feed: Feed) -> Result<Count, String> {
     let t0 = Instant::now();
     let (a_cpus, b_cpus) = match &opts.pinning {
         Some(p) => (Some(p.receiver.as_slice()), Some(p.load.as_slice())),
@@ -378,16 +401,20 @@ fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
     if let Some(cpus) = tool_cpus.filter(|c| !c.is_empty()) {
         let _ = crate::sys::pin(0, cpus);
     }
-    let b = NodeProc::start(opts, "nodeb", legacy, b_cpus)?;
-    let mut a = NodeProc::start(opts, "nodea", legacy, a_cpus)?;
+    let b = NodeProc::start(opts, "nodeb", pair, b_cpus)?;
+    let mut a = NodeProc::start(opts, "nodea", pair, a_cpus)?;
     let port = b.port;
-    // Warm-up: message 0, then wait for the proof (fast path only).
+    // Warm-up: message 0 (it opens the relay's connection), then wait for the proof
+    // (fast path only).
     let mut buf = Vec::new();
     send_line(&mut buf, port, 0, 0, opts.size);
     a.write(&buf)?;
     wait_count(&b, 1, Duration::from_secs(10));
-    let mut said = speaks(&mut a, port)?;
-    if !legacy {
+    let mut said = match pair {
+        Pair::Floor => "minimal relay".to_owned(),
+        _ => speaks(&mut a, port)?,
+    };
+    if pair == Pair::Fast {
         let until = Instant::now() + Duration::from_secs(15);
         while !said.starts_with("p2pchat/") && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
@@ -424,6 +451,7 @@ fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
                 stdin.write_all(&buf).map_err(|e| e.to_string())?;
             }
             Feed::Paced(n, rate) => {
+                crate::sys::precise_timers();
                 let step = Duration::from_secs_f64(1.0 / rate as f64);
                 let mut k = 1u64;
                 while k <= n as u64 {
@@ -441,7 +469,12 @@ fn phase(opts: &Options, legacy: bool, feed: Feed) -> Result<Count, String> {
                     if !buf.is_empty() {
                         stdin.write_all(&buf).map_err(|e| e.to_string())?;
                     }
-                    std::thread::sleep(Duration::from_micros(50));
+                    // Asleep until the next line is due (not a fixed poll, whose
+                    // granularity would count as the nodes' latency).
+                    let next = start + step * (k.saturating_sub(1)) as u32;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                 }
             }
         }
@@ -499,6 +532,7 @@ pub struct Report {
     fast: Count,
     legacy: Option<Count>,
     latency: Option<Count>,
+    latency_floor: Option<Count>,
     rss: Option<Count>,
 }
 
@@ -508,6 +542,7 @@ impl Report {
             Some(&self.fast),
             self.legacy.as_ref(),
             self.latency.as_ref(),
+            self.latency_floor.as_ref(),
             self.rss.as_ref(),
         ]
         .into_iter()
@@ -539,6 +574,10 @@ impl Report {
         if let Some(l) = &self.latency {
             v["latency"] = l.json();
             v["latency"]["offered_per_s"] = json!(self.opts.latency_rate);
+        }
+        if let Some(l) = &self.latency_floor {
+            v["latency_floor"] = l.json();
+            v["latency_floor"]["offered_per_s"] = json!(self.opts.latency_rate);
         }
         if let Some(r) = &self.rss {
             v["rss"] = r.json();
@@ -598,6 +637,15 @@ impl Report {
                 micros(l.latency.max) / 1000.0
             );
         }
+        if let Some(l) = &self.latency_floor {
+            s += &row("floor", l);
+            s += &format!(
+                "latency floor: the same with two minimal relays in place of the nodes: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
+                micros(l.latency.p50) / 1000.0,
+                micros(l.latency.p99) / 1000.0,
+                micros(l.latency.max) / 1000.0
+            );
+        }
         if let Some(r) = &self.rss {
             s += &row("rss", r);
             s += &format!(
@@ -617,23 +665,23 @@ impl Report {
 }
 
 pub fn run(opts: &Options) -> Result<Report, String> {
-    let fast = phase(opts, false, Feed::Flood(opts.messages))?;
+    let fast = phase(opts, Pair::Fast, Feed::Flood(opts.messages))?;
     let legacy = if opts.legacy {
-        Some(phase(opts, true, Feed::Flood(opts.messages))?)
+        Some(phase(opts, Pair::Legacy, Feed::Flood(opts.messages))?)
     } else {
         None
     };
-    let latency = if opts.latency_messages > 0 {
-        Some(phase(
-            opts,
-            false,
-            Feed::Paced(opts.latency_messages, opts.latency_rate),
-        )?)
+    let paced = Feed::Paced(opts.latency_messages, opts.latency_rate);
+    let (latency, latency_floor) = if opts.latency_messages > 0 {
+        (
+            Some(phase(opts, Pair::Fast, paced)?),
+            Some(phase(opts, Pair::Floor, paced)?),
+        )
     } else {
-        None
+        (None, None)
     };
     let rss = if opts.rss_lines > 0 {
-        Some(phase(opts, false, Feed::Flood(opts.rss_lines))?)
+        Some(phase(opts, Pair::Fast, Feed::Flood(opts.rss_lines))?)
     } else {
         None
     };
@@ -642,6 +690,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         fast,
         legacy,
         latency,
+        latency_floor,
         rss,
     })
 }
