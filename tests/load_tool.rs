@@ -262,10 +262,10 @@ fn nodes_fast_then_legacy_only_latency_and_rss_each_exactly_once_in_order() {
         Duration::from_secs(180),
     );
     assert_eq!(s["mode"], "nodes", "{all}");
-    for phase in ["fast", "legacy", "latency", "rss"] {
+    for phase in ["fast", "legacy", "latency", "latency_floor", "rss"] {
         let o = &s[phase];
         let n = match phase {
-            "latency" => 200,
+            "latency" | "latency_floor" => 200,
             "rss" => 500,
             _ => 300,
         };
@@ -280,6 +280,8 @@ fn nodes_fast_then_legacy_only_latency_and_rss_each_exactly_once_in_order() {
         s["latency"]["latency"]["p99_us"].as_f64().unwrap() > 0.0,
         "{all}"
     );
+    // The floor ran the minimal relays, not the nodes.
+    assert_eq!(s["latency_floor"]["speaks"], "minimal relay", "{all}");
     assert!(s["rss"]["a_peak_rss_kib"].as_u64().unwrap() > 0, "{all}");
     assert!(s["ratio_fast_legacy"].is_number(), "{all}");
     assert_eq!(s["correct"], true, "{all}");
