@@ -934,6 +934,68 @@ fn a_flood_of_stream_openings_is_held_to_the_per_ip_share() {
     assert_serves(&mut a);
 }
 
+/// A p2pchat sender that never reads its acks: once they fill the socket (an inbound
+/// stream's send buffer is small), the node keeps at most one pending and closes the
+/// stream `--read-timeout` later with a log line, serving others meanwhile.
+#[test]
+fn a_sender_that_never_reads_its_acks_is_closed_at_the_ack_write_deadline() {
+    let mut a = Node::start("alice", &["--read-timeout", "1"]);
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(1).unwrap(); // the kernel's least: a window that closes at once
+    s.connect_timeout(&a.sock().into(), SOON).unwrap();
+    let mut s: TcpStream = s.into();
+    s.write_all(&raw_hello(b"deaf", 6000)).unwrap();
+    let mut welcome = [0u8; 22];
+    s.set_read_timeout(Some(SOON)).unwrap();
+    s.read_exact(&mut welcome).unwrap();
+    assert_eq!(welcome[4], 3, "a Welcome frame");
+    // Rounds of 64 messages (one cumulative ack each), the next only once the node showed
+    // the last: every round makes the node write one more ack that is never read.
+    let closed = "stream closed: its acks were not taken for 1.0 s";
+    let started = Instant::now();
+    let mut seq = 0u64;
+    let mut round = Vec::new();
+    let waited_too_long = |seq: u64, a: &Node| {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no ack write deadline after {seq} messages:\n{}",
+            a.stderr_text()
+        );
+    };
+    'rounds: while !a.stderr_text().contains(closed) {
+        waited_too_long(seq, &a);
+        round.clear();
+        for _ in 0..64 {
+            seq += 1;
+            let text = format!("d{seq}");
+            round.extend_from_slice(&(8 + text.len() as u32).to_be_bytes());
+            round.push(2); // Data
+            round.extend_from_slice(&seq.to_be_bytes());
+            round.extend_from_slice(text.as_bytes());
+        }
+        if s.write_all(&round).is_err() {
+            break; // closed under us: the log line must be there
+        }
+        // Shown, or never read: the stream was closed meanwhile.
+        let last = json!(format!("d{seq}"));
+        while !a.skip_to(Duration::from_millis(100), |v| {
+            v["event"] == "message" && v["text"] == last
+        }) {
+            if a.stderr_text().contains(closed) {
+                break 'rounds;
+            }
+            waited_too_long(seq, &a);
+        }
+    }
+    a.expect_stderr(closed);
+    // What is left to read is acks, then the end.
+    assert!(
+        read_until_closed(&mut s).is_some(),
+        "the stream stays open after its deadline"
+    );
+    assert_serves(&mut a);
+}
+
 /// A p2pchat receiver that proves itself, welcomes our stream and then never reads it nor
 /// acknowledges: alice's queue stays bounded and each message ends at its own deadline,
 /// written ones unconfirmed, the rest failed; none is called delivered. She serves others

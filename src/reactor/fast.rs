@@ -28,6 +28,8 @@ const TRANSMIT_CHUNK: usize = 256 << 10;
 const PASSES_PER_TURN: usize = 8;
 /// Messages shown between checks that output is not backing up.
 const SHOW_BATCH: usize = 256;
+/// An inbound stream's socket send buffer (`SO_SNDBUF`; the kernel doubles it).
+const STREAM_IN_SEND_BUFFER: usize = 4 << 10;
 /// A probe's socket is dropped this long after the table's own probe deadline.
 const PROBE_GRACE: Duration = Duration::from_millis(200);
 
@@ -706,6 +708,10 @@ impl Node {
         expect: ConnId,
     ) {
         let _ = stream.set_nodelay(true);
+        // What an inbound stream writes is small (the handshake, a Welcome, acks that
+        // replace each other): a small send buffer bounds the kernel's memory per stream
+        // and lets a sender that never reads its acks reach the ack write deadline soon.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(STREAM_IN_SEND_BUFFER);
         let mut rx = Receiver::new(self.receiver_config(), source.ip(), now);
         let encrypted = bytes.first() == Some(&crate::trust::session::PREFACE[0]);
         log::debug!(

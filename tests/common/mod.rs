@@ -179,6 +179,21 @@ impl Node {
         }
     }
 
+    /// Waits (at most `timeout`) for the first event matching `pred` without keeping the
+    /// events before it in the history, for tests that push many thousands; whether it
+    /// came.
+    pub fn skip_to(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) if pred(&v) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// Waits for an event of kind `event` whose fields equal those in `fields`.
     pub fn expect_event(&mut self, event: &str, fields: &[(&str, Value)]) -> Value {
         let what = format!("{event} {fields:?}");
