@@ -76,6 +76,7 @@ fn message_event() -> p2pchat::event::Event {
         from: p2pchat::event::PeerView::new(Some("p1".into()), "127.0.0.1:20001".parse().unwrap()),
         text: "1:42:hello there, how is it going today?".into(),
         cut: None,
+        via: p2pchat::event::Via::Encrypted,
     }
 }
 

@@ -278,6 +278,26 @@ pub enum Purpose {
     Exit,
 }
 
+/// What carried a message the node shows, as far as its user is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// A legacy connection, or a `--plaintext` stream: readable on the path.
+    #[default]
+    Clear,
+    /// An encrypted stream from the key on record (or the first key seen: trust on first
+    /// use).
+    Encrypted,
+    /// An encrypted stream from another key than the one on record, not trusted yet (its
+    /// text also carries the `[key changed]` mark).
+    KeyChanged,
+}
+
+impl Via {
+    pub fn encrypted(self) -> bool {
+        self != Via::Clear
+    }
+}
+
 /// Everything the node shows its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -295,6 +315,9 @@ pub enum Event {
         /// Set when the connection ended without the sender's close: the text may lack its
         /// end (see [`Cut`]).
         cut: Option<Cut>,
+        /// What carried it: in clear, or an encrypted stream (whose key may differ from
+        /// the one on record).
+        via: Via,
     },
     PeerLeft(PeerView),
     /// A peer's header claims another host than the socket shows (once per peer).

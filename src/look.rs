@@ -209,6 +209,7 @@ fn break_at(cells: &[(char, usize, Option<&'static str>)], room: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Via;
     use crate::render;
 
     fn bob() -> PeerView {
@@ -236,6 +237,7 @@ mod tests {
             from: bob(),
             text: text.clone(),
             cut: None,
+            via: Via::Clear,
         };
         let out = shown(&e, &PLAIN);
         let lines: Vec<&str> = out.lines().collect();
@@ -261,6 +263,7 @@ mod tests {
             from: bob(),
             text: fake,
             cut: None,
+            via: Via::Clear,
         };
         let out = shown(&e, &PLAIN);
         for l in out.lines().skip(1) {
@@ -306,6 +309,7 @@ mod tests {
             from: bob(),
             text: "hi".into(),
             cut: None,
+            via: Via::Clear,
         };
         let out = shown(&e, &look);
         let c = name_colour("bob");
@@ -347,6 +351,7 @@ mod tests {
             from: PeerView::new(Some(name.into()), "10.0.0.2:9201".parse().unwrap()),
             text: "hi".into(),
             cut: None,
+            via: Via::Clear,
         };
         let out = shown(&e, &look);
         let c = name_colour(name);

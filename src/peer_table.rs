@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::event::{Cut, Event, PeerRow, PeerView, Purpose};
+use crate::event::{Cut, Event, PeerRow, PeerView, Purpose, Via};
 use crate::identity::{LocalAddrs, PeerKey, PeerMap, bucket_text, dial_addr, limit_bucket};
 use crate::rate_log::{RateLog, SourceLog};
 use crate::wire::{self, Body, ClaimedHost, Message};
@@ -469,19 +469,37 @@ impl PeerTable {
     /// its scope id is the interface to reach the sender through (the port, the sender's
     /// ephemeral one, means nothing).
     pub fn handle_message(&mut self, now: Instant, from: SocketAddr, msg: Message) {
-        self.receive(now, from, msg, None);
+        self.receive(now, from, msg, None, Via::Clear);
     }
 
     /// A message from a connection that ended without its sender's close (reset, read
     /// deadline, evicted): handled as any other, its text shown marked as possibly cut.
     pub fn handle_cut_message(&mut self, now: Instant, from: SocketAddr, msg: Message, cut: Cut) {
-        self.receive(now, from, msg, Some(cut));
+        self.receive(now, from, msg, Some(cut), Via::Clear);
     }
 
-    fn receive(&mut self, now: Instant, from: SocketAddr, mut msg: Message, cut: Option<Cut>) {
+    /// A message from a stream: handled as any other, shown with what carried it.
+    pub fn handle_stream_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: Message,
+        via: Via,
+    ) {
+        self.receive(now, from, msg, None, via);
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        mut msg: Message,
+        cut: Option<Cut>,
+        via: Via,
+    ) {
         let source = from.ip();
         let Some(port) = msg.port else {
-            self.handle_unaddressed(from, msg, cut);
+            self.handle_unaddressed(from, msg, cut, via);
             return;
         };
         let key = self.cfg.local.key(source, port);
@@ -537,7 +555,12 @@ impl PeerTable {
                     let from = PeerView::new(msg.name.take(), dial);
                     match msg.body {
                         Body::Connect => self.show(Event::ConnectedWithYou(from)),
-                        Body::Text(text) => self.show(Event::Message { from, text, cut }),
+                        Body::Text(text) => self.show(Event::Message {
+                            from,
+                            text,
+                            cut,
+                            via,
+                        }),
                         Body::Exit => unreachable!("handled above"),
                     }
                     return;
@@ -556,7 +579,12 @@ impl PeerTable {
         let from = self.view(&key);
         match msg.body {
             Body::Connect => self.show(Event::ConnectedWithYou(from)),
-            Body::Text(text) => self.show(Event::Message { from, text, cut }),
+            Body::Text(text) => self.show(Event::Message {
+                from,
+                text,
+                cut,
+                via,
+            }),
             Body::Exit => unreachable!("handled above"),
         }
     }
@@ -637,10 +665,15 @@ impl PeerTable {
     }
 
     /// `NAME: TEXT` carries no listening port: show it, but nobody can be added or removed.
-    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message, cut: Option<Cut>) {
+    fn handle_unaddressed(&mut self, source: SocketAddr, msg: Message, cut: Option<Cut>, via: Via) {
         let from = PeerView::host_only(msg.name, source);
         match msg.body {
-            Body::Text(text) => self.show(Event::Message { from, text, cut }),
+            Body::Text(text) => self.show(Event::Message {
+                from,
+                text,
+                cut,
+                via,
+            }),
             other => log::info!(
                 "{other:?} from {} without a listening port: ignored",
                 source.ip()

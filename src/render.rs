@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::event::{
-    Cut, Delivery, Event, PeerHost, PeerRow, PeerView, Purpose, SendFailure, Speaks,
+    Cut, Delivery, Event, PeerHost, PeerRow, PeerView, Purpose, SendFailure, Speaks, Via,
 };
 use crate::sanitize::{self, for_terminal, name_for_terminal};
 
@@ -45,8 +45,19 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         Event::Listening { addr, .. } => writeln!(out, "Server listening on port {}", addr.port()),
         Event::NewPeer(p) => writeln!(out, "New peer found: {}", who(p)),
         Event::ConnectedWithYou(p) => writeln!(out, "{} connected with you", who(p)),
-        Event::Message { from, text, cut } => {
-            write!(out, "Message from {}: {}", who(from), for_terminal(text))?;
+        Event::Message {
+            from,
+            text,
+            cut,
+            via,
+        } => {
+            let how = if via.encrypted() { " (encrypted)" } else { "" };
+            write!(
+                out,
+                "Message from {}{how}: {}",
+                who(from),
+                for_terminal(text)
+            )?;
             if let Some(cut) = cut {
                 write!(out, " [may be cut short: {cut}]")?;
             }
@@ -252,6 +263,9 @@ struct Line<'a> {
     fingerprint: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     encrypted: Option<bool>,
+    /// On a message: present (true) when it came from another key than the one on record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_changed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     old_fingerprint: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,9 +351,16 @@ impl<'a> Line<'a> {
             },
             Event::NewPeer(p) => Line::peer("new_peer", p),
             Event::ConnectedWithYou(p) => Line::peer("connected_with_you", p),
-            Event::Message { from, text, cut } => Line {
+            Event::Message {
+                from,
+                text,
+                cut,
+                via,
+            } => Line {
                 text: Some(text),
                 cut: cut.map(Cut::code),
+                encrypted: via.encrypted().then_some(true),
+                key_changed: (*via == Via::KeyChanged).then_some(true),
                 ..Line::peer("message", from)
             },
             Event::PeerLeft(p) => Line::peer("peer_left", p),
@@ -423,7 +444,8 @@ pub fn json(event: &Event, out: &mut Vec<u8>) {
             from,
             text,
             cut: None,
-        } => hot_line("message", from, text, None, out),
+            via: via @ (Via::Clear | Via::Encrypted),
+        } => hot_line("message", from, text, Hot::Message(via.encrypted()), out),
         Event::Sent {
             to,
             purpose,
@@ -434,7 +456,7 @@ pub fn json(event: &Event, out: &mut Vec<u8>) {
             "sent",
             to,
             text,
-            Some((*purpose, *delivery, *encrypted)),
+            Hot::Sent(*purpose, *delivery, *encrypted),
             out,
         ),
         _ => false,
@@ -460,14 +482,7 @@ pub fn json_keyed(event: &Event, fingerprint: Option<&str>, out: &mut Vec<u8>) {
 /// outcome, one per message typed), written directly: the same bytes as the derived
 /// encoder gives (`tests::hot_lines_are_the_encoders_bytes`), when no string in them needs
 /// an escape; `false` (nothing written) when one does, for the encoder to write it.
-/// `sent`: the outcome's kind and delivery, for a `sent` line.
-fn hot_line(
-    event: &str,
-    peer: &PeerView,
-    text: &str,
-    sent: Option<(Purpose, Delivery, bool)>,
-    out: &mut Vec<u8>,
-) -> bool {
+fn hot_line(event: &str, peer: &PeerView, text: &str, hot: Hot, out: &mut Vec<u8>) -> bool {
     if !peer.name.as_deref().is_none_or(verbatim) || !verbatim(text) {
         return false;
     }
@@ -504,7 +519,7 @@ fn hot_line(
         Some(p) => push_decimal(out, u32::from(p)),
         None => out.extend_from_slice(b"null"),
     }
-    if let Some((p, _, _)) = sent {
+    if let Hot::Sent(p, _, _) = hot {
         out.extend_from_slice(br#","kind":""#);
         out.extend_from_slice(purpose(p).as_bytes());
         out.push(b'"');
@@ -512,7 +527,10 @@ fn hot_line(
     out.extend_from_slice(br#","text":""#);
     out.extend_from_slice(text.as_bytes());
     out.push(b'"');
-    if let Some((_, delivery, encrypted)) = sent {
+    if let Hot::Message(true) = hot {
+        out.extend_from_slice(br#","encrypted":true"#);
+    }
+    if let Hot::Sent(_, delivery, encrypted) = hot {
         out.extend_from_slice(br#","confirmed":"#);
         out.extend_from_slice(if delivery.confirmed() {
             b"true"
@@ -527,6 +545,15 @@ fn hot_line(
     }
     out.extend_from_slice(b"}\n");
     true
+}
+
+/// What a hot line carries beside the peer and the text.
+#[derive(Clone, Copy)]
+enum Hot {
+    /// A message arriving: whether it came encrypted (the field only when it did).
+    Message(bool),
+    /// A send's outcome: its kind, its delivery, whether it went encrypted.
+    Sent(Purpose, Delivery, bool),
 }
 
 /// A string the encoder writes as it is: no C0 control, `"` or `\\` (which JSON escapes),
@@ -636,6 +663,7 @@ mod tests {
             from: peer(Some("x\u{9b}y")),
             text: text.to_owned(),
             cut: None,
+            via: Via::Clear,
         };
         let mut out = Vec::new();
         json(&e, &mut out);
@@ -681,6 +709,7 @@ mod tests {
                 from: linky.clone(),
                 text: "hi".into(),
                 cut: None,
+                via: Via::Clear,
             },
         ] {
             let mut out = Vec::new();
@@ -700,6 +729,7 @@ mod tests {
             from: peer(Some("bob")),
             text: "half a mess".into(),
             cut: Some(Cut::Reset),
+            via: Via::Clear,
         };
         assert_eq!(
             line(&e),
@@ -717,6 +747,7 @@ mod tests {
             from: peer(Some("bob")),
             text: "whole".into(),
             cut: None,
+            via: Via::Clear,
         };
         let mut out = Vec::new();
         json(&whole, &mut out);
@@ -735,9 +766,19 @@ mod tests {
             line(&Event::Message {
                 from: bob.clone(),
                 text: "hi".into(),
-                cut: None
+                cut: None,
+                via: Via::Clear,
             }),
             "Message from bob [127.0.0.1:9001]: hi\n"
+        );
+        assert_eq!(
+            line(&Event::Message {
+                from: bob.clone(),
+                text: "hi".into(),
+                cut: None,
+                via: Via::Encrypted,
+            }),
+            "Message from bob [127.0.0.1:9001] (encrypted): hi\n"
         );
         assert_eq!(
             line(&Event::ConnectedWithYou(bob.clone())),
@@ -896,6 +937,7 @@ mod tests {
             from: evil,
             text: "a\rb\u{9b}2J\u{202e}".into(),
             cut: None,
+            via: Via::Clear,
         });
         assert_eq!(out.matches('\n').count(), 1, "{out:?}");
         assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
@@ -947,12 +989,15 @@ mod tests {
                             scope_id,
                             port,
                         };
-                        let message = Event::Message {
-                            from: from.clone(),
-                            text: text.to_owned(),
-                            cut: None,
-                        };
-                        let mut events = vec![message];
+                        let mut events: Vec<Event> = [Via::Clear, Via::Encrypted, Via::KeyChanged]
+                            .into_iter()
+                            .map(|via| Event::Message {
+                                from: from.clone(),
+                                text: text.to_owned(),
+                                cut: None,
+                                via,
+                            })
+                            .collect();
                         for purpose in [Purpose::Text, Purpose::Connect, Purpose::Exit] {
                             for delivery in
                                 [Delivery::Receipt, Delivery::Closed, Delivery::Unconfirmed]
@@ -988,11 +1033,48 @@ mod tests {
     }
 
     #[test]
+    fn a_message_says_in_json_what_carried_it_and_legacy_lines_are_unchanged() {
+        let from = PeerView::new(Some("bob".into()), "127.0.0.1:9001".parse().unwrap());
+        let at = |via| {
+            let mut out = Vec::new();
+            json(
+                &Event::Message {
+                    from: from.clone(),
+                    text: "hi".into(),
+                    cut: None,
+                    via,
+                },
+                &mut out,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            at(Via::Clear),
+            r#"{"event":"message","name":"bob","ip":"127.0.0.1","port":9001,"text":"hi"}"#
+                .to_owned()
+                + "\n"
+        );
+        assert_eq!(
+            at(Via::Encrypted),
+            r#"{"event":"message","name":"bob","ip":"127.0.0.1","port":9001,"text":"hi","encrypted":true}"#
+                .to_owned()
+                + "\n"
+        );
+        assert_eq!(
+            at(Via::KeyChanged),
+            r#"{"event":"message","name":"bob","ip":"127.0.0.1","port":9001,"text":"hi","encrypted":true,"key_changed":true}"#
+                .to_owned()
+                + "\n"
+        );
+    }
+
+    #[test]
     fn json_is_one_valid_object_per_line_whatever_the_bytes() {
         let e = Event::Message {
             from: peer(Some("n\u{0}\"\\")),
             text: "\u{1b}[2J\n\u{fffd}".into(),
             cut: None,
+            via: Via::Clear,
         };
         let mut out = Vec::new();
         json(&e, &mut out);

@@ -99,9 +99,14 @@ fn outcome_of(node: &mut Node, text: &str) -> Value {
 
 /// `a` sends `text` to `to`; `b` shows it. Returns `a`'s outcome.
 fn say_to(a: &mut Node, to: &str, b: &mut Node, text: &str) -> Value {
+    say_and_show(a, to, b, text).0
+}
+
+/// [`say_to`], with `b`'s message event.
+fn say_and_show(a: &mut Node, to: &str, b: &mut Node, text: &str) -> (Value, Value) {
     a.type_line(&format!("/msg {to} {text}"));
-    b.expect_event("message", &[("text", json!(text))]);
-    outcome_of(a, text)
+    let shown = b.expect_event("message", &[("text", json!(text))]);
+    (outcome_of(a, text), shown)
 }
 
 /// Says messages until one is acknowledged on a stream (the first waits for the probe,
@@ -144,9 +149,12 @@ fn no_typed_text_or_name_crosses_the_relay_in_clear() {
     // legacy in clear to a peer whose kind is not known yet.
     for i in 0..50 {
         let text = format!("secret-{i}-zebra");
-        let out = say_to(&mut alice, &relay.addr(), &mut bob, &text);
+        let (out, shown) = say_and_show(&mut alice, &relay.addr(), &mut bob, &text);
         assert_eq!(out["delivery"], "receipt", "{out}");
         assert_eq!(out["encrypted"], true, "{out}");
+        // The receiver is told too, per message.
+        assert_eq!(shown["encrypted"], true, "{shown}");
+        assert_eq!(shown.get("key_changed"), None, "{shown}");
     }
     let seen = relay.recorded();
     assert!(!seen.is_empty());
@@ -188,9 +196,10 @@ fn plaintext_on_both_sides_still_gives_receipts_in_clear() {
     alice.expect_stderr_within("--plaintext", SOON);
     until_receipt(&mut alice, &relay.addr(), &mut bob, "warm-up");
     relay.clear();
-    let out = say_to(&mut alice, &relay.addr(), &mut bob, "visible-giraffe");
+    let (out, shown) = say_and_show(&mut alice, &relay.addr(), &mut bob, "visible-giraffe");
     assert_eq!(out["delivery"], "receipt", "{out}");
     assert_eq!(out["encrypted"], false, "{out}");
+    assert_eq!(shown.get("encrypted"), None, "{shown}");
     assert!(contains(&relay.recorded(), "visible-giraffe"));
     let rows = alice.peers();
     assert_eq!(rows[0]["speaks"], "p2pchat/1", "{rows:?}");
@@ -256,6 +265,41 @@ fn a_changed_key_is_refused_with_key_changed() {
     until_receipt(&mut alice, &to, &mut mallory, "trusted");
     alice.quit();
     mallory.quit();
+}
+
+/// The receiving side of a key change: alice restarts with another key on the same port;
+/// bob shows her next messages marked, in text and in JSON, and the warning names her.
+#[test]
+fn messages_from_a_changed_key_are_shown_marked() {
+    let mut bob = Node::start("bob", &[]);
+    let h1 = common::config_home();
+    let mut alice = node_at("alice", &h1, 0, &[]);
+    let port = alice.port;
+    until_receipt(&mut alice, &bob.addr(), &mut bob, "before");
+    alice.quit();
+    let h2 = common::config_home();
+    let mut other = node_at("alice", &h2, port, &[]);
+    other.type_line(&format!("/msg {} hello-again", bob.addr()));
+    let shown = bob.expect("the message from the new key", |v| {
+        v["event"] == "message"
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("hello-again"))
+    });
+    assert_eq!(shown["text"], "[key changed] hello-again", "{shown}");
+    assert_eq!(shown["key_changed"], true, "{shown}");
+    assert_eq!(shown["encrypted"], true, "{shown}");
+    let kc = bob
+        .seen
+        .iter()
+        .find(|v| v["event"] == "key_changed")
+        .cloned()
+        .expect("a key_changed event before the message");
+    assert_eq!(kc["port"], port, "{kc}");
+    assert_eq!(kc["name"], "alice", "the Hello's name: {kc}");
+    assert_eq!(kc["new_fingerprint"], other.seen[0]["fingerprint"], "{kc}");
+    other.quit();
+    bob.quit();
 }
 
 #[test]

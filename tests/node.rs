@@ -913,8 +913,9 @@ fn the_chat_log_keeps_what_was_shown_and_a_write_error_stops_only_the_log() {
     let who = format!("[127.0.0.1:{}]", b.port);
     for want in [
         format!("Server listening on port {}", a.port),
-        format!("Message from bob {who}: hello log"),
-        // Bob is a p2pchat node: acknowledged on the encrypted stream, so "delivered".
+        // Bob is a p2pchat node: his first message waited for the proof and came on his
+        // encrypted stream; alice's went back on hers, acknowledged, so "delivered".
+        format!("Message from bob {who} (encrypted): hello log"),
         format!("Message delivered to bob {who} (encrypted): and back"),
         "Exiting...".to_owned(),
     ] {

@@ -512,7 +512,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (sock, mixed_string(24)).prop_map(|(addr, name)| Event::Listening { addr, name, fingerprint: None }),
         1 => peer_view().prop_map(Event::NewPeer),
         1 => peer_view().prop_map(Event::ConnectedWithYou),
-        4 => (peer_view(), mixed_string(64), cut()).prop_map(|(from, text, cut)| Event::Message { from, text, cut }),
+        4 => (peer_view(), mixed_string(64), cut(), via()).prop_map(|(from, text, cut, via)| Event::Message { from, text, cut, via }),
         1 => peer_view().prop_map(Event::PeerLeft),
         1 => (peer_view(), mixed_string(24))
             .prop_map(|(peer, claimed)| Event::AddressMismatch { peer, claimed }),
@@ -548,6 +548,11 @@ fn event() -> impl Strategy<Value = Event> {
 fn cut() -> impl Strategy<Value = Option<p2pchat::event::Cut>> {
     use p2pchat::event::Cut;
     proptest::option::of(select(vec![Cut::Reset, Cut::TimedOut, Cut::Evicted]))
+}
+
+fn via() -> impl Strategy<Value = p2pchat::event::Via> {
+    use p2pchat::event::Via;
+    select(vec![Via::Clear, Via::Encrypted, Via::KeyChanged])
 }
 
 fn json_name(name: &Option<String>) -> Value {

@@ -273,6 +273,7 @@ fn msg(from: PeerView, text: &str) -> Fx {
         from,
         text: text.to_owned(),
         cut: None,
+        via: Via::Clear,
     })
 }
 
@@ -367,6 +368,7 @@ fn a_cut_message_is_shown_marked_and_handled_like_any_other() {
                 from: bob,
                 text: "half a mess".into(),
                 cut: Some(Cut::Reset),
+                via: Via::Clear,
             })
         ]
     );

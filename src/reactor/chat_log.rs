@@ -109,7 +109,7 @@ fn format_stamp(tm: &libc::tm) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::PeerView;
+    use crate::event::{PeerView, Via};
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;
 
@@ -143,6 +143,7 @@ mod tests {
             from: bob,
             text: "hi\u{1b}[2J".into(),
             cut: None,
+            via: Via::Clear,
         };
         assert_eq!(log.record(at, &msg), None);
         assert_eq!(log.record(at, &Event::Peers(vec![])), None);

@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 
 use super::inbound::Pass;
 use super::{Conn, ConnId, Node};
+use crate::event::Via;
 use crate::identity::{PeerKey, limit_bucket};
 use crate::peer_table::LinkId;
 use crate::stream::proof::{MAX_REPLY, ProofConfig};
@@ -478,7 +479,7 @@ impl Node {
             };
             if let Lookup::Changed { old, new, .. } = lookup {
                 self.close(id);
-                self.key_changed(key, old, new);
+                self.key_changed(key, old, new, None);
                 self.table.handle_key_changed(now, key, link);
                 return false;
             }
@@ -538,11 +539,14 @@ impl Node {
 
     /// Says loudly that `key` presented another key than the one on record (once per
     /// peer and key).
+    /// `named`: the name the peer's Hello claimed, shown when the table has none for it
+    /// (an inbound stream's first message is not handled yet).
     pub(super) fn key_changed(
         &mut self,
         key: PeerKey,
         old: crate::trust::key::PublicKey,
         new: crate::trust::key::PublicKey,
+        named: Option<&str>,
     ) {
         let Some(keys) = self.keys.as_mut() else {
             return;
@@ -556,12 +560,21 @@ impl Node {
             old.fingerprint(),
             new.fingerprint()
         );
-        let peer = self.table.view(&key);
+        let peer = self.view_named(&key, named);
         self.tell(&crate::event::Event::KeyChanged {
             peer,
             old_fingerprint: old.fingerprint().to_string(),
             new_fingerprint: new.fingerprint().to_string(),
         });
+    }
+
+    /// The table's view of `key`, with the `named` name when the table has none.
+    fn view_named(&self, key: &PeerKey, named: Option<&str>) -> crate::event::PeerView {
+        let mut view = self.table.view(key);
+        if view.name.is_none() {
+            view.name = named.filter(|n| !n.is_empty()).map(str::to_owned);
+        }
+        view
     }
 
     /// [`crate::peer_table::Effect::StreamReady`], and when the socket is writable.
@@ -965,6 +978,7 @@ impl Node {
             Crypt::Open(t) => Some(t.remote_static()),
             _ => None,
         };
+        let named = conn.name.clone();
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
@@ -972,13 +986,13 @@ impl Node {
             Some(k) => {
                 if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
                     conn.key_changed = true;
-                    self.key_changed(peer, old, new);
+                    self.key_changed(peer, old, new, Some(&named));
                 }
             }
             None => {
                 if keys.known.get(peer).is_some() && keys.downgrades.insert(peer) {
                     log::info!("{peer} has a key on record but sent a plaintext stream");
-                    let view = self.table.view(&peer);
+                    let view = self.view_named(&peer, Some(&named));
                     self.tell(&crate::event::Event::Downgrade {
                         peer: view,
                         was: "p2pchat/2 (encrypted streams)".to_owned(),
@@ -1011,6 +1025,11 @@ impl Node {
                 return None;
             };
             let source = conn.source;
+            let via = match (&conn.crypt, conn.key_changed) {
+                (Crypt::Plain, _) => Via::Clear,
+                (_, false) => Via::Encrypted,
+                (_, true) => Via::KeyChanged,
+            };
             let msg = match conn.rx.poll_event(&mut self.book, now) {
                 Ok(None) => return None,
                 Err(e) => return Some(e.to_string()),
@@ -1036,7 +1055,7 @@ impl Node {
                     },
                 },
             };
-            self.table.handle_message(now, source, msg);
+            self.table.handle_stream_message(now, source, msg, via);
             shown += 1;
             // Charged once taken (a Hello never waits): in debt, none of this source's
             // stream is pulled, nor read once its buffer is full, before its next token.

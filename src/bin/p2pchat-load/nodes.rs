@@ -151,19 +151,19 @@ impl NodeProc {
         };
         if pair != Pair::Floor {
             cmd.arg("--home")
-            .arg(home.path())
-            .args([
-                "--name",
-                name,
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--json",
-                "-q",
-            ])
-            .args(["--timeout", &opts.send_timeout.to_string()])
-            .args(&opts.node_args);
+                .arg(home.path())
+                .args([
+                    "--name",
+                    name,
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--json",
+                    "-q",
+                ])
+                .args(["--timeout", &opts.send_timeout.to_string()])
+                .args(&opts.node_args);
         }
         cmd.env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")
