@@ -17,6 +17,7 @@
 //! Message `k` has the text `t{k}:{due_us}:` padded with `x` to `--size` bytes.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -174,6 +175,15 @@ impl NodeProc {
         if pair == Pair::Legacy {
             cmd.arg("--legacy-only");
         }
+        if let Some(cpus) = cpus {
+            // Pinned before it runs, so every thread it starts (the relay's) is too.
+            let cpus = cpus.to_vec();
+            // SAFETY: between fork and exec the closure only makes one system call
+            // (sched_setaffinity), on memory it owns.
+            unsafe {
+                cmd.pre_exec(move || crate::sys::pin(0, &cpus));
+            }
+        }
         let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "cannot run the node {}: {e} (build it, or pass --node PATH)",
@@ -181,9 +191,6 @@ impl NodeProc {
             )
         })?;
         let pid = child.id();
-        if let Some(cpus) = cpus {
-            let _ = crate::sys::pin(pid as i32, cpus);
-        }
         let out = child.stdout.take().expect("piped");
         crate::receiver::grow_pipe(&out);
         let (tx, lines) = channel();

@@ -5,11 +5,14 @@
 //! Blocking reads and writes, a thread per connection, no framing, no encryption, no
 //! acknowledgements, no peer table: the least any program carrying a line from one
 //! process's stdin to another's stdout over TCP does. It relays only the tool's own texts
-//! (`t{k}:{due_us}:xxx`), which need no JSON escaping.
+//! (`t{k}:{due_us}:xxx`), which need no JSON escaping, and only to loopback addresses.
+
+/// Bytes of one line at most (the node's own messages are far shorter).
+const MAX_LINE: usize = 256 << 10;
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 
 pub fn run() -> ExitCode {
@@ -42,7 +45,7 @@ pub fn run() -> ExitCode {
 
 /// Each complete line read from `conn` becomes one message line on stdout.
 fn print_lines(mut conn: TcpStream) {
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; MAX_LINE];
     let mut have = 0;
     let mut out = Vec::with_capacity(64 << 10);
     loop {
@@ -73,7 +76,7 @@ fn print_lines(mut conn: TcpStream) {
 /// `/send IP:PORT TEXT` lines from stdin to their targets, until the end of input.
 fn forward_stdin() -> io::Result<()> {
     let mut stdin = io::stdin().lock();
-    let mut buf = vec![0u8; 256 << 10];
+    let mut buf = vec![0u8; MAX_LINE];
     let mut have = 0;
     let mut conns: HashMap<Vec<u8>, TcpStream> = HashMap::new();
     let mut outs: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
@@ -107,8 +110,13 @@ fn forward_stdin() -> io::Result<()> {
             let conn = match conns.get_mut(target) {
                 Some(c) => c,
                 None => {
-                    let addr = String::from_utf8_lossy(target).into_owned();
-                    let c = TcpStream::connect(addr.as_str())?;
+                    let addr: SocketAddr = String::from_utf8_lossy(target)
+                        .parse()
+                        .map_err(|_| io::Error::other("a target that is not IP:PORT"))?;
+                    if !addr.ip().is_loopback() {
+                        return Err(io::Error::other("a target that is not a loopback address"));
+                    }
+                    let c = TcpStream::connect(addr)?;
                     c.set_nodelay(true)?;
                     conns.entry(target.clone()).or_insert(c)
                 }
