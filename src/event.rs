@@ -195,9 +195,10 @@ impl fmt::Display for SendFailure {
                 f.write_str("timed out waiting for earlier messages to this peer")
             }
             SendFailure::Quit => f.write_str("node quit before the send finished"),
-            SendFailure::KeyChanged => {
-                f.write_str("the peer's key changed: check it with them, then /trust them")
-            }
+            SendFailure::KeyChanged => f.write_str(
+                "the peer's key changed: check the new key with them, then /trust its \
+                     IP:PORT",
+            ),
             SendFailure::Io(e) => f.write_str(e),
         }
     }

@@ -259,6 +259,9 @@ pub struct PeerTable {
     /// too).
     streamed: IdMap<SendId, Outgoing>,
     next_link: u64,
+    /// Stream senders made so far this run: each gets its own session (see
+    /// `fast::FastConfig::session`).
+    senders_made: u64,
     /// Peers removed by our finished `exit`, whose fast-path state is to be forgotten.
     left: Vec<PeerKey>,
 }
@@ -292,6 +295,7 @@ impl PeerTable {
             fast: PeerMap::default(),
             streamed: IdMap::default(),
             next_link: 0,
+            senders_made: 0,
             left: Vec::new(),
         }
     }

@@ -183,8 +183,8 @@ fn write_human(event: &Event, out: &mut Vec<u8>) -> std::io::Result<()> {
         ),
         Event::Downgrade { peer, was, now } => writeln!(
             out,
-            "WARNING: {} spoke {was} but now answers as {now} (a downgrade): messages to it \
-             go unencrypted",
+            "WARNING: downgrade: {} spoke {was}; now: {now}. Messages between you go \
+             unencrypted",
             who(peer)
         ),
         Event::Exiting => writeln!(out, "Exiting..."),

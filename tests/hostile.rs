@@ -947,6 +947,8 @@ fn a_sender_that_never_reads_its_acks_is_closed_at_the_ack_write_deadline() {
     s.write_all(&raw_hello(b"deaf", 6000)).unwrap();
     let mut welcome = [0u8; 22];
     s.set_read_timeout(Some(SOON)).unwrap();
+    // A node that stopped reading would fail the test here, not hang it.
+    s.set_write_timeout(Some(SOON)).unwrap();
     s.read_exact(&mut welcome).unwrap();
     assert_eq!(welcome[4], 3, "a Welcome frame");
     // Rounds of 64 messages (one cumulative ack each), the next only once the node showed
@@ -974,7 +976,7 @@ fn a_sender_that_never_reads_its_acks_is_closed_at_the_ack_write_deadline() {
             round.extend_from_slice(text.as_bytes());
         }
         if s.write_all(&round).is_err() {
-            break; // closed under us: the log line must be there
+            break; // closed under us (or stuck): the log line must be there
         }
         // Shown, or never read: the stream was closed meanwhile.
         let last = json!(format!("d{seq}"));

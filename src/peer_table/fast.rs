@@ -36,7 +36,10 @@ use crate::stream::sender::{Close, Outcome, PushError, Sender, SenderConfig};
 /// The fast path's settings for a node (absent with `--legacy-only`).
 #[derive(Debug, Clone)]
 pub struct FastConfig {
-    /// This run's session: random, non-zero.
+    /// This run's first session: random, non-zero. Each stream sender made gets the next
+    /// one, so a sender made again for a peer (after it left and came back) never
+    /// reuses a session whose numbers the peer has delivered: its Hello would claim
+    /// `fresh_from` 1 in a session already delivered past 1, and be refused.
     pub session: u64,
     pub proof: ProofConfig,
     /// Streams to peers that speak them are encrypted (not `--plaintext`).
@@ -168,7 +171,12 @@ impl PeerTable {
                         fp.proof.handle_stream_failed(now, &fcfg.proof);
                         return self.start_next(now, key);
                     }
-                    let mut scfg = SenderConfig::new(fcfg.session, self.cfg.port, &*self.self_name);
+                    let session = match fcfg.session.wrapping_add(self.senders_made) {
+                        0 => 1,
+                        s => s,
+                    };
+                    self.senders_made += 1;
+                    let mut scfg = SenderConfig::new(session, self.cfg.port, &*self.self_name);
                     scfg.version = version.min(frame::VERSION);
                     // A stream attempt gives up no later than a probe does: with a short
                     // --timeout, what waited still has time to go by legacy.

@@ -188,6 +188,7 @@ enum W {
     Hello {
         name: String,
         port: u16,
+        session: u64,
         fresh_from: u64,
     },
     Data(u64, String),
@@ -210,6 +211,7 @@ fn transmit(t: &mut PeerTable, now: Instant, link: u64) -> Vec<W> {
             Frame::Hello(h) => W::Hello {
                 name: h.name.to_owned(),
                 port: h.port,
+                session: h.session,
                 fresh_from: h.fresh_from,
             },
             Frame::Data { seq, text } => W::Data(seq, String::from_utf8(text.to_vec()).unwrap()),
@@ -225,10 +227,16 @@ fn data(seq: u64, text: &str) -> W {
     W::Data(seq, text.to_owned())
 }
 
+/// The Hello of the run's first stream sender (session 42, see [`setup`]).
 fn hello(name: &str, fresh_from: u64) -> W {
+    hello_in(42, name, fresh_from)
+}
+
+fn hello_in(session: u64, name: &str, fresh_from: u64) -> W {
     W::Hello {
         name: name.to_owned(),
         port: 9000,
+        session,
         fresh_from,
     }
 }
@@ -619,6 +627,16 @@ fn our_exit_over_the_stream_forgets_the_peer() {
     );
     assert!(t.peer(&bob()).is_none());
     assert_eq!(t.speaks(&bob()), Speaks::Unknown);
+    // Back to bob: a new sender, in a new session. Its numbers start again at 1, which
+    // bob would refuse in the old session (delivered through 2 there).
+    let t1 = ms(t0, 3);
+    assert_eq!(send(&mut t, t1, "again"), [Fx::Probe(2)]);
+    assert_eq!(probe_answer(&mut t, t1, 2, PROOF), [Fx::Open(3)]);
+    assert_eq!(connected(&mut t, t1, 3), [Fx::Ready(3)]);
+    assert_eq!(transmit(&mut t, t1, 3), [W::Preface, hello_in(43, "me", 1)]);
+    assert_eq!(welcome(&mut t, t1, 3, 0, 0), [Fx::Ready(3)]);
+    assert_eq!(transmit(&mut t, t1, 3), [data(1, "again")]);
+    assert_eq!(ack(&mut t, t1, 3, 1), [sent("again", Delivery::Receipt)]);
 }
 
 // ----- counts the user sees -----------------------------------------------------------------

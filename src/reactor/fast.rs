@@ -260,8 +260,8 @@ impl Node {
         }
         self.downgrade(
             key,
-            "sent to as a legacy peer, in clear (no proof this time: its probe went \
-             unanswered or a stream attempt failed)"
+            "legacy, sent to in clear (no proof this time: its probe went unanswered or a \
+             stream attempt failed)"
                 .to_owned(),
         );
     }
@@ -554,9 +554,8 @@ impl Node {
         if keys.changed.insert(key, new) == Some(new) {
             return;
         }
-        let who = self.table.name_of(key);
         log::info!(
-            "{who} [{key}] presents another key than before: was {}, now {}",
+            "{key} presents another key than before: was {}, now {}",
             old.fingerprint(),
             new.fingerprint()
         );
@@ -722,8 +721,8 @@ impl Node {
     ) {
         let _ = stream.set_nodelay(true);
         // What an inbound stream writes is small (the handshake, a Welcome, acks that
-        // replace each other): a small send buffer bounds the kernel's memory per stream
-        // and lets a sender that never reads its acks reach the ack write deadline soon.
+        // replace each other): a small send buffer bounds what the kernel holds for it on
+        // the sending side, and lets a sender that never reads its acks reach the ack write deadline soon.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(STREAM_IN_SEND_BUFFER);
         let mut rx = Receiver::new(self.receiver_config(), source.ip(), now);
         let encrypted = bytes.first() == Some(&crate::trust::session::PREFACE[0]);
@@ -1025,6 +1024,14 @@ impl Node {
                 return None;
             };
             let source = conn.source;
+            if conn.key_changed {
+                // Marked until the user trusts the new key (`/trust`), on this stream too.
+                let peer = self.table.key_of(source.ip(), conn.port);
+                conn.key_changed = self
+                    .keys
+                    .as_ref()
+                    .is_some_and(|k| k.changed.contains_key(&peer));
+            }
             let via = match (&conn.crypt, conn.key_changed) {
                 (Crypt::Plain, _) => Via::Clear,
                 (_, false) => Via::Encrypted,
