@@ -934,67 +934,158 @@ fn a_flood_of_stream_openings_is_held_to_the_per_ip_share() {
     assert_serves(&mut a);
 }
 
+/// A plaintext p2pchat sender that never reads what the node writes back (its receive
+/// window closes at once): each round is 64 messages, one cumulative ack's worth.
+struct DeafSender {
+    s: TcpStream,
+    seq: u64,
+    round: Vec<u8>,
+}
+
+impl DeafSender {
+    fn open(node: &Node) -> DeafSender {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(1).unwrap(); // the kernel's least
+        s.connect_timeout(&node.sock().into(), SOON).unwrap();
+        let mut s: TcpStream = s.into();
+        s.write_all(&raw_hello(b"deaf", 6000)).unwrap();
+        s.set_read_timeout(Some(SOON)).unwrap();
+        // A node that stopped reading fails the test at a write, rather than hang it.
+        s.set_write_timeout(Some(SOON)).unwrap();
+        let mut welcome = [0u8; 22];
+        s.read_exact(&mut welcome).unwrap();
+        assert_eq!(welcome[4], 3, "a Welcome frame");
+        DeafSender {
+            s,
+            seq: 0,
+            round: Vec::new(),
+        }
+    }
+
+    /// Sends a round and waits until the node shows its last message (so it has written,
+    /// or tried to write, that round's ack); `false` once `closed` is logged instead.
+    fn round(&mut self, a: &mut Node, closed: &str, started: Instant) -> bool {
+        self.round.clear();
+        for _ in 0..64 {
+            self.seq += 1;
+            let text = format!("d{}", self.seq);
+            self.round
+                .extend_from_slice(&(8 + text.len() as u32).to_be_bytes());
+            self.round.push(2); // Data
+            self.round.extend_from_slice(&self.seq.to_be_bytes());
+            self.round.extend_from_slice(text.as_bytes());
+        }
+        if self.s.write_all(&self.round).is_err() {
+            return false; // closed under us (or stuck): the caller checks the log
+        }
+        // Shown, or never read: the stream was closed meanwhile.
+        let last = json!(format!("d{}", self.seq));
+        while !a.skip_to(Duration::from_millis(100), |v| {
+            v["event"] == "message" && v["text"] == last
+        }) {
+            if a.stderr_text().contains(closed) {
+                return false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "message {} never shown:\n{}",
+                self.seq,
+                a.stderr_text()
+            );
+        }
+        true
+    }
+
+    fn local_port(&self) -> u16 {
+        self.s.local_addr().unwrap().port()
+    }
+}
+
+/// Bytes the node's end of the loopback connection from `peer_port` holds unacknowledged
+/// (`tx_queue` in /proc/net/tcp).
+fn node_tx_queue(node_port: u16, peer_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || port_of(f[1])? != node_port || port_of(f[2])? != peer_port {
+            return None;
+        }
+        u64::from_str_radix(f[4].split(':').next()?, 16).ok()
+    })
+}
+
 /// A p2pchat sender that never reads its acks: once they fill the socket (an inbound
 /// stream's send buffer is small), the node keeps at most one pending and closes the
 /// stream `--read-timeout` later with a log line, serving others meanwhile.
 #[test]
 fn a_sender_that_never_reads_its_acks_is_closed_at_the_ack_write_deadline() {
     let mut a = Node::start("alice", &["--read-timeout", "1"]);
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(1).unwrap(); // the kernel's least: a window that closes at once
-    s.connect_timeout(&a.sock().into(), SOON).unwrap();
-    let mut s: TcpStream = s.into();
-    s.write_all(&raw_hello(b"deaf", 6000)).unwrap();
-    let mut welcome = [0u8; 22];
-    s.set_read_timeout(Some(SOON)).unwrap();
-    // A node that stopped reading would fail the test here, not hang it.
-    s.set_write_timeout(Some(SOON)).unwrap();
-    s.read_exact(&mut welcome).unwrap();
-    assert_eq!(welcome[4], 3, "a Welcome frame");
-    // Rounds of 64 messages (one cumulative ack each), the next only once the node showed
-    // the last: every round makes the node write one more ack that is never read.
+    let mut deaf = DeafSender::open(&a);
     let closed = "stream closed: its acks were not taken for 1.0 s";
     let started = Instant::now();
-    let mut seq = 0u64;
-    let mut round = Vec::new();
-    let waited_too_long = |seq: u64, a: &Node| {
+    // Every round makes the node write one more ack that is never read.
+    while !a.stderr_text().contains(closed) && deaf.round(&mut a, closed, started) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no ack write deadline after {seq} messages:\n{}",
+            "no ack write deadline after {} messages:\n{}",
+            deaf.seq,
             a.stderr_text()
         );
-    };
-    'rounds: while !a.stderr_text().contains(closed) {
-        waited_too_long(seq, &a);
-        round.clear();
-        for _ in 0..64 {
-            seq += 1;
-            let text = format!("d{seq}");
-            round.extend_from_slice(&(8 + text.len() as u32).to_be_bytes());
-            round.push(2); // Data
-            round.extend_from_slice(&seq.to_be_bytes());
-            round.extend_from_slice(text.as_bytes());
-        }
-        if s.write_all(&round).is_err() {
-            break; // closed under us (or stuck): the log line must be there
-        }
-        // Shown, or never read: the stream was closed meanwhile.
-        let last = json!(format!("d{seq}"));
-        while !a.skip_to(Duration::from_millis(100), |v| {
-            v["event"] == "message" && v["text"] == last
-        }) {
-            if a.stderr_text().contains(closed) {
-                break 'rounds;
-            }
-            waited_too_long(seq, &a);
-        }
     }
     a.expect_stderr(closed);
     // What is left to read is acks, then the end.
     assert!(
-        read_until_closed(&mut s).is_some(),
+        read_until_closed(&mut deaf.s).is_some(),
         "the stream stays open after its deadline"
     );
+    assert_serves(&mut a);
+}
+
+/// While an ack cannot be written (the socket holds bytes the sender does not read), the
+/// node waits for the socket or the ack write deadline, idle, not woken again and again
+/// by the ack's timer (the attack found a core spinning there until the deadline).
+#[test]
+fn a_stream_whose_acks_are_stuck_leaves_the_node_idle() {
+    let mut a = Node::start("alice", &["--read-timeout", "5"]);
+    let mut deaf = DeafSender::open(&a);
+    let closed = "stream closed: its acks were not taken";
+    let started = Instant::now();
+    let peer_port = deaf.local_port();
+    // Stuck once three rounds in a row left the bytes the node holds unacknowledged as
+    // they were (each ack it can still write adds to them).
+    let mut last = None;
+    let mut same = 0;
+    while same < 3 {
+        assert!(deaf.round(&mut a, closed, started), "closed before stuck");
+        let now = node_tx_queue(a.port, peer_port).expect("the node's end in /proc/net/tcp");
+        // (Nothing held: the sender's kernel still takes what is written.)
+        same = if now > 1000 && Some(now) == last {
+            same + 1
+        } else {
+            0
+        };
+        last = Some(now);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "acks still written after {} messages",
+            deaf.seq
+        );
+    }
+    // Acks are due (by count and by timer) and cannot be written: 1.5 s of the node's
+    // CPU. Idle is about none of it; a loop woken by the due ack takes all of it.
+    let ticks0 = cpu_ticks(a.child.id());
+    let window = Duration::from_millis(1500);
+    assert!(
+        !a.skip_to(window, |v| v["event"] == "message"),
+        "nothing more was sent"
+    );
+    let used = cpu_ticks(a.child.id()) - ticks0;
+    assert!(
+        used < 50,
+        "{used} CPU ticks (1/100 s) in {window:?} while the stream's acks are stuck"
+    );
+    a.expect_stderr(closed);
     assert_serves(&mut a);
 }
 

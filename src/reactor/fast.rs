@@ -908,8 +908,15 @@ impl Node {
         let at = if more {
             Some(now)
         } else {
+            // Bytes not taken by the socket yet: no ack can go before they do (its
+            // writable event brings them), so only the read deadlines wake us.
+            let rx_at = if conn.out.is_empty() {
+                conn.rx.poll_timeout()
+            } else {
+                conn.rx.poll_read_timeout()
+            };
             [
-                conn.rx.poll_timeout(),
+                rx_at,
                 ack_deadline,
                 conn.crypt.poll_timeout(),
                 conn.paced_until,

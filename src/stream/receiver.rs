@@ -443,6 +443,14 @@ impl Receiver {
         }
     }
 
+    /// [`Receiver::poll_timeout`] for a caller that cannot write yet (what it took from
+    /// `poll_transmit` before is not all written): only the read deadlines. An ack due
+    /// meanwhile waits for the socket to take those bytes, not for a timer, which would
+    /// fire again and again while it cannot be written.
+    pub fn poll_read_timeout(&self) -> Option<Instant> {
+        self.deadline().map(|(at, _)| at)
+    }
+
     /// The connection is finished: close it once `poll_transmit` is written.
     pub fn is_done(&self) -> bool {
         self.state == State::Closed && self.error.is_none()

@@ -286,6 +286,12 @@ fn acks_come_every_64_messages_or_after_the_delay() {
     assert_eq!(p.delivered().len(), 128);
     let due = p.r.as_ref().unwrap().poll_timeout().unwrap();
     assert!(due <= p.now + p.rcfg.ack_delay);
+    // A caller that cannot write is not woken for the ack: only for reading.
+    let read_at = p.r.as_ref().unwrap().poll_read_timeout();
+    assert!(
+        read_at.is_none_or(|t| t > due),
+        "{read_at:?} vs ack due {due:?}"
+    );
     p.advance_to(due - Duration::from_micros(1));
     p.receiver_tick();
     assert_eq!(p.acks_written - welcome_writes, 2, "not before the delay");
