@@ -427,6 +427,47 @@ fn a_downgrade_to_legacy_only_is_warned_about() {
     bob.quit();
 }
 
+/// A peer taken for legacy (a downgrade) that comes back encrypted is asked again at
+/// once, not in ten minutes: its stream is the hint, and the replies to it go encrypted.
+/// A second downgrade in the same run is warned about again.
+#[test]
+fn a_peer_back_from_a_downgrade_is_encrypted_again_and_a_second_downgrade_is_warned() {
+    let hb = common::config_home();
+    let mut bob = node_at("bob", &hb, 0, &[]);
+    let port = bob.port;
+    let mut alice = Node::start("alice", &[]);
+    until_receipt(&mut alice, &bob.addr(), &mut bob, "before");
+    let downgrades = |a: &Node| a.seen.iter().filter(|v| v["event"] == "downgrade").count();
+    // Down: bob's place taken by a legacy-only node, without an exit (killed).
+    let _ = bob.child.kill();
+    let _ = bob.child.wait();
+    let mut legacy = node_at("bob", &hb, port, &["--legacy-only"]);
+    let (out, _) = say_and_show(&mut alice, &legacy.addr(), &mut legacy, "in-clear-1");
+    assert_eq!(out["encrypted"], false, "{out}");
+    // The warning comes before the outcome.
+    assert_eq!(downgrades(&alice), 1, "{:?}", alice.seen);
+    // Back: the real bob again, who writes first; alice's replies go encrypted.
+    let _ = legacy.child.kill();
+    let _ = legacy.child.wait();
+    let mut bob = node_at("bob", &hb, port, &[]);
+    let alice_addr = alice.addr();
+    let (_, shown) = say_and_show(&mut bob, &alice_addr, &mut alice, "back");
+    assert_eq!(shown["encrypted"], true, "{shown}");
+    let (out, shown) = say_and_show(&mut alice, &bob.addr(), &mut bob, "encrypted-again");
+    assert_eq!(out["delivery"], "receipt", "{out}");
+    assert_eq!(out["encrypted"], true, "{out}");
+    assert_eq!(shown["encrypted"], true, "{shown}");
+    // Down again: warned again.
+    let _ = bob.child.kill();
+    let _ = bob.child.wait();
+    let mut legacy = node_at("bob", &hb, port, &["--legacy-only"]);
+    let (out, _) = say_and_show(&mut alice, &legacy.addr(), &mut legacy, "in-clear-2");
+    assert_eq!(out["encrypted"], false, "{out}");
+    assert_eq!(downgrades(&alice), 2, "{:?}", alice.seen);
+    alice.quit();
+    legacy.quit();
+}
+
 #[test]
 fn garbage_after_the_encrypted_preface_is_closed_with_a_log_line() {
     let mut bob = Node::start("bob", &[]);

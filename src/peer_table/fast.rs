@@ -515,6 +515,15 @@ impl PeerTable {
         self.pump(now, key);
     }
 
+    /// A stream came from `key`'s host claiming its port: if we took it for legacy, or
+    /// are backing off after a failure, ask again with the next message (see
+    /// [`PeerProof::handle_hint`]).
+    pub fn handle_fast_hint(&mut self, key: PeerKey) {
+        if let Some(fp) = self.fast.get_mut(&key) {
+            fp.proof.handle_hint();
+        }
+    }
+
     /// Forgets the fast-path state of peers removed by a finished `exit` send.
     pub(super) fn process_left(&mut self, now: Instant) {
         if self.exited {

@@ -270,14 +270,19 @@ impl Node {
     /// fast path: a downgrade (its messages then go as to such a peer).
     fn check_downgrade(&mut self, key: PeerKey, answer: &[u8]) {
         match crate::stream::proof::parse_reply(answer) {
-            Some(v) if v >= 2 => {}
+            Some(v) if v >= 2 => {
+                // Encrypted again: a later downgrade is warned about anew.
+                if let Some(keys) = self.keys.as_mut() {
+                    keys.downgrades.remove(&key);
+                }
+            }
             Some(v) => self.downgrade(key, format!("p2pchat/{v} (unencrypted streams)")),
             None => self.downgrade(key, "legacy".to_owned()),
         }
     }
 
-    /// Warns, once per peer per run, that `key`, which has a key on record (it spoke
-    /// encrypted streams), is now `now`.
+    /// Warns that `key`, which has a key on record (it spoke encrypted streams), is now
+    /// `now`: once per downgrade (again only after a probe has proven it encrypted).
     fn downgrade(&mut self, key: PeerKey, now: String) {
         let Some(keys) = self.keys.as_mut() else {
             return;
@@ -980,6 +985,7 @@ impl Node {
             return;
         };
         let peer = self.table.key_of(conn.source.ip(), port);
+        self.table.handle_fast_hint(peer);
         let theirs = match &conn.crypt {
             Crypt::Open(t) => Some(t.remote_static()),
             _ => None,

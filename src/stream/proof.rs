@@ -249,6 +249,16 @@ impl PeerProof {
         self.forget_for(now, cfg);
     }
 
+    /// The peer was seen speaking the fast path (a stream came from its host, claiming
+    /// its port): a legacy verdict, or a back-off after a failure, is stale, and the next
+    /// message asks again at once (the probe stays the evidence; the stream only says it
+    /// is worth asking).
+    pub fn handle_hint(&mut self) {
+        if matches!(self.state, State::Legacy { .. } | State::Unknown { .. }) {
+            self.state = State::Unknown { retry_at: None };
+        }
+    }
+
     /// The peer left (its `exit`, or ours): forget everything.
     pub fn handle_peer_left(&mut self) {
         *self = PeerProof::new();
@@ -369,6 +379,16 @@ mod tests {
         assert_eq!(p.route(late), Route::Legacy);
         assert!(!p.wants_probe(late + cfg.legacy_recheck - Duration::from_millis(1)));
         assert!(p.wants_probe(late + cfg.legacy_recheck));
+        // A stream from it says it is worth asking again now, not in ten minutes; what
+        // is sent meanwhile waits for that probe.
+        p.handle_hint();
+        assert!(p.wants_probe(late));
+        assert!(p.asking(late));
+        assert_eq!(p.verdict(), Verdict::Unknown);
+        // A hint is no proof: a streaming peer stays as it is.
+        let mut s = streaming(late, &cfg);
+        s.handle_hint();
+        assert_eq!(s.route(late), Route::Stream(1));
     }
 
     #[test]
@@ -381,6 +401,9 @@ mod tests {
         assert_eq!(p.route(t0), Route::Legacy);
         assert!(!p.wants_probe(t0));
         assert!(p.wants_probe(t0 + cfg.retry_after));
+        let mut hinted = p;
+        hinted.handle_hint();
+        assert!(hinted.wants_probe(t0), "a hint ends the back-off");
 
         // A probe that gets no answer in time: no verdict, retried later.
         let mut q = PeerProof::new();
