@@ -171,11 +171,14 @@ impl PeerTable {
                         fp.proof.handle_stream_failed(now, &fcfg.proof);
                         return self.start_next(now, key);
                     }
-                    let session = match fcfg.session.wrapping_add(self.senders_made) {
-                        0 => 1,
-                        s => s,
+                    // The run's sessions in turn, 0 skipped (never two senders alike).
+                    let session = loop {
+                        let s = fcfg.session.wrapping_add(self.senders_made);
+                        self.senders_made += 1;
+                        if s != 0 {
+                            break s;
+                        }
                     };
-                    self.senders_made += 1;
                     let mut scfg = SenderConfig::new(session, self.cfg.port, &*self.self_name);
                     scfg.version = version.min(frame::VERSION);
                     // A stream attempt gives up no later than a probe does: with a short
@@ -515,7 +518,7 @@ impl PeerTable {
         self.pump(now, key);
     }
 
-    /// A stream came from `key`'s host claiming its port: if we took it for legacy, or
+    /// An encrypted stream came from `key`'s host claiming its port: if we took it for legacy, or
     /// are backing off after a failure, ask again with the next message (see
     /// [`PeerProof::handle_hint`]).
     pub fn handle_fast_hint(&mut self, key: PeerKey) {

@@ -248,7 +248,7 @@ impl Node {
     /// A legacy send to `to` is connected and about to write its text in clear: if that
     /// peer has a key on record (it spoke encrypted streams), that is a downgrade,
     /// whatever made it (its probe went unanswered, a stream attempt failed: someone on
-    /// the path can cause either). Told before the text goes, once per peer per run; a
+    /// the path can cause either). Told before the text goes, once per downgrade; a
     /// peer that cannot be reached at all sends nothing in clear and is not warned about.
     pub(super) fn warn_in_clear(&mut self, to: SocketAddr) {
         if self.keys.is_none() {
@@ -270,19 +270,15 @@ impl Node {
     /// fast path: a downgrade (its messages then go as to such a peer).
     fn check_downgrade(&mut self, key: PeerKey, answer: &[u8]) {
         match crate::stream::proof::parse_reply(answer) {
-            Some(v) if v >= 2 => {
-                // Encrypted again: a later downgrade is warned about anew.
-                if let Some(keys) = self.keys.as_mut() {
-                    keys.downgrades.remove(&key);
-                }
-            }
+            Some(v) if v >= 2 => {}
             Some(v) => self.downgrade(key, format!("p2pchat/{v} (unencrypted streams)")),
             None => self.downgrade(key, "legacy".to_owned()),
         }
     }
 
     /// Warns that `key`, which has a key on record (it spoke encrypted streams), is now
-    /// `now`: once per downgrade (again only after a probe has proven it encrypted).
+    /// `now`: once per downgrade (again only after a stream has authenticated the key on
+    /// record since).
     fn downgrade(&mut self, key: PeerKey, now: String) {
         let Some(keys) = self.keys.as_mut() else {
             return;
@@ -482,11 +478,21 @@ impl Node {
                 Some(keys) => keys.check(key, &theirs),
                 None => Lookup::Unknown,
             };
-            if let Lookup::Changed { old, new, .. } = lookup {
-                self.close(id);
-                self.key_changed(key, old, new, None);
-                self.table.handle_key_changed(now, key, link);
-                return false;
+            match lookup {
+                Lookup::Changed { old, new, .. } => {
+                    self.close(id);
+                    self.key_changed(key, old, new, None);
+                    self.table.handle_key_changed(now, key, link);
+                    return false;
+                }
+                // The key on record, authenticated: encrypted again, so a later
+                // downgrade is warned about anew.
+                Lookup::Known { .. } => {
+                    if let Some(keys) = self.keys.as_mut() {
+                        keys.downgrades.remove(&key);
+                    }
+                }
+                Lookup::Unknown => {}
             }
         }
         let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
@@ -985,22 +991,30 @@ impl Node {
             return;
         };
         let peer = self.table.key_of(conn.source.ip(), port);
-        self.table.handle_fast_hint(peer);
         let theirs = match &conn.crypt {
             Crypt::Open(t) => Some(t.remote_static()),
             _ => None,
         };
+        if theirs.is_some() {
+            // An encrypted stream from its host claiming its port: worth asking again.
+            self.table.handle_fast_hint(peer);
+        }
         let named = conn.name.clone();
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
         match theirs {
-            Some(k) => {
-                if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
+            Some(k) => match keys.check(peer, &k) {
+                Lookup::Changed { old, new, .. } => {
                     conn.key_changed = true;
                     self.key_changed(peer, old, new, Some(&named));
                 }
-            }
+                // The key on record, authenticated: a later downgrade is warned anew.
+                Lookup::Known { .. } => {
+                    keys.downgrades.remove(&peer);
+                }
+                Lookup::Unknown => {}
+            },
             None => {
                 if keys.known.get(peer).is_some() && keys.downgrades.insert(peer) {
                     log::info!("{peer} has a key on record but sent a plaintext stream");
@@ -1038,12 +1052,17 @@ impl Node {
             };
             let source = conn.source;
             if conn.key_changed {
-                // Marked until the user trusts the new key (`/trust`), on this stream too.
+                // Marked until the user trusts this very key (`/trust`, which accepts the
+                // key last presented: possibly another one than this stream's).
                 let peer = self.table.key_of(source.ip(), conn.port);
-                conn.key_changed = self
-                    .keys
-                    .as_ref()
-                    .is_some_and(|k| k.changed.contains_key(&peer));
+                let on_record = match (&conn.crypt, self.keys.as_ref()) {
+                    (Crypt::Open(t), Some(keys)) => keys
+                        .known
+                        .get(peer)
+                        .is_some_and(|e| e.key == t.remote_static()),
+                    _ => false,
+                };
+                conn.key_changed = !on_record;
             }
             let via = match (&conn.crypt, conn.key_changed) {
                 (Crypt::Plain, _) => Via::Clear,

@@ -20,7 +20,8 @@ pub struct Keys {
     /// Peers that presented another key than the one on record, with that key: sends to
     /// them fail with `key_changed`, their messages are marked, until `/trust`.
     pub changed: HashMap<PeerKey, PublicKey>,
-    /// Peers warned about a downgrade this run (once each).
+    /// Peers warned about a downgrade, not since seen on a stream authenticated by the
+    /// key on record (warned once per downgrade).
     pub downgrades: HashSet<PeerKey>,
 }
 

@@ -249,8 +249,8 @@ impl PeerProof {
         self.forget_for(now, cfg);
     }
 
-    /// The peer was seen speaking the fast path (a stream came from its host, claiming
-    /// its port): a legacy verdict, or a back-off after a failure, is stale, and the next
+    /// The peer was seen speaking the fast path (an encrypted stream came from its host,
+    /// claiming its port): a legacy verdict, or a back-off after a failure, is stale, and the next
     /// message asks again at once (the probe stays the evidence; the stream only says it
     /// is worth asking).
     pub fn handle_hint(&mut self) {
