@@ -352,12 +352,33 @@ impl PeerTable {
         fp.key_changed = true;
         fp.connected = false;
         fp.welcomed = false;
-        let held = fp
-            .sender
-            .take()
-            .map(|mut s| s.fall_back())
-            .unwrap_or_default();
+        let mut sender = fp.sender.take();
+        let held = sender.as_mut().map(Sender::fall_back).unwrap_or_default();
         fp.proof.handle_peer_left();
+        // What an earlier stream left in doubt (written, never acknowledged) ends now, as
+        // the sender reports it, not at its deadline after the sender is gone.
+        let mut settled = Vec::new();
+        while let Some(o) = sender.as_mut().and_then(Sender::poll_outcome) {
+            match o {
+                Outcome::Delivered(ids) => {
+                    settled.extend(ids.into_iter().map(|id| (id, SendOutcome::Acknowledged)))
+                }
+                Outcome::Unconfirmed(ids) => {
+                    settled.extend(ids.into_iter().map(|id| (id, SendOutcome::Unconfirmed)))
+                }
+                Outcome::Failed(ids, _) => settled.extend(
+                    ids.into_iter()
+                        .map(|id| (id, SendOutcome::Failed(SendFailure::KeyChanged))),
+                ),
+            }
+        }
+        for (id, outcome) in settled {
+            if let Some(m) = self.streamed.remove(&id) {
+                self.sends.remove(&m.id);
+                self.deadlines.remove(m.deadline, m.id);
+                self.finish(m, outcome);
+            }
+        }
         for u in held {
             if let Some(m) = self.streamed.remove(&u.id) {
                 self.sends.remove(&m.id);

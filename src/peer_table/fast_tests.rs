@@ -561,6 +561,34 @@ fn a_welcome_after_a_break_settles_and_resends() {
     assert_eq!(ack(&mut t, ms(t0, 6), 3, 3), [sent("y", Delivery::Receipt)]);
 }
 
+/// A new stream meets another key than the one on record (the reactor reports it during
+/// the handshake): everything to that peer ends at once. What the broken stream before
+/// left in doubt ends unconfirmed (not at its deadline), what waited fails with
+/// `key_changed`, and so does what is sent after, until `/trust`.
+#[test]
+fn a_changed_key_settles_every_message_at_once() {
+    let (mut t, t0) = setup();
+    let link = streaming(&mut t, t0);
+    assert_eq!(send(&mut t, ms(t0, 1), "x"), [Fx::Ready(link)]);
+    assert_eq!(transmit(&mut t, ms(t0, 1), link), [data(2, "x")]);
+    assert_eq!(broken(&mut t, ms(t0, 2), link), [Fx::Probe(2)]);
+    assert_eq!(send(&mut t, ms(t0, 3), "y"), []);
+    assert_eq!(probe_answer(&mut t, ms(t0, 3), 2, PROOF), [Fx::Open(3)]);
+    t.handle_key_changed(ms(t0, 4), bob(), LinkId(3));
+    assert_eq!(
+        drain(&mut t),
+        [
+            sent("x", Delivery::Unconfirmed),
+            failed("y", SendFailure::KeyChanged)
+        ]
+    );
+    assert_eq!(t.pending_sends(), 0);
+    assert_eq!(
+        send(&mut t, ms(t0, 5), "z"),
+        [failed("z", SendFailure::KeyChanged)]
+    );
+}
+
 // ----- deadlines --------------------------------------------------------------------------
 
 /// A receiver that stops acknowledging (or reading): each message ends at its own
