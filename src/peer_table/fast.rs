@@ -357,35 +357,13 @@ impl PeerTable {
         fp.proof.handle_peer_left();
         // What an earlier stream left in doubt (written, never acknowledged) ends now, as
         // the sender reports it, not at its deadline after the sender is gone.
-        let mut settled = Vec::new();
         while let Some(o) = sender.as_mut().and_then(Sender::poll_outcome) {
-            match o {
-                Outcome::Delivered(ids) => {
-                    settled.extend(ids.into_iter().map(|id| (id, SendOutcome::Acknowledged)))
-                }
-                Outcome::Unconfirmed(ids) => {
-                    settled.extend(ids.into_iter().map(|id| (id, SendOutcome::Unconfirmed)))
-                }
-                Outcome::Failed(ids, _) => settled.extend(
-                    ids.into_iter()
-                        .map(|id| (id, SendOutcome::Failed(SendFailure::KeyChanged))),
-                ),
-            }
+            self.end_streamed(o, SendFailure::KeyChanged);
         }
-        for (id, outcome) in settled {
-            if let Some(m) = self.streamed.remove(&id) {
-                self.sends.remove(&m.id);
-                self.deadlines.remove(m.deadline, m.id);
-                self.finish(m, outcome);
-            }
-        }
-        for u in held {
-            if let Some(m) = self.streamed.remove(&u.id) {
-                self.sends.remove(&m.id);
-                self.deadlines.remove(m.deadline, m.id);
-                self.finish(m, SendOutcome::Failed(SendFailure::KeyChanged));
-            }
-        }
+        self.end_streamed_ids(
+            held.into_iter().map(|u| u.id),
+            SendOutcome::Failed(SendFailure::KeyChanged),
+        );
         self.fail_all_queued(key, SendFailure::KeyChanged);
         let _ = now;
         self.check_done();
@@ -446,6 +424,29 @@ impl PeerTable {
         self.settle(now, key, false);
     }
 
+    /// Ends the stream messages a sender's `outcome` names (`failed`: the reason for those
+    /// it gave up on), each with its outcome shown.
+    fn end_streamed(&mut self, outcome: Outcome<SendId>, failed: SendFailure) {
+        let (ids, result) = match outcome {
+            Outcome::Delivered(ids) => (ids, SendOutcome::Acknowledged),
+            Outcome::Unconfirmed(ids) => (ids, SendOutcome::Unconfirmed),
+            Outcome::Failed(ids, _) => (ids, SendOutcome::Failed(failed)),
+        };
+        self.end_streamed_ids(ids, result);
+    }
+
+    /// Ends the stream messages `ids` (those still pending) with `result`.
+    fn end_streamed_ids(&mut self, ids: impl IntoIterator<Item = SendId>, result: SendOutcome) {
+        for id in ids {
+            // Gone already when the table's own deadline fired first.
+            if let Some(m) = self.streamed.remove(&id) {
+                self.sends.remove(&id);
+                self.deadlines.remove(m.deadline, id);
+                self.finish(m, result.clone());
+            }
+        }
+    }
+
     /// Reports the sender's outcomes and acts on a close it asks for. `pump`: then move
     /// the peer's queue along.
     fn settle(&mut self, now: Instant, key: PeerKey, pump: bool) {
@@ -462,19 +463,7 @@ impl PeerTable {
                 .and_then(|f| f.sender.as_mut())
                 .and_then(|s| s.poll_outcome());
             let Some(outcome) = outcome else { break };
-            let (ids, result) = match outcome {
-                Outcome::Delivered(ids) => (ids, SendOutcome::Acknowledged),
-                Outcome::Unconfirmed(ids) => (ids, SendOutcome::Unconfirmed),
-                Outcome::Failed(ids, _) => (ids, SendOutcome::Failed(never_written.clone())),
-            };
-            for id in ids {
-                // Gone already when the table's own deadline fired first.
-                if let Some(m) = self.streamed.remove(&id) {
-                    self.sends.remove(&id);
-                    self.deadlines.remove(m.deadline, id);
-                    self.finish(m, result.clone());
-                }
-            }
+            self.end_streamed(outcome, never_written.clone());
         }
         let fcfg = self.cfg.fast.clone();
         if let Some(fp) = self.fast.get_mut(&key) {

@@ -281,6 +281,18 @@ fn streaming(t: &mut PeerTable, t0: Instant) -> u64 {
     1
 }
 
+/// [`streaming`], then "x" written at +1 ms and the stream broken at +2 ms ("x" in doubt,
+/// a new probe out as link 2), then "y" sent at +3 ms: it waits for that probe (the proof
+/// is stale, not forgotten).
+#[track_caller]
+fn x_in_doubt_y_waiting(t: &mut PeerTable, t0: Instant) {
+    let link = streaming(t, t0);
+    assert_eq!(send(t, ms(t0, 1), "x"), [Fx::Ready(link)]);
+    assert_eq!(transmit(t, ms(t0, 1), link), [data(2, "x")]);
+    assert_eq!(broken(t, ms(t0, 2), link), [Fx::Probe(2)]);
+    assert_eq!(send(t, ms(t0, 3), "y"), []);
+}
+
 // ----- route: legacy, stream, wait ------------------------------------------------------
 
 /// An unknown peer's messages wait for the probe sent with the first (nothing goes by
@@ -520,12 +532,7 @@ fn a_refused_stream_falls_back() {
 #[test]
 fn messages_in_doubt_end_unconfirmed_when_the_fallback_comes() {
     let (mut t, t0) = setup();
-    let link = streaming(&mut t, t0);
-    assert_eq!(send(&mut t, ms(t0, 1), "x"), [Fx::Ready(link)]);
-    assert_eq!(transmit(&mut t, ms(t0, 1), link), [data(2, "x")]);
-    assert_eq!(broken(&mut t, ms(t0, 2), link), [Fx::Probe(2)]);
-    // The proof is stale, not forgotten: a message now waits for the probe.
-    assert_eq!(send(&mut t, ms(t0, 3), "y"), []);
+    x_in_doubt_y_waiting(&mut t, t0);
     assert_eq!(t.speaks(&bob()), Speaks::P2pchat(1));
     assert_eq!(
         probe_failed(&mut t, ms(t0, 4), 2),
@@ -568,11 +575,7 @@ fn a_welcome_after_a_break_settles_and_resends() {
 #[test]
 fn a_changed_key_settles_every_message_at_once() {
     let (mut t, t0) = setup();
-    let link = streaming(&mut t, t0);
-    assert_eq!(send(&mut t, ms(t0, 1), "x"), [Fx::Ready(link)]);
-    assert_eq!(transmit(&mut t, ms(t0, 1), link), [data(2, "x")]);
-    assert_eq!(broken(&mut t, ms(t0, 2), link), [Fx::Probe(2)]);
-    assert_eq!(send(&mut t, ms(t0, 3), "y"), []);
+    x_in_doubt_y_waiting(&mut t, t0);
     assert_eq!(probe_answer(&mut t, ms(t0, 3), 2, PROOF), [Fx::Open(3)]);
     t.handle_key_changed(ms(t0, 4), bob(), LinkId(3));
     assert_eq!(

@@ -478,21 +478,11 @@ impl Node {
                 Some(keys) => keys.check(key, &theirs),
                 None => Lookup::Unknown,
             };
-            match lookup {
-                Lookup::Changed { old, new, .. } => {
-                    self.close(id);
-                    self.key_changed(key, old, new, None);
-                    self.table.handle_key_changed(now, key, link);
-                    return false;
-                }
-                // The key on record, authenticated: encrypted again, so a later
-                // downgrade is warned about anew.
-                Lookup::Known { .. } => {
-                    if let Some(keys) = self.keys.as_mut() {
-                        keys.downgrades.remove(&key);
-                    }
-                }
-                Lookup::Unknown => {}
+            if let Lookup::Changed { old, new, .. } = lookup {
+                self.close(id);
+                self.key_changed(key, old, new, None);
+                self.table.handle_key_changed(now, key, link);
+                return false;
             }
         }
         let Some(Conn::StreamOut(conn)) = self.conns.get_mut(id) else {
@@ -1004,17 +994,12 @@ impl Node {
             return;
         };
         match theirs {
-            Some(k) => match keys.check(peer, &k) {
-                Lookup::Changed { old, new, .. } => {
+            Some(k) => {
+                if let Lookup::Changed { old, new, .. } = keys.check(peer, &k) {
                     conn.key_changed = true;
                     self.key_changed(peer, old, new, Some(&named));
                 }
-                // The key on record, authenticated: a later downgrade is warned anew.
-                Lookup::Known { .. } => {
-                    keys.downgrades.remove(&peer);
-                }
-                Lookup::Unknown => {}
-            },
+            }
             None => {
                 if keys.known.get(peer).is_some() && keys.downgrades.insert(peer) {
                     log::info!("{peer} has a key on record but sent a plaintext stream");

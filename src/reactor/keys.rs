@@ -87,12 +87,19 @@ impl Keys {
         }
     }
 
-    /// Trust on first use: `peer` presented `key`. Unknown: recorded and saved.
+    /// Trust on first use: `peer` presented `key`. Unknown: recorded and saved. Known:
+    /// a downgrade warned about is warned about again if it happens again.
     pub fn check(&mut self, peer: PeerKey, key: &PublicKey) -> Lookup {
         match self.known.remember(peer, key) {
             Ok(Lookup::Unknown) => {
                 self.save();
                 Lookup::Unknown
+            }
+            Ok(l @ Lookup::Known { .. }) => {
+                // Encrypted again with the key on record: a later downgrade is warned
+                // about anew.
+                self.downgrades.remove(&peer);
+                l
             }
             Ok(l) => l,
             Err(e) => {

@@ -142,39 +142,41 @@ impl NodeProc {
         cpus: Option<&[usize]>,
     ) -> Result<NodeProc, String> {
         let home = crate::home::TempHome::new(name)?;
-        let mut cmd = if pair == Pair::Floor {
-            let me = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
-            let mut cmd = Command::new(me);
-            cmd.arg("minimal-relay");
-            cmd
-        } else {
-            Command::new(&opts.node)
+        let mut cmd = match pair {
+            Pair::Floor => {
+                let me = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+                let mut cmd = Command::new(me);
+                cmd.arg("minimal-relay");
+                cmd
+            }
+            Pair::Fast | Pair::Legacy => {
+                let mut cmd = Command::new(&opts.node);
+                cmd.arg("--home")
+                    .arg(home.path())
+                    .args([
+                        "--name",
+                        name,
+                        "--port",
+                        "0",
+                        "--bind",
+                        "127.0.0.1",
+                        "--json",
+                        "-q",
+                    ])
+                    .args(["--timeout", &opts.send_timeout.to_string()])
+                    .args(&opts.node_args);
+                if pair == Pair::Legacy {
+                    cmd.arg("--legacy-only");
+                }
+                cmd
+            }
         };
-        if pair != Pair::Floor {
-            cmd.arg("--home")
-                .arg(home.path())
-                .args([
-                    "--name",
-                    name,
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--json",
-                    "-q",
-                ])
-                .args(["--timeout", &opts.send_timeout.to_string()])
-                .args(&opts.node_args);
-        }
         cmd.env_remove("P2PCHAT_NAME")
             .env_remove("P2PCHAT_PORT")
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        if pair == Pair::Legacy {
-            cmd.arg("--legacy-only");
-        }
         if let Some(cpus) = cpus {
             // Pinned before it runs, so every thread it starts (the relay's) is too.
             let cpus = cpus.to_vec();
